@@ -1,0 +1,5 @@
+import sys
+
+from callcontrol.cli import main
+
+sys.exit(main())

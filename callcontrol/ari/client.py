@@ -1,0 +1,369 @@
+"""The ARI REST client: a thin layer on one aiohttp session.
+
+Every request carries a Basic ``Authorization`` header and a total timeout.
+Library errors become the project's errors (``raise ... from exc``):
+
+    cannot connect, DNS, reset, timed out   -> AriUnavailable
+    HTTP 404                                -> AriNotFound
+    any other HTTP status >= 400            -> AriHttpError(method, path, status, body)
+    a 2xx answer that is not JSON           -> AriError
+
+Paths are relative to ``<base_url>/ari``; ids are percent-encoded as path
+segments. Query parameters are strings on the wire: booleans go as
+``"true"``/``"false"`` and ``None`` values are left out. The password is never
+logged nor shown in ``repr``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json as jsonlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from callcontrol.errors import AriError, AriHttpError, AriNotFound, AriUnavailable
+
+from .models import Bridge, Channel, Playback
+
+logger = logging.getLogger(__name__)
+
+ParamValue = str | int | float | bool | None
+
+
+def ari_root(base_url: str) -> str:
+    """``http://host:8088`` (or ``.../ari``, with or without a slash) -> ``http://host:8088/ari``."""
+    root = base_url.rstrip("/")
+    return root if root.endswith("/ari") else root + "/ari"
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    """The ``Authorization`` header value (aiohttp 3.14 deprecates ``BasicAuth``)."""
+    if ":" in username:
+        raise ValueError("an ARI user name cannot contain ':'")
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _query(params: Mapping[str, ParamValue] | None) -> dict[str, str]:
+    query: dict[str, str] = {}
+    for key, value in (params or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            query[key] = "true" if value else "false"
+        else:
+            query[key] = str(value)
+    return query
+
+
+def _object(data: Any, method: str, path: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise AriError(f"ARI {method} {path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _list(data: Any, method: str, path: str) -> list[dict[str, Any]]:
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise AriError(f"ARI {method} {path}: expected a JSON list of objects")
+    return data
+
+
+class AriClient:
+    """REST calls to one Asterisk for one Stasis application."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        app: str,
+        timeout: float = 5.0,
+    ) -> None:
+        self.base_url = base_url
+        self.app = app
+        self.timeout = timeout
+        self._root = ari_root(base_url)
+        self.username = username
+        self._headers = {"Authorization": basic_auth_header(username, password)}
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"AriClient({self._root!r}, user={self.username!r}, app={self.app!r})"
+
+    async def start(self) -> None:
+        """Create the HTTP session now (otherwise done by the first request)."""
+        self._get_session()
+
+    async def close(self) -> None:
+        """Close the session; later requests raise AriUnavailable."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def __aenter__(self) -> AriClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise AriUnavailable("the ARI client is closed")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """One ARI call; returns the parsed JSON, or None for 204 / an empty body."""
+        session = self._get_session()
+        url = URL(self._root + path, encoded=True)
+        started = time.monotonic()
+        try:
+            async with session.request(method, url, params=_query(params), json=json) as resp:
+                body = await resp.read()
+                status = resp.status
+        except TimeoutError as exc:
+            raise AriUnavailable(f"ARI {method} {path}: no answer within {self.timeout} s") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise AriUnavailable(f"ARI {method} {path}: {exc or type(exc).__name__}") from exc
+        except aiohttp.ClientError as exc:
+            raise AriError(f"ARI {method} {path}: {exc or type(exc).__name__}") from exc
+        logger.debug(
+            "ARI %s %s -> %d (%.1f ms)", method, path, status, (time.monotonic() - started) * 1e3
+        )
+        if status >= 400:
+            text = body.decode("utf-8", errors="replace")
+            error = AriNotFound if status == 404 else AriHttpError
+            raise error(method, path, status, text)
+        if status == 204 or not body.strip():
+            return None
+        try:
+            return jsonlib.loads(body)
+        except ValueError as exc:
+            raise AriError(f"ARI {method} {path}: answer is not JSON") from exc
+
+    # --- channels -------------------------------------------------------------
+
+    async def answer(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{_seg(channel_id)}/answer")
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        await self.request("DELETE", f"/channels/{_seg(channel_id)}", params={"reason": reason})
+
+    async def ring(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{_seg(channel_id)}/ring")
+
+    async def ring_stop(self, channel_id: str) -> None:
+        await self.request("DELETE", f"/channels/{_seg(channel_id)}/ring")
+
+    async def play(
+        self,
+        channel_id: str,
+        media: Sequence[str],
+        *,
+        playback_id: str | None = None,
+        lang: str | None = None,
+    ) -> Playback:
+        """Play one or several media URIs (``sound:...``) in one playback."""
+        items = [media] if isinstance(media, str) else list(media)
+        if not items:
+            raise ValueError("play needs at least one media URI")
+        path = f"/channels/{_seg(channel_id)}/play"
+        params = {"media": ",".join(items), "playbackId": playback_id, "lang": lang}
+        data = await self.request("POST", path, params=params)
+        return Playback.from_json(_object(data, "POST", path))
+
+    async def stop_playback(self, playback_id: str) -> None:
+        await self.request("DELETE", f"/playbacks/{_seg(playback_id)}")
+
+    async def originate(
+        self,
+        endpoint: str,
+        *,
+        app_args: str,
+        caller_id: str | None = None,
+        timeout: int = 30,  # noqa: ASYNC109 (ARI's ring timeout, in seconds)
+        channel_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        originator: str | None = None,
+    ) -> Channel:
+        """Call ``endpoint`` and, once it answers, put it into our Stasis app."""
+        params: dict[str, ParamValue] = {
+            "endpoint": endpoint,
+            "app": self.app,
+            "appArgs": app_args,
+            "callerId": caller_id,
+            "timeout": timeout,
+            "channelId": channel_id,
+            "originator": originator,
+        }
+        body = {"variables": dict(variables)} if variables else None
+        data = await self.request("POST", "/channels", params=params, json=body)
+        return Channel.from_json(_object(data, "POST", "/channels"))
+
+    async def create_channel(
+        self,
+        endpoint: str,
+        *,
+        app_args: str = "",
+        channel_id: str | None = None,
+        originator: str | None = None,
+        formats: str | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> Channel:
+        """Create a channel without dialling it yet (see :meth:`dial`)."""
+        params: dict[str, ParamValue] = {
+            "endpoint": endpoint,
+            "app": self.app,
+            "appArgs": app_args or None,
+            "channelId": channel_id,
+            "originator": originator,
+            "formats": formats,
+        }
+        body = {"variables": dict(variables)} if variables else None
+        data = await self.request("POST", "/channels/create", params=params, json=body)
+        return Channel.from_json(_object(data, "POST", "/channels/create"))
+
+    async def dial(
+        self,
+        channel_id: str,
+        caller: str | None = None,
+        timeout: int | None = None,  # noqa: ASYNC109 (ARI's ring timeout, in seconds)
+    ) -> None:
+        params: dict[str, ParamValue] = {"caller": caller, "timeout": timeout}
+        await self.request("POST", f"/channels/{_seg(channel_id)}/dial", params=params)
+
+    async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
+        params = {"variable": variable, "value": value}
+        await self.request("POST", f"/channels/{_seg(channel_id)}/variable", params=params)
+
+    async def get_variable(self, channel_id: str, variable: str) -> str | None:
+        """The variable's value; None when the channel or the variable does not exist."""
+        path = f"/channels/{_seg(channel_id)}/variable"
+        try:
+            data = await self.request("GET", path, params={"variable": variable})
+        except AriNotFound:
+            return None
+        value = _object(data, "GET", path).get("value")
+        return None if value is None else str(value)
+
+    async def get_channel(self, channel_id: str) -> Channel:
+        path = f"/channels/{_seg(channel_id)}"
+        return Channel.from_json(_object(await self.request("GET", path), "GET", path))
+
+    async def list_channels(self) -> list[Channel]:
+        data = _list(await self.request("GET", "/channels"), "GET", "/channels")
+        return [Channel.from_json(item) for item in data]
+
+    async def continue_in_dialplan(
+        self,
+        channel_id: str,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+    ) -> None:
+        params: dict[str, ParamValue] = {
+            "context": context,
+            "extension": extension,
+            "priority": priority,
+        }
+        await self.request("POST", f"/channels/{_seg(channel_id)}/continue", params=params)
+
+    # --- bridges --------------------------------------------------------------
+
+    async def create_bridge(
+        self, bridge_id: str | None = None, *, type: str = "mixing", name: str | None = None
+    ) -> Bridge:
+        params = {"type": type, "bridgeId": bridge_id, "name": name}
+        data = await self.request("POST", "/bridges", params=params)
+        return Bridge.from_json(_object(data, "POST", "/bridges"))
+
+    async def add_channels(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        ids = [channel_ids] if isinstance(channel_ids, str) else list(channel_ids)
+        path = f"/bridges/{_seg(bridge_id)}/addChannel"
+        await self.request("POST", path, params={"channel": ",".join(ids)})
+
+    async def remove_channel(self, bridge_id: str, channel_id: str) -> None:
+        path = f"/bridges/{_seg(bridge_id)}/removeChannel"
+        await self.request("POST", path, params={"channel": channel_id})
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.request("DELETE", f"/bridges/{_seg(bridge_id)}")
+
+    async def list_bridges(self) -> list[Bridge]:
+        data = _list(await self.request("GET", "/bridges"), "GET", "/bridges")
+        return [Bridge.from_json(item) for item in data]
+
+    # --- asterisk -------------------------------------------------------------
+
+    async def info(self) -> dict[str, Any]:
+        return _object(await self.request("GET", "/asterisk/info"), "GET", "/asterisk/info")
+
+    @staticmethod
+    def _config_path(config_class: str, object_type: str, object_id: str) -> str:
+        return (
+            f"/asterisk/config/dynamic/{_seg(config_class)}/{_seg(object_type)}/{_seg(object_id)}"
+        )
+
+    async def put_dynamic_config(
+        self,
+        config_class: str,
+        object_type: str,
+        object_id: str,
+        fields: Mapping[str, str],
+    ) -> list[dict[str, Any]]:
+        """Create or update a sorcery object, e.g. ``res_pjsip``/``endpoint``/``alice``."""
+        path = self._config_path(config_class, object_type, object_id)
+        body = {"fields": [{"attribute": k, "value": v} for k, v in fields.items()]}
+        return _list(await self.request("PUT", path, json=body), "PUT", path)
+
+    async def get_dynamic_config(
+        self, config_class: str, object_type: str, object_id: str
+    ) -> dict[str, str] | None:
+        """The object's attributes, or None when it does not exist."""
+        path = self._config_path(config_class, object_type, object_id)
+        try:
+            data = await self.request("GET", path)
+        except AriNotFound:
+            return None
+        return {str(t.get("attribute")): str(t.get("value")) for t in _list(data, "GET", path)}
+
+    async def delete_dynamic_config(
+        self, config_class: str, object_type: str, object_id: str
+    ) -> None:
+        """Delete the object; one that is already gone is fine."""
+        path = self._config_path(config_class, object_type, object_id)
+        try:
+            await self.request("DELETE", path)
+        except AriNotFound:
+            logger.debug("ARI dynamic config %s already gone", path)

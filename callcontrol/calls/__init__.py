@@ -1,0 +1,1 @@
+"""Call orchestration over ARI: inbound routing to users, re-adoption, provisioning."""

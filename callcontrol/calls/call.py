@@ -1,0 +1,265 @@
+"""One call: its channels, their events merged in order, and its end.
+
+A call owns one ``asyncio.TaskGroup``: a forwarding task per channel (merging each
+channel's ordered events into the call's inbox) and whatever the call's state
+needs (playbacks, timers). The call's coroutine runs the states; when it returns
+or is cancelled, ``finish`` hangs up what is still up and completes the call record
+in ``finally`` under a short, shielded deadline, exactly once.
+
+A call that is *detached* (the app shuts down on SIGTERM) leaves its channels up
+and its record open: the next start re-adopts it (see manager.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from callcontrol.ari import (
+    AriClient,
+    Channel,
+    ChannelDestroyed,
+    ChannelEvents,
+    ChannelHangupRequest,
+    Event,
+    EventRouter,
+    PlaybackFinished,
+    StasisEnd,
+)
+from callcontrol.calls.prompts import Refusal
+from callcontrol.domain.call_records import Disposition, EndedBy
+from callcontrol.errors import AriError, AriNotFound, CallControlError
+from callcontrol.logs import call_id_var
+
+if TYPE_CHECKING:
+    from callcontrol.calls.records import CallStore
+
+log = logging.getLogger(__name__)
+
+CALL_ID_VAR = "CALLCONTROL_CALL_ID"
+ROLE_VAR = "CALLCONTROL_ROLE"
+CLEANUP_DEADLINE = 5.0
+PROMPT_DEADLINE = 30.0
+
+
+def new_call_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One event, tagged with the role of the channel it came from."""
+
+    role: str
+    event: Event
+
+
+class ChannelGone(Exception):
+    """A channel of the call hung up (raised inside a state to end it)."""
+
+    def __init__(self, role: str, cause: int | None) -> None:
+        super().__init__(role)
+        self.role = role
+        self.cause = cause
+
+
+class Call:
+    """Base of every call: channels by role, a merged inbox, and a guaranteed end."""
+
+    def __init__(self, call_id: str, ari: AriClient, router: EventRouter, store: CallStore) -> None:
+        self.call_id = call_id
+        self.ari = ari
+        self.router = router
+        self.store = store
+        self.channels: dict[str, str] = {}  # role -> channel id
+        self.gone: set[str] = set()  # roles whose channel has hung up
+        self.inbox: asyncio.Queue[Incoming] = asyncio.Queue()
+        self.bridge_id: str | None = None
+        self.detached = False
+        self.answered_at: datetime | None = None
+        self.disposition: Disposition | None = None
+        self.ended_by: EndedBy | None = None
+        self.cause: int | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._pending: list[tuple[str, ChannelEvents]] = []
+        self._finished = False
+        self.recorded = True  # False until the call record exists
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the call to its end; never raises except CancelledError."""
+        call_id_var.set(self.call_id)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for role, events in self._pending:
+                    tg.create_task(self._forward(role, events))
+                self._pending.clear()
+                try:
+                    await self.handle()
+                except ChannelGone as gone:
+                    self._note_gone(gone.role, gone.cause)
+                finally:
+                    self._close_subscriptions()
+        except* CallControlError as group:
+            for exc in group.exceptions:
+                log.error("call failed: %s", exc)
+            self.disposition = self.disposition or Disposition.FAILED
+        except* Exception:
+            log.exception("call crashed")
+            self.disposition = self.disposition or Disposition.FAILED
+        finally:
+            self._tg = None
+            await asyncio.shield(self._finish_under_deadline())
+
+    async def handle(self) -> None:
+        raise NotImplementedError
+
+    def detach(self) -> None:
+        """Leave the channels up and the record open (app shutdown); cancel separately."""
+        self.detached = True
+
+    # ---- channels and events ----------------------------------------------------------
+
+    def attach(self, role: str, channel_id: str, events: ChannelEvents | None = None) -> None:
+        """Own a channel: route its events into the inbox, tagged with ``role``."""
+        self.channels[role] = channel_id
+        subscription = events or self.router.subscribe(channel_id)
+        if self._tg is None:
+            self._pending.append((role, subscription))
+        else:
+            self._tg.create_task(self._forward(role, subscription))
+
+    async def _forward(self, role: str, events: ChannelEvents) -> None:
+        async for event in events:
+            self.inbox.put_nowait(Incoming(role, event))
+
+    def vanished(self, role: str) -> None:
+        """A channel disappeared while we were not listening: treat it as hung up."""
+        channel_id = self.channels[role]
+        self.inbox.put_nowait(
+            Incoming(role, ChannelDestroyed(type="ChannelDestroyed", channel=Channel(id=channel_id)))
+        )
+
+    def _close_subscriptions(self) -> None:
+        for channel_id in self.channels.values():
+            self.router.unsubscribe(channel_id)
+
+    async def next_event(self, timeout: float | None = None) -> Incoming:  # noqa: ASYNC109
+        """The next event of any channel; raises ChannelGone when a channel hangs up."""
+        async with asyncio.timeout(timeout):
+            item = await self.inbox.get()
+        event = item.event
+        if isinstance(event, ChannelHangupRequest):
+            self.cause = event.cause if event.cause is not None else self.cause
+            raise ChannelGone(item.role, event.cause)
+        if isinstance(event, StasisEnd | ChannelDestroyed):
+            cause = event.cause if isinstance(event, ChannelDestroyed) else self.cause
+            raise ChannelGone(item.role, cause)
+        return item
+
+    def _note_gone(self, role: str, cause: int | None) -> None:
+        self.gone.add(role)
+        if self.ended_by is None:
+            self.ended_by = EndedBy.CALLER if role == "caller" else EndedBy.CALLEE
+        if cause is not None:
+            self.cause = cause
+
+    # ---- actions -------------------------------------------------------------------
+
+    async def tag_channel(self, channel_id: str, role: str) -> None:
+        """Mark a channel as ours, so a restarted app can find and re-adopt it."""
+        await self.ari.set_variable(channel_id, CALL_ID_VAR, self.call_id)
+        await self.ari.set_variable(channel_id, ROLE_VAR, role)
+
+    async def play_and_wait(self, role: str, media: list[str]) -> None:
+        """Play to one channel and wait until it finishes (ChannelGone if it hangs up)."""
+        channel_id = self.channels[role]
+        playback_id = f"{self.call_id}-{uuid.uuid4().hex[:8]}"
+        await self.ari.play(channel_id, media, playback_id=playback_id)
+        async with asyncio.timeout(PROMPT_DEADLINE):
+            while True:
+                item = await self.next_event()
+                if isinstance(item.event, PlaybackFinished) and item.event.playback.id == playback_id:
+                    return
+
+    async def refuse(self, refusal: Refusal, disposition: Disposition) -> None:
+        """Tell the caller why as early media, then release the call with a cause."""
+        self.disposition = disposition
+        self.ended_by = EndedBy.SYSTEM
+        caller = self.channels["caller"]
+        log.info("refusing the call: %s (%s)", disposition.value, refusal.reason)
+        try:
+            await self.ari.request("POST", f"/channels/{caller}/progress")
+            await self.play_and_wait("caller", refusal.uris)
+        except TimeoutError:
+            log.warning("the refusal prompt did not finish in %.0f s", PROMPT_DEADLINE)
+        await self.hangup("caller", refusal.reason)
+
+    async def hangup(self, role: str, reason: str = "normal") -> None:
+        channel_id = self.channels.get(role)
+        if channel_id is None or role in self.gone:
+            return
+        self.gone.add(role)
+        try:
+            await self.ari.hangup(channel_id, reason)
+        except AriNotFound:
+            pass  # already gone
+
+    # ---- the end ---------------------------------------------------------------------
+
+    async def _finish_under_deadline(self) -> None:
+        call_id_var.set(self.call_id)
+        try:
+            async with asyncio.timeout(CLEANUP_DEADLINE):
+                await self.finish()
+        except TimeoutError:
+            log.error("cleanup did not finish within %.0f s", CLEANUP_DEADLINE)
+        except Exception:
+            log.exception("cleanup failed")
+
+    async def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._close_subscriptions()
+        if self.detached:
+            log.info("detached: channels stay up, the next start re-adopts the call")
+            return
+        for role in list(self.channels):
+            try:
+                await self.hangup(role)
+            except AriError as exc:
+                log.warning("could not hang up the %s channel: %s", role, exc)
+        if self.bridge_id is not None:
+            try:
+                await self.ari.destroy_bridge(self.bridge_id)
+            except AriNotFound:
+                pass
+            except AriError as exc:
+                log.warning("could not destroy bridge %s: %s", self.bridge_id, exc)
+        if not self.recorded:
+            log.info("call ended before it was recorded: %s", self.disposition)
+            return
+        disposition = self.disposition or (
+            Disposition.ANSWERED if self.answered_at else Disposition.FAILED
+        )
+        applied = await self.store.finish(
+            self.call_id, utcnow(), disposition, self.cause, self.ended_by or EndedBy.SYSTEM
+        )
+        log.info(
+            "call ended: %s, ended by %s, cause %s%s",
+            disposition.value,
+            (self.ended_by or EndedBy.SYSTEM).value,
+            self.cause,
+            "" if applied else " (record was already complete)",
+        )

@@ -1,0 +1,167 @@
+"""The calls of this app instance: start them, re-adopt them, stop them.
+
+``on_stasis_start`` is the router's handler for a channel entering our Stasis app:
+carrier calls (``inbound,<number>``) become an InboundCall; a callee entering
+(``dialed,<call id>``) belongs to a call already running and is routed to it by its
+subscription, never here; anything else is hung up.
+
+``adopt`` runs after every (re)connect of the events WebSocket: channels tagged with
+a call id that no live call owns are re-adopted; open call records whose channels
+are gone are completed by the documented rule (ended now, by the PBX).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from callcontrol.ari import AriClient, ChannelEvents, EventRouter, StasisStart
+from callcontrol.calls.call import CALL_ID_VAR, ROLE_VAR, Call, utcnow
+from callcontrol.calls.inbound import AdoptedCall, InboundCall
+from callcontrol.calls.records import CallStore
+from callcontrol.domain.call_records import Disposition, EndedBy
+from callcontrol.errors import AriError, AriNotFound
+from callcontrol.logs import call_id_var
+
+log = logging.getLogger(__name__)
+
+
+class CallManager:
+    def __init__(
+        self, ari: AriClient, router: EventRouter, store: CallStore, ring_timeout: int
+    ) -> None:
+        self.ari = ari
+        self.router = router
+        self.store = store
+        self.ring_timeout = ring_timeout
+        self.calls: dict[str, Call] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.closing = False
+        router.on_stasis_start = self.on_stasis_start
+
+    @property
+    def live(self) -> int:
+        return len(self.tasks)
+
+    def on_stasis_start(self, event: StasisStart, events: ChannelEvents) -> None:
+        kind = event.args[0] if event.args else ""
+        if self.closing:
+            log.warning("shutting down: channel %s left in the dialplan", event.channel.id)
+            self.router.unsubscribe(event.channel.id)
+            return
+        if kind == "inbound":
+            call: Call = InboundCall(
+                event, events, self.ari, self.router, self.store, self.ring_timeout
+            )
+            self._spawn(call)
+            return
+        # A callee whose call is gone (or an unexpected entry): do not leave it hanging.
+        log.warning(
+            "channel %s entered Stasis with args %s and no call owns it: hanging up",
+            event.channel.id,
+            event.args,
+        )
+        self.router.unsubscribe(event.channel.id)
+        asyncio.get_running_loop().create_task(self._hangup_quietly(event.channel.id))
+
+    def _spawn(self, call: Call) -> None:
+        token = call_id_var.set(call.call_id)
+        try:
+            task = asyncio.get_running_loop().create_task(call.run(), name=f"call-{call.call_id}")
+        finally:
+            call_id_var.reset(token)
+        self.calls[call.call_id] = call
+        self.tasks[call.call_id] = task
+        task.add_done_callback(lambda _t, cid=call.call_id: self._forget(cid))
+
+    def _forget(self, call_id: str) -> None:
+        self.calls.pop(call_id, None)
+        self.tasks.pop(call_id, None)
+
+    async def _hangup_quietly(self, channel_id: str) -> None:
+        try:
+            await self.ari.hangup(channel_id)
+        except AriError:
+            pass
+
+    # ---- after a (re)connect ----------------------------------------------------------
+
+    async def adopt(self) -> None:
+        """Find our calls in Asterisk again and finish records whose calls are gone."""
+        channels = await self.ari.list_channels()
+        by_call: dict[str, dict[str, str]] = defaultdict(dict)
+        for channel in channels:
+            call_id = channel.channelvars.get(CALL_ID_VAR, "")
+            role = channel.channelvars.get(ROLE_VAR, "")
+            if call_id and role:
+                by_call[call_id][role] = channel.id
+        present = {channel.id for channel in channels}
+
+        # Live calls of this process that missed a hangup while the socket was down.
+        for call in list(self.calls.values()):
+            for role, channel_id in call.channels.items():
+                if channel_id not in present and role not in call.gone:
+                    log.info("channel %s of call %s vanished while disconnected",
+                             channel_id, call.call_id)
+                    call.vanished(role)
+
+        for record in await self.store.open_records():
+            if record.call_id in self.calls:
+                continue
+            owned = by_call.get(record.call_id, {})
+            if owned:
+                await self._readopt(record.call_id, owned, record.answered_at is not None)
+            else:
+                token = call_id_var.set(record.call_id)
+                try:
+                    disposition = (
+                        Disposition.ANSWERED if record.answered_at else Disposition.FAILED
+                    )
+                    applied = await self.store.finish(
+                        record.call_id, utcnow(), disposition, None, EndedBy.PBX
+                    )
+                    if applied:
+                        log.info("the call ended while the app was away: recorded as %s, "
+                                 "ended now by the PBX", disposition.value)
+                finally:
+                    call_id_var.reset(token)
+        # Tagged channels with no open record (e.g. the record was completed by hand).
+        for call_id, owned in by_call.items():
+            if call_id not in self.calls and not await self.store.is_open(call_id):
+                for channel_id in owned.values():
+                    log.warning("channel %s of finished call %s: hanging up", channel_id, call_id)
+                    await self._hangup_quietly(channel_id)
+
+    async def _readopt(self, call_id: str, owned: dict[str, str], answered: bool) -> None:
+        for channel_id in owned.values():
+            try:
+                await self.ari.request(
+                    "POST",
+                    f"/applications/{self.ari.app}/subscription",
+                    params={"eventSource": f"channel:{channel_id}"},
+                )
+            except AriError as exc:
+                log.warning("could not subscribe to channel %s: %s", channel_id, exc)
+        call = AdoptedCall(call_id, owned, self.ari, self.router, self.store, answered)
+        self._spawn(call)
+        # A channel may have hung up between the listing and the subscription.
+        for role, channel_id in owned.items():
+            try:
+                await self.ari.get_channel(channel_id)
+            except AriNotFound:
+                call.vanished(role)
+
+    # ---- shutdown --------------------------------------------------------------------
+
+    async def shutdown(self, detach: bool = True) -> None:
+        """Stop every call task; detached calls stay up in Asterisk for the next start."""
+        self.closing = True
+        tasks = list(self.tasks.values())
+        for call in list(self.calls.values()):
+            if detach:
+                call.detach()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

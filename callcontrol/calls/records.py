@@ -1,0 +1,94 @@
+"""What a call needs from the database, one short transaction per operation.
+
+Each method is one session (and, for the hot path, one statement): the route of
+the dialled number, the call record's start, answer and end. Nothing is cached
+between calls, so a routing change made by an admin applies to the next call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from callcontrol.domain.call_records import CallDirection, CallRecord, Disposition, EndedBy
+from callcontrol.domain.directory import Number, Route, User
+from callcontrol.store.db import Database
+from callcontrol.store.repositories import (
+    CallRecordRepository,
+    NumberRepository,
+    UserRepository,
+)
+
+
+class CallStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def route_for(self, e164: str) -> tuple[Number, Route | None] | None:
+        async with self.db.session() as session:
+            return await NumberRepository(session).route_for(e164)
+
+    async def user_by_name(self, name: str) -> User | None:
+        async with self.db.session() as session:
+            return await UserRepository(session).get_by_name(name)
+
+    async def users(self) -> list[User]:
+        async with self.db.session() as session:
+            return await UserRepository(session).list()
+
+    async def start(
+        self,
+        *,
+        call_id: str,
+        direction: CallDirection,
+        caller: str,
+        callee: str,
+        channel_id: str,
+        started_at: datetime,
+        number_e164: str | None = None,
+        user_name: str | None = None,
+    ) -> CallRecord:
+        async with self.db.session() as session:
+            return await CallRecordRepository(session).start(
+                call_id=call_id,
+                direction=direction,
+                caller=caller,
+                callee=callee,
+                channel_id=channel_id,
+                started_at=started_at,
+                number_e164=number_e164,
+                user_name=user_name,
+            )
+
+    async def mark_answered(self, call_id: str, at: datetime) -> bool:
+        async with self.db.session() as session:
+            return await CallRecordRepository(session).mark_answered(call_id, at)
+
+    async def finish(
+        self,
+        call_id: str,
+        ended_at: datetime,
+        disposition: Disposition,
+        cause: int | None,
+        ended_by: EndedBy,
+    ) -> bool:
+        async with self.db.session() as session:
+            return await CallRecordRepository(session).finish(
+                call_id,
+                ended_at=ended_at,
+                disposition=disposition,
+                hangup_cause=cause,
+                ended_by=ended_by,
+            )
+
+    async def open_records(self) -> list[CallRecord]:
+        async with self.db.session() as session:
+            return await CallRecordRepository(session).open_records()
+
+    async def is_open(self, call_id: str) -> bool:
+        async with self.db.session() as session:
+            record = await CallRecordRepository(session).get(call_id)
+        return record is not None and record.is_open
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        async with self.db.session() as session:
+            return await CallRecordRepository(session).get(call_id)

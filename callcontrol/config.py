@@ -1,0 +1,184 @@
+"""Settings: one flat list, read once, in layers.
+
+Order (later wins): built-in defaults, the TOML config file, environment variables
+``CALLCONTROL_<SETTING>`` (upper case), then command-line overrides. The config file
+is the one named by ``--config``, else ``$CALLCONTROL_CONFIG``, else
+``./callcontrol.toml`` when it exists. Every setting is documented in
+``Settings`` below and listed by ``callcontrol config show``; unknown keys are an
+error that names the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from callcontrol.errors import ConfigError
+
+ENV_PREFIX = "CALLCONTROL_"
+DEFAULT_CONFIG_FILE = Path("callcontrol.toml")
+SECRET_SETTINGS = frozenset({"ari_password", "database_url"})
+
+
+class Settings(BaseModel):
+    """Every setting of callcontrol, with its default and meaning."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(
+        Path("var"),
+        description="Where the app keeps its files: the SQLite database, the ARI secret "
+        "written by `callcontrol pbx up`, logs of the development PBX.",
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL. Empty: SQLite at <data_dir>/callcontrol.db. "
+        "PostgreSQL: postgresql+asyncpg://user:pass@host/db.",
+    )
+    ari_url: str = Field("http://127.0.0.1:8088", description="Base URL of Asterisk's HTTP server.")
+    ari_username: str = Field("callcontrol", description="ARI user (ari.conf).")
+    ari_password: str = Field(
+        "",
+        description="ARI password. Empty: read from <data_dir>/ari.secret, which "
+        "`callcontrol pbx up` generates. Never logged.",
+    )
+    ari_app: str = Field("callcontrol", description="Stasis application name.")
+    ari_timeout: float = Field(5.0, gt=0, le=120, description="Timeout of one ARI request, s.")
+    sip_realm: str = Field(
+        "callcontrol", description="SIP digest realm; users' password digests are bound to it."
+    )
+    sip_bind: str = Field("127.0.0.1:5060", description="PJSIP UDP transport address (dev PBX).")
+    carrier_ips: str = Field(
+        "127.0.0.1",
+        description="Comma-separated source addresses/CIDRs that identify the carrier "
+        "trunk; calls from there are incoming calls to the organisation's numbers.",
+    )
+    ring_timeout: int = Field(30, ge=1, le=600, description="Seconds a user's phone rings.")
+    provision_interval: float = Field(
+        30.0, gt=0, description="Seconds between re-checks of users' SIP endpoints in Asterisk."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    pbx_root: Path = Field(
+        Path("/var/cache/callcontrol/rootfs"),
+        description="Root file system of the development PBX (Debian sid + Asterisk 22).",
+    )
+    pbx_mirror: str = Field("http://deb.debian.org/debian", description="Debian mirror for it.")
+    pbx_mode: Literal["auto", "chroot", "host"] = Field(
+        "auto",
+        description="auto: a host Asterisk when installed, else the chroot; or force one.",
+    )
+    pbx_dialplan_dir: Path = Field(
+        Path(__file__).resolve().parent.parent / "dialplan",
+        description="The Asterisk configuration `callcontrol pbx up` installs.",
+    )
+    pbx_boot_timeout: float = Field(60.0, gt=0, description="Seconds to wait for Asterisk.")
+    flows_dir: Path = Field(Path("ivr_flows"), description="Directory of IVR flow files.")
+
+    @field_validator("ari_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'callcontrol.db').resolve()}"
+
+    @property
+    def ari_secret_file(self) -> Path:
+        return self.data_dir / "ari.secret"
+
+    @property
+    def effective_ari_password(self) -> str:
+        if self.ari_password:
+            return self.ari_password
+        try:
+            return self.ari_secret_file.read_text().strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no ARI password: set CALLCONTROL_ARI_PASSWORD or run `callcontrol pbx up` "
+                f"(it writes {self.ari_secret_file})"
+            ) from None
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets masked, for display and logs."""
+        out: dict[str, Any] = {}
+        for key, value in self.model_dump().items():
+            if key in SECRET_SETTINGS and value:
+                value = _redact_url(value) if key == "database_url" else "********"
+            out[key] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def _redact_url(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:********@{host}"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from defaults, file, environment and overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+
+    path = config_file
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = Path(env[ENV_PREFIX + "CONFIG"])
+    if path is None and DEFAULT_CONFIG_FILE.exists():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                from_file = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+        for key, value in from_file.items():
+            values[key] = value
+            source[key] = f"{path}"
+
+    known = set(Settings.model_fields)
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in known:
+            raise ConfigError(f"unknown setting in environment variable {name}")
+        values[key] = value
+        source[key] = f"environment variable {name}"
+
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+            source[key] = "command line"
+
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "?"
+            where = source.get(key.split(".")[0], "")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown setting {key!r}"
+            else:
+                msg = f"setting {key!r}: {err['msg']}"
+            problems.append(f"{msg} (from {where})" if where else msg)
+        raise ConfigError("; ".join(problems)) from None

@@ -1,0 +1,198 @@
+"""Directory operations with validation: what an admin does to users and numbers.
+
+Every operation runs in its own transaction. Inputs are validated by the pure
+rules of ``callcontrol.domain`` (InvalidInput / WeakPassword); the database
+decides duplicates (Conflict) and unknown names (NotFound); every message names
+the user or number concerned. Numbers may be typed in any form ``parse_e164``
+accepts (``+44 20 7946 0000``).
+
+Removing a user who receives a number's calls fails with a Conflict naming those
+numbers, unless ``force=True``: then the numbers lose their routing (and receive
+no calls until routed again) and the user is removed. Their call records stay,
+with the user's name.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from callcontrol.domain.directory import Number, User
+from callcontrol.domain.numbers import NumberType, infer_number_type, number_country, parse_e164
+from callcontrol.domain.users import (
+    check_password,
+    sip_digests,
+    validate_extension,
+    validate_user_name,
+)
+from callcontrol.errors import Conflict, InvalidInput, NotFound
+from callcontrol.store.db import Database
+from callcontrol.store.repositories import NumberRepository, UserRepository
+
+__all__ = ["DirectoryService"]
+
+log = logging.getLogger(__name__)
+
+_FLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _number_type(text: str) -> NumberType:
+    try:
+        return NumberType(text.strip().lower())
+    except ValueError:
+        choices = ", ".join(t.value for t in NumberType)
+        raise InvalidInput(f"unknown number type {text!r}: choose one of {choices}") from None
+
+
+def _flow_name(text: str) -> str:
+    name = text.strip()
+    if not _FLOW_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"flow name {text!r} must be 1-128 letters, digits, . _ - (starting with a "
+            "letter or digit)"
+        )
+    return name
+
+
+class DirectoryService:
+    """Users, numbers and routing, validated. ``realm`` is the SIP digest realm."""
+
+    def __init__(self, db: Database, realm: str) -> None:
+        if not realm or ":" in realm:
+            raise InvalidInput(f"SIP realm {realm!r} must be non-empty and contain no ':'")
+        self._db = db
+        self._realm = realm
+
+    # users
+
+    async def add_user(self, name: str, extension: str, password: str) -> User:
+        """Create a user with a SIP login ``extension`` / ``password`` (stored as digests)."""
+        name = validate_user_name(name)
+        extension = validate_extension(extension)
+        check_password(password, name=name, extension=extension)
+        digests = sip_digests(extension, self._realm, password)
+        async with self._db.session() as session:
+            users = UserRepository(session)
+            if await users.get_by_name(name) is not None:
+                raise Conflict(f"user name {name!r} is already taken")
+            holder = await users.get_by_extension(extension)
+            if holder is not None:
+                raise Conflict(f"extension {extension} is already taken by {holder.name!r}")
+            user = await users.add(name, extension, digests, self._realm)
+        log.info("added user %s at extension %s", user.name, user.extension)
+        return user
+
+    async def remove_user(self, name: str, *, force: bool = False) -> None:
+        """Remove a user; Conflict naming the numbers routed to them, unless ``force``."""
+        name = validate_user_name(name)
+        async with self._db.session() as session:
+            numbers = NumberRepository(session)
+            routed = await numbers.routed_to_user(name)
+            if routed and not force:
+                raise Conflict(
+                    f"user {name!r} receives the calls of {', '.join(routed)}: route "
+                    "those numbers elsewhere first, or force the removal (they then "
+                    "receive no calls)"
+                )
+            if routed:
+                await numbers.clear_routes_to_user(name)
+            if not await UserRepository(session).remove(name):
+                raise NotFound(f"no user named {name!r}")
+        if routed:
+            log.warning("removed user %s; numbers now without routing: %s", name, routed)
+        else:
+            log.info("removed user %s", name)
+
+    async def set_password(self, name: str, password: str) -> User:
+        """Replace the user's password (their phone must then use the new one)."""
+        name = validate_user_name(name)
+        async with self._db.session() as session:
+            users = UserRepository(session)
+            user = await users.get_by_name(name)
+            if user is None:
+                raise NotFound(f"no user named {name!r}")
+            check_password(password, name=user.name, extension=user.extension)
+            digests = sip_digests(user.extension, self._realm, password)
+            updated = await users.set_digests(name, digests, self._realm)
+        if updated is None:  # pragma: no cover - same transaction
+            raise NotFound(f"no user named {name!r}")
+        log.info("changed the password of user %s", name)
+        return updated
+
+    async def list_users(self) -> list[User]:
+        async with self._db.session() as session:
+            return await UserRepository(session).list()
+
+    async def get_user(self, name: str) -> User:
+        """The user; NotFound if there is none by that name."""
+        name = validate_user_name(name)
+        async with self._db.session() as session:
+            user = await UserRepository(session).get_by_name(name)
+        if user is None:
+            raise NotFound(f"no user named {name!r}")
+        return user
+
+    # numbers
+
+    async def add_number(self, text: str, number_type: str | None = None) -> Number:
+        """Add a number; its type is inferred from its range unless given."""
+        e164 = parse_e164(text)
+        kind = infer_number_type(e164) if number_type is None else _number_type(number_type)
+        async with self._db.session() as session:
+            number = await NumberRepository(session).add(e164, number_country(e164), kind)
+        log.info("added number %s (%s, %s)", number.e164, number.country, number.number_type)
+        return number
+
+    async def remove_number(self, text: str) -> None:
+        """Remove a number and its routing; NotFound if it is not ours."""
+        e164 = parse_e164(text)
+        async with self._db.session() as session:
+            if not await NumberRepository(session).remove(e164):
+                raise NotFound(f"no number {e164}")
+        log.info("removed number %s", e164)
+
+    async def list_numbers(self) -> list[Number]:
+        """Every number with its routing."""
+        async with self._db.session() as session:
+            return await NumberRepository(session).list()
+
+    async def get_number(self, text: str) -> Number:
+        e164 = parse_e164(text)
+        async with self._db.session() as session:
+            number = await NumberRepository(session).get(e164)
+        if number is None:
+            raise NotFound(f"no number {e164}")
+        return number
+
+    async def route_to_user(self, number: str, user_name: str) -> Number:
+        """Ring the user for the number's incoming calls."""
+        e164 = parse_e164(number)
+        name = validate_user_name(user_name)
+        async with self._db.session() as session:
+            routed = await NumberRepository(session).set_route_user(e164, name)
+        log.info("number %s now rings user %s", e164, name)
+        return routed
+
+    async def route_to_flow(self, number: str, flow_name: str) -> Number:
+        """Run the IVR flow ``flow_name`` for the number's incoming calls.
+
+        The name is stored as given; whether the flow file exists is checked by ivr/.
+        """
+        e164 = parse_e164(number)
+        name = _flow_name(flow_name)
+        async with self._db.session() as session:
+            routed = await NumberRepository(session).set_route_flow(e164, name)
+        log.info("number %s now runs flow %s", e164, name)
+        return routed
+
+    async def clear_route(self, number: str) -> Number:
+        """Remove the number's routing: it receives no calls until routed again."""
+        e164 = parse_e164(number)
+        async with self._db.session() as session:
+            numbers = NumberRepository(session)
+            await numbers.clear_route(e164)
+            cleared = await numbers.get(e164)
+        if cleared is None:  # pragma: no cover - same transaction
+            raise NotFound(f"no number {e164}")
+        log.info("number %s has no routing now", e164)
+        return cleared

@@ -1,0 +1,65 @@
+"""Call records (CDRs): one per call, written at start, completed at hangup.
+
+A record is finished exactly once: the first ``finish`` wins and later ones
+(a duplicate hangup event, a reconciliation from AMI) change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+__all__ = ["CallDirection", "CallRecord", "Disposition", "EndedBy"]
+
+
+class CallDirection(StrEnum):
+    INBOUND = "inbound"  # a caller dialled one of the organisation's numbers
+    OUTBOUND = "outbound"  # a user called an outside number
+    INTERNAL = "internal"  # a user called another user's extension
+
+
+class Disposition(StrEnum):
+    """How a call ended. Stored as text without a database CHECK, so it may grow."""
+
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    UNAVAILABLE = "unavailable"
+    REFUSED_NO_ROUTE = "refused_no_route"
+    REFUSED_UNKNOWN_NUMBER = "refused_unknown_number"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+
+class EndedBy(StrEnum):
+    """Who hung up: the caller, the callee, the app (e.g. credits ran out), the PBX."""
+
+    CALLER = "caller"
+    CALLEE = "callee"
+    SYSTEM = "system"
+    PBX = "pbx"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call. Times are timezone-aware UTC; the open fields are None until known."""
+
+    call_id: str
+    direction: CallDirection
+    caller: str
+    callee: str
+    number_e164: str | None
+    user_id: int | None
+    user_name: str | None
+    channel_id: str
+    started_at: datetime
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    disposition: Disposition | str | None = None
+    hangup_cause: int | None = None
+    ended_by: EndedBy | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None

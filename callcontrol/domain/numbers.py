@@ -1,0 +1,105 @@
+"""Phone numbers: parsing to E.164, number types and countries.
+
+Every number the product stores or compares is in E.164 form (``+442079460000``).
+Admins may type spaces, dashes, dots and parentheses; the country code is
+required (a leading ``+``), since a number without one names no country.
+``phonenumbers`` (Google's libphonenumber metadata) decides validity and type.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+
+from callcontrol.errors import InvalidInput
+
+__all__ = ["NumberType", "infer_number_type", "number_country", "parse_e164"]
+
+
+class NumberType(StrEnum):
+    """The type of a number the organisation owns; rates depend on it."""
+
+    LOCAL = "local"
+    NATIONAL = "national"
+    MOBILE = "mobile"
+    TOLL_FREE = "toll_free"
+
+
+# What an admin may type: "+", digits and the usual separators, nothing else
+# (no vanity letters, no "ext. 12").
+_TYPED_NUMBER = re.compile(r"\+[0-9 ()./-]*")
+_MAX_E164_DIGITS = 15
+
+_PARSE_REASONS = {
+    NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
+    NumberParseException.NOT_A_NUMBER: "not a number",
+    NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+    NumberParseException.TOO_SHORT_NSN: "too short",
+    NumberParseException.TOO_LONG: "too long",
+}
+
+_TYPE_MAP = {
+    PhoneNumberType.FIXED_LINE: NumberType.LOCAL,
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: NumberType.LOCAL,
+    PhoneNumberType.MOBILE: NumberType.MOBILE,
+    PhoneNumberType.TOLL_FREE: NumberType.TOLL_FREE,
+}
+
+
+def _parse(text: str) -> phonenumbers.PhoneNumber:
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidInput("a phone number is required")
+    if not stripped.startswith("+"):
+        raise InvalidInput(
+            f"{text!r} is not in international form: start with + and the country code "
+            "(e.g. +44 20 7946 0000)"
+        )
+    if not _TYPED_NUMBER.fullmatch(stripped):
+        raise InvalidInput(
+            f"{text!r} may contain only +, digits, spaces and the separators ( ) . / -"
+        )
+    digits = sum(ch.isdigit() for ch in stripped)
+    if digits == 0:
+        raise InvalidInput(f"{text!r} is not a phone number: it has no digits")
+    if digits > _MAX_E164_DIGITS:
+        raise InvalidInput(f"{text!r} has {digits} digits; E.164 allows at most 15")
+    try:
+        number = phonenumbers.parse(stripped, None)
+    except NumberParseException as exc:
+        reason = _PARSE_REASONS.get(exc.error_type, "cannot be parsed")
+        raise InvalidInput(f"{text!r} is not a phone number: {reason}") from exc
+    if not phonenumbers.is_valid_number(number):
+        region = phonenumbers.region_code_for_country_code(number.country_code or 0)
+        if region == phonenumbers.UNKNOWN_REGION:
+            raise InvalidInput(f"{text!r} is not a phone number: unknown country code")
+        raise InvalidInput(
+            f"{text!r} is not a valid number of country code +{number.country_code} "
+            f"({region}): wrong length or unassigned range"
+        )
+    return number
+
+
+def parse_e164(text: str) -> str:
+    """Return ``text`` as E.164 (``+442079460000``); InvalidInput says why not."""
+    return str(phonenumbers.format_number(_parse(text), PhoneNumberFormat.E164))
+
+
+def infer_number_type(e164: str) -> NumberType:
+    """The number's type by its range: fixed -> local, mobile, toll-free, else national.
+
+    Shared-cost, UAN, VoIP, personal and other non-geographic ranges are national.
+    """
+    return _TYPE_MAP.get(phonenumbers.number_type(_parse(e164)), NumberType.NATIONAL)
+
+
+def number_country(e164: str) -> str:
+    """ISO 3166-1 alpha-2 region of the number (``GB``), ``001`` for global services."""
+    number = _parse(e164)
+    region = phonenumbers.region_code_for_number(number)
+    if region is None:  # pragma: no cover - a valid number always has a region
+        raise InvalidInput(f"{e164!r} belongs to no country")
+    return str(region)

@@ -1,0 +1,78 @@
+"""The project's exceptions: one root, a short tree.
+
+    CallControlError
+     ├── ConfigError            a setting is unknown, mistyped or out of range
+     ├── InvalidInput           bad input from an admin (number, name, password, ...)
+     │    └── WeakPassword
+     ├── NotFound               an unknown user, number, ...
+     ├── Conflict               a duplicate extension, name or number
+     ├── StoreError             the database failed or cannot be reached
+     ├── AriError               Asterisk's REST interface failed
+     │    ├── AriUnavailable    cannot connect / timed out
+     │    └── AriHttpError      answered with an HTTP error (status, body)
+     │         └── AriNotFound  404: the channel/bridge/object is gone
+     └── PbxError               the development PBX could not be provisioned or run
+
+Adapters translate library errors into these with ``raise ... from exc``; the CLI
+prints ``error: <message>`` and exits non-zero; the web layer maps them to a status
+and the stable ``error_id`` below.
+"""
+
+from __future__ import annotations
+
+
+class CallControlError(Exception):
+    """Root of every error the project raises on purpose."""
+
+    error_id = "callcontrol_error"
+
+
+class ConfigError(CallControlError):
+    error_id = "config_error"
+
+
+class InvalidInput(CallControlError):
+    error_id = "invalid_input"
+
+
+class WeakPassword(InvalidInput):
+    error_id = "weak_password"
+
+
+class NotFound(CallControlError):
+    error_id = "not_found"
+
+
+class Conflict(CallControlError):
+    error_id = "conflict"
+
+
+class StoreError(CallControlError):
+    error_id = "store_error"
+
+
+class AriError(CallControlError):
+    error_id = "ari_error"
+
+
+class AriUnavailable(AriError):
+    error_id = "ari_unavailable"
+
+
+class AriHttpError(AriError):
+    error_id = "ari_http_error"
+
+    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+        super().__init__(f"ARI {method} {path} answered {status}: {body[:200]}")
+        self.method = method
+        self.path = path
+        self.status = status
+        self.body = body
+
+
+class AriNotFound(AriHttpError):
+    error_id = "ari_not_found"
+
+
+class PbxError(CallControlError):
+    error_id = "pbx_error"

@@ -1,0 +1,396 @@
+"""The development PBX: a real Asterisk 22 for `make run` and the tests.
+
+Debian 12 has no Asterisk package; Debian sid has Asterisk 22. ``up`` builds a
+minimal sid root file system with mmdebstrap once (cached in ``pbx_root``, outside
+the checkout), installs the project's ``dialplan/`` into it, mounts /proc and /dev,
+starts ``asterisk -f`` chrooted as the asterisk user, and waits until it is fully
+booted and ARI answers with our credentials. ``down`` stops it and unmounts.
+Where Asterisk is installed on the host (``pbx_mode`` auto or host), that one is
+configured and started instead.
+
+Everything is idempotent: ``up`` on a running PBX re-installs the configuration and
+reloads it; ``down`` on a stopped one does nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from callcontrol.config import Settings
+from callcontrol.errors import PbxError
+
+log = logging.getLogger(__name__)
+
+PACKAGES = "asterisk,asterisk-core-sounds-en-gsm"
+GENERATED_FILES = ("pjsip_local.conf", "ari_user.conf")
+OWNED_DIRS = (
+    "run/asterisk",
+    "var/lib/asterisk",
+    "var/log/asterisk",
+    "var/spool/asterisk",
+    "var/cache/asterisk",
+    "etc/asterisk",
+)
+
+
+@dataclass(frozen=True)
+class PbxStatus:
+    running: bool
+    mode: str
+    pid: int | None
+    ari_ok: bool
+    version: str | None
+    detail: str
+
+    def describe(self) -> str:
+        state = "running" if self.running else "stopped"
+        parts = [f"PBX {state} ({self.mode})"]
+        if self.pid:
+            parts.append(f"pid {self.pid}")
+        if self.version:
+            parts.append(self.version)
+        parts.append("ARI answers" if self.ari_ok else "ARI not answering")
+        if self.detail:
+            parts.append(self.detail)
+        return ", ".join(parts)
+
+
+def ensure_ari_secret(settings: Settings) -> str:
+    """The installation's ARI password: the configured one, else a generated one."""
+    if settings.ari_password:
+        return settings.ari_password
+    path = settings.ari_secret_file
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    log.info("generated a new ARI password in %s", path)
+    return secret
+
+
+class DevPbx:
+    """Provision, start, stop and inspect the development Asterisk."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.pbx_root
+        if settings.pbx_mode == "host" or (
+            settings.pbx_mode == "auto" and shutil.which("asterisk") is not None
+        ):
+            self.mode = "host"
+            self.etc = Path("/etc/asterisk")
+        else:
+            self.mode = "chroot"
+            self.etc = self.root / "etc/asterisk"
+        self.pid_file = settings.data_dir / "pbx.pid"
+        self.log_file = settings.data_dir / "pbx.log"
+
+    # ---- public -----------------------------------------------------------------
+
+    def up(self) -> PbxStatus:
+        self._require_root()
+        if self.mode == "chroot":
+            self._ensure_rootfs()
+        secret = ensure_ari_secret(self.settings)
+        running = self._asterisk_running()
+        self.install_config(secret)
+        if running:
+            log.info("Asterisk already running: reloading its configuration")
+            self.cli("core reload")
+        else:
+            self._check_ports_free()
+            self._start()
+        self._wait_ready(secret)
+        return self.status()
+
+    def down(self) -> PbxStatus:
+        self._require_root()
+        if self._asterisk_running():
+            try:
+                self.cli("core stop now", timeout=15)
+            except PbxError as exc:
+                log.warning("core stop now failed (%s): killing Asterisk", exc)
+            self._wait_stopped()
+        if self.mode == "chroot":
+            self._unmount_all()
+        self.pid_file.unlink(missing_ok=True)
+        return self.status()
+
+    def status(self) -> PbxStatus:
+        running = self._asterisk_running()
+        version = None
+        detail = ""
+        ari_ok = False
+        if running:
+            try:
+                version = self.cli("core show version", timeout=5).strip()
+            except PbxError as exc:
+                detail = str(exc)
+            try:
+                secret = self.settings.effective_ari_password
+                ari_ok = self._ari_answers(secret)
+            except Exception as exc:  # status must always answer
+                detail = detail or str(exc)
+        return PbxStatus(running, self.mode, self._pid(), ari_ok, version, detail)
+
+    def cli(self, command: str, timeout: float = 30.0) -> str:
+        """Run an Asterisk CLI command (``asterisk -rx``) and return its output."""
+        argv = ["asterisk", "-rx", command]
+        if self.mode == "chroot":
+            argv = ["chroot", str(self.root), *argv]
+        try:
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise PbxError(f"asterisk -rx {command!r} did not answer in {timeout:.0f} s") from exc
+        if proc.returncode != 0:
+            raise PbxError(
+                f"asterisk -rx {command!r} failed: {(proc.stderr or proc.stdout).strip()}"
+            )
+        return proc.stdout
+
+    def install_config(self, secret: str) -> None:
+        """Copy dialplan/ into Asterisk's etc and write the installation's own files."""
+        src = self.settings.pbx_dialplan_dir
+        if not src.is_dir():
+            raise PbxError(f"dialplan directory {src} not found (setting pbx_dialplan_dir)")
+        self.etc.mkdir(parents=True, exist_ok=True)
+        if self.mode == "host":
+            self._backup_host_config()
+        for conf in sorted(src.glob("*.conf")):
+            shutil.copyfile(conf, self.etc / conf.name)
+        self._write(self.etc / "pjsip_local.conf", self._pjsip_local(), 0o640)
+        self._write(
+            self.etc / "ari_user.conf",
+            f"[{self.settings.ari_username}]\ntype = user\nread_only = no\n"
+            f"password_format = plain\npassword = {secret}\n",
+            0o640,
+        )
+        if self.mode == "chroot":
+            self._chown_asterisk()
+
+    # ---- root file system ---------------------------------------------------------
+
+    def _ensure_rootfs(self) -> None:
+        if (self.root / "usr/sbin/asterisk").exists():
+            return
+        if shutil.which("mmdebstrap") is None:
+            raise PbxError(
+                "mmdebstrap is not installed: run `apt-get install mmdebstrap` "
+                "(it builds the Debian sid root file system that carries Asterisk 22)"
+            )
+        tmp = self.root.with_name(self.root.name + ".partial")
+        if tmp.exists():
+            self._unmount_all(tmp)
+            shutil.rmtree(tmp)
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        print(f"building the Asterisk 22 root file system in {self.root} (about 30 s)...")
+        argv = [
+            "mmdebstrap",
+            "--variant=apt",
+            "--aptopt=Acquire::Check-Valid-Until \"false\"",
+            f"--include={PACKAGES}",
+            "sid",
+            str(tmp),
+            self.settings.pbx_mirror,
+        ]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+            hint = ""
+            if "Could not resolve" in tail or "Failed to fetch" in tail or "unreachable" in tail:
+                hint = f" (is the mirror {self.settings.pbx_mirror} reachable? setting pbx_mirror)"
+            raise PbxError(f"mmdebstrap failed{hint}:\n{tail}")
+        tmp.rename(self.root)
+
+    def _mounts(self) -> list[str]:
+        with open("/proc/mounts") as fh:
+            return [line.split()[1] for line in fh]
+
+    def _mount(self) -> None:
+        mounted = self._mounts()
+        proc_dir, dev_dir = self.root / "proc", self.root / "dev"
+        if str(proc_dir) not in mounted:
+            self._run(["mount", "-t", "proc", "proc", str(proc_dir)])
+        if str(dev_dir) not in mounted:
+            self._run(["mount", "--rbind", "/dev", str(dev_dir)])
+            self._run(["mount", "--make-rslave", str(dev_dir)])
+
+    def _unmount_all(self, root: Path | None = None) -> None:
+        base = str(root or self.root)
+        for point in sorted(
+            (m for m in self._mounts() if m == base or m.startswith(base + "/")),
+            key=len,
+            reverse=True,
+        ):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+    def _chown_asterisk(self) -> None:
+        for rel in OWNED_DIRS:
+            (self.root / rel).mkdir(parents=True, exist_ok=True)
+        self._run(["chroot", str(self.root), "chown", "-R", "asterisk:asterisk"]
+                  + ["/" + rel for rel in OWNED_DIRS])
+
+    # ---- process --------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.mode == "chroot":
+            self._mount()
+            self._chown_asterisk()
+            argv = ["chroot", str(self.root), "/usr/sbin/asterisk", "-f", "-n", "-U", "asterisk",
+                    "-G", "asterisk"]
+        else:
+            Path("/run/asterisk").mkdir(parents=True, exist_ok=True)
+            shutil.chown("/run/asterisk", "asterisk", "asterisk")
+            argv = ["asterisk", "-f", "-n", "-U", "asterisk", "-G", "asterisk"]
+        with open(self.log_file, "ab") as out:
+            proc = subprocess.Popen(  # noqa: S603 - fixed argv
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        log.info("started Asterisk (%s), pid %s, output in %s", self.mode, proc.pid, self.log_file)
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def _asterisk_running(self) -> bool:
+        if self._pid() is not None:
+            return True
+        ctl = (self.root if self.mode == "chroot" else Path("/")) / "run/asterisk/asterisk.ctl"
+        if not ctl.exists():
+            return False
+        try:
+            self.cli("core show uptime", timeout=5)
+        except PbxError:
+            return False
+        return True
+
+    def _wait_ready(self, secret: str) -> None:
+        deadline = time.monotonic() + self.settings.pbx_boot_timeout
+        last = "Asterisk did not start"
+        while time.monotonic() < deadline:
+            pid = self.pid_file.exists() and self._pid()
+            if self.pid_file.exists() and not pid and self.mode == "chroot":
+                raise PbxError(f"Asterisk exited during start-up; see {self.log_file}:\n"
+                               + self._log_tail())
+            try:
+                self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
+                if self._ari_answers(secret):
+                    return
+                last = "ARI does not accept our credentials"
+            except PbxError as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        raise PbxError(f"Asterisk not ready after {self.settings.pbx_boot_timeout:.0f} s: {last}")
+
+    def _wait_stopped(self) -> None:
+        deadline = time.monotonic() + 15
+        pid = self._pid()
+        while time.monotonic() < deadline:
+            if not self._asterisk_running():
+                return
+            time.sleep(0.1)
+        if pid:
+            os.killpg(pid, 9)
+
+    def _ari_answers(self, secret: str) -> bool:
+        url = f"{self.settings.ari_url}/ari/asterisk/info?only=system"
+        token = base64.b64encode(f"{self.settings.ari_username}:{secret}".encode()).decode()
+        req = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310 - our URL
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    # ---- checks and helpers -------------------------------------------------------------
+
+    def _require_root(self) -> None:
+        if os.geteuid() != 0:
+            raise PbxError(
+                "the development PBX needs root (chroot, mount, binding SIP ports): "
+                "run it with sudo"
+            )
+
+    def _check_ports_free(self) -> None:
+        host, _, port = self.settings.sip_bind.rpartition(":")
+        http = self.settings.ari_url.split("://", 1)[1].split("/", 1)[0]
+        http_host, _, http_port = http.rpartition(":")
+        checks = [(host, int(port), socket.SOCK_DGRAM, "udp"),
+                  (http_host, int(http_port or 80), socket.SOCK_STREAM, "tcp")]
+        for addr, num, kind, name in checks:
+            with socket.socket(socket.AF_INET, kind) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((addr, num))
+                except OSError as exc:
+                    raise PbxError(
+                        f"{addr}:{num}/{name} is already in use by another program "
+                        f"({exc.strerror}); stop it or change the setting "
+                        f"{'sip_bind' if name == 'udp' else 'ari_url'}"
+                    ) from exc
+
+    def _pjsip_local(self) -> str:
+        host, _, port = self.settings.sip_bind.rpartition(":")
+        lines = [
+            "; written by `callcontrol pbx up` from the settings sip_bind and carrier_ips",
+            "[transport-udp]",
+            "type = transport",
+            "protocol = udp",
+            f"bind = {host}:{port}",
+            "",
+            "[carrier]",
+            "type = identify",
+            "endpoint = carrier",
+        ]
+        lines += [f"match = {ip.strip()}" for ip in self.settings.carrier_ips.split(",") if ip.strip()]
+        return "\n".join(lines) + "\n"
+
+    def _backup_host_config(self) -> None:
+        backup = self.etc.with_name("asterisk.before-callcontrol")
+        if not backup.exists() and any(self.etc.iterdir()):
+            shutil.copytree(self.etc, backup)
+            log.warning("saved the host's original Asterisk configuration in %s", backup)
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    @staticmethod
+    def _write(path: Path, text: str, mode: int) -> None:
+        path.write_text(text)
+        path.chmod(mode)
+
+    @staticmethod
+    def _run(argv: list[str]) -> None:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise PbxError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")

@@ -1,0 +1,230 @@
+"""The database handle: engine, sessions, and translation of library errors.
+
+``Database.from_url`` accepts ``sqlite+aiosqlite:///path`` (plain ``sqlite://``
+is upgraded to aiosqlite) and ``postgresql+asyncpg://user:pass@host/db`` (plain
+``postgresql://`` is upgraded to asyncpg). On SQLite every connection gets WAL,
+``foreign_keys=ON`` and a busy timeout; transactions are started by an explicit
+``BEGIN`` (deferred, or ``BEGIN IMMEDIATE`` with ``session(immediate=True)`` for
+read-then-write work), which also makes SAVEPOINTs work under pysqlite.
+
+Errors leaving ``session()``:
+
+- connection failures, timeouts, locked database -> ``StoreError("database unavailable: ...")``
+- a constraint violation no repository caught more precisely -> ``Conflict``
+- any other database error -> ``StoreError("database error: ...")``
+
+Messages never contain the database password.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, exc, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from callcontrol.errors import CallControlError, Conflict, StoreError
+
+__all__ = ["TRANSLATED_ERRORS", "Database", "normalize_url", "translate_error"]
+
+log = logging.getLogger(__name__)
+
+try:  # asyncpg raises its own errors while connecting; SQLAlchemy wraps only later ones.
+    import asyncpg
+
+    _CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+    )
+except ImportError:  # pragma: no cover - asyncpg is a dependency
+    _CONNECT_ERRORS = ()
+
+#: What ``translate_error`` translates (callers catch these around database work).
+TRANSLATED_ERRORS: tuple[type[BaseException], ...] = (
+    exc.SQLAlchemyError,
+    OSError,
+    TimeoutError,
+    *_CONNECT_ERRORS,
+)
+
+_BEGIN_OPTION = "callcontrol_sqlite_begin"
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+_SUPPORTED = frozenset(_DRIVERS.values())
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a database URL and pick the async driver; StoreError if unsupported."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as error:
+        raise StoreError(f"not a database URL: {error}") from None
+    name = parsed.drivername
+    if name in _DRIVERS:
+        parsed = parsed.set(drivername=_DRIVERS[name])
+    if parsed.drivername not in _SUPPORTED:
+        raise StoreError(
+            f"unsupported database driver {name!r}: use sqlite+aiosqlite or postgresql+asyncpg"
+        )
+    return parsed
+
+
+def _redact(message: str, url: URL) -> str:
+    if url.password:
+        message = message.replace(str(url.password), "***")
+    return message
+
+
+def _reason(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)
+    source = orig if isinstance(orig, BaseException) else error
+    text_ = str(source).strip() or type(source).__name__
+    return text_.splitlines()[0]
+
+
+def translate_error(error: BaseException, url: URL) -> CallControlError:
+    """The project error for a database library error (see the module docstring)."""
+    reason = _redact(_reason(error), url)
+    where = url.render_as_string(hide_password=True)
+    if isinstance(error, exc.IntegrityError):
+        return Conflict(f"conflicts with existing data: {reason}")
+    unavailable = isinstance(
+        error, (exc.OperationalError, exc.InterfaceError, OSError, TimeoutError, *_CONNECT_ERRORS)
+    ) or (isinstance(error, exc.DBAPIError) and error.connection_invalidated)
+    if unavailable:
+        return StoreError(f"database unavailable: {reason} ({where})")
+    return StoreError(f"database error: {reason} ({where})")
+
+
+class Database:
+    """One engine and its sessions. Create once in the composition root, ``dispose`` at exit."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._url = engine.url
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._immediate_sessions = async_sessionmaker(
+            engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"}),
+            expire_on_commit=False,
+            autoflush=False,
+        )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | URL,
+        *,
+        echo: bool = False,
+        busy_timeout: float = 5.0,
+        connect_timeout: float = 10.0,
+        pool_size: int = 5,
+    ) -> Database:
+        """Build the engine for ``url``; no connection is made until first use."""
+        parsed = normalize_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            _make_parent_dir(parsed)
+            engine = create_async_engine(
+                parsed, echo=echo, pool_pre_ping=True, connect_args={"timeout": busy_timeout}
+            )
+            _install_sqlite_hooks(engine, busy_timeout_ms=int(busy_timeout * 1000))
+        else:
+            engine = create_async_engine(
+                parsed,
+                echo=echo,
+                pool_pre_ping=True,
+                pool_size=pool_size,
+                connect_args={"timeout": connect_timeout},
+            )
+        return cls(engine)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def url(self) -> str:
+        """The URL with the password hidden, for logs and messages."""
+        return self._url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._url.get_backend_name()
+
+    @asynccontextmanager
+    async def session(self, *, immediate: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on error.
+
+        ``immediate=True`` takes SQLite's write lock at BEGIN (for read-then-write
+        work that must not fail with a busy snapshot); PostgreSQL ignores it.
+        """
+        maker = self._immediate_sessions if immediate else self._sessions
+        session = maker()
+        try:
+            try:
+                async with session.begin():
+                    if immediate:
+                        await session.connection()  # BEGIN (IMMEDIATE) now, not lazily
+                    yield session
+            except TRANSLATED_ERRORS as error:
+                raise translate_error(error, self._url) from error
+        finally:
+            try:
+                await session.close()
+            except TRANSLATED_ERRORS:  # the connection is already gone; nothing to release
+                log.debug("closing a session on a failed connection", exc_info=True)
+
+    async def ping(self) -> None:
+        """Round trip to the database; StoreError when it does not answer."""
+        async with self.session() as session:
+            await session.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        try:
+            await self._engine.dispose()
+        except TRANSLATED_ERRORS as error:
+            raise translate_error(error, self._url) from error
+
+
+def _make_parent_dir(url: URL) -> None:
+    database = url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"database unavailable: cannot create {database}: {error}") from error
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, issue BEGIN (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        statement = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN")
+        connection.exec_driver_sql(statement)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the callcontrol schema (run them with ``callcontrol.store.migrate``)."""

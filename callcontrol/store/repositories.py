@@ -1,0 +1,407 @@
+"""Repositories: the queries of the directory and the call records.
+
+Each repository works inside the caller's ``AsyncSession`` (one transaction, see
+``Database.session``) and returns frozen values from ``callcontrol.domain``.
+Inputs are expected valid (``DirectoryService`` validates them); what only the
+database can know (duplicates, unknown rows) comes back as ``Conflict`` or
+``NotFound``. Inserts that may collide run in a SAVEPOINT, so a ``Conflict``
+leaves the caller's transaction usable.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import CursorResult, Result, Row, Select, Table, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callcontrol.domain.call_records import CallDirection, CallRecord, Disposition, EndedBy
+from callcontrol.domain.directory import Number, Route, RouteKind, User
+from callcontrol.domain.numbers import NumberType
+from callcontrol.domain.users import SipDigests
+from callcontrol.errors import Conflict, InvalidInput, NotFound
+from callcontrol.store.models import CallRecordRow, NumberRow, RouteRow, UserRow, utcnow
+
+__all__ = ["CallRecordRepository", "NumberRepository", "UserRepository"]
+
+MAX_LIST_LIMIT = 1000
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+_S = TypeVar("_S", bound=Select[Any])
+
+
+def _fresh(statement: _S) -> _S:
+    """Read rows from the database even if the session saw them before a bulk UPDATE."""
+    return statement.execution_options(populate_existing=True)
+
+
+def _user(row: UserRow) -> User:
+    return User(
+        id=row.id,
+        name=row.name,
+        extension=row.extension,
+        digest_md5=row.digest_md5,
+        digest_sha256=row.digest_sha256,
+        realm=row.realm,
+    )
+
+
+class UserRepository:
+    """Users and their SIP credentials."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, name: str, extension: str, digests: SipDigests, realm: str) -> User:
+        """Insert a user; Conflict naming the name or the extension when taken."""
+        row = UserRow(
+            name=name,
+            extension=extension,
+            digest_md5=digests.md5,
+            digest_sha256=digests.sha256,
+            realm=realm,
+        )
+        try:
+            async with self._session.begin_nested():
+                self._session.add(row)
+                await self._session.flush()
+        except IntegrityError as error:
+            if "extension" in str(error.orig):
+                raise Conflict(f"extension {extension} is already taken") from error
+            raise Conflict(f"user name {name!r} is already taken") from error
+        return _user(row)
+
+    async def get_by_name(self, name: str) -> User | None:
+        row = await self._session.scalar(_fresh(select(UserRow).where(UserRow.name == name)))
+        return None if row is None else _user(row)
+
+    async def get_by_extension(self, extension: str) -> User | None:
+        row = await self._session.scalar(
+            _fresh(select(UserRow).where(UserRow.extension == extension))
+        )
+        return None if row is None else _user(row)
+
+    async def list(self) -> builtins.list[User]:
+        """Every user, by name."""
+        rows = await self._session.scalars(_fresh(select(UserRow).order_by(UserRow.name)))
+        return [_user(row) for row in rows]
+
+    async def remove(self, name: str) -> bool:
+        """Delete the user; False if unknown. Conflict while a number routes to them."""
+        try:
+            async with self._session.begin_nested():
+                result = await self._session.execute(delete(UserRow).where(UserRow.name == name))
+        except IntegrityError as error:
+            numbers = await NumberRepository(self._session).routed_to_user(name)
+            raise Conflict(
+                f"user {name!r} receives the calls of {', '.join(numbers) or 'a number'}"
+            ) from error
+        return bool(_rowcount(result))
+
+    async def set_digests(self, name: str, digests: SipDigests, realm: str) -> User | None:
+        """Replace the user's SIP digests (and realm); the updated user, None if unknown."""
+        row = await self._session.scalar(
+            update(UserRow)
+            .where(UserRow.name == name)
+            .values(
+                digest_md5=digests.md5,
+                digest_sha256=digests.sha256,
+                realm=realm,
+                updated_at=utcnow(),
+            )
+            .returning(UserRow)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return None if row is None else _user(row)
+
+
+def _number_query() -> Select[Any]:
+    """Numbers with their route and the routed user: one query, outer joins."""
+    return (
+        select(
+            NumberRow.e164,
+            NumberRow.country,
+            NumberRow.number_type,
+            RouteRow.kind,
+            RouteRow.flow_name,
+            UserRow.name,
+            UserRow.extension,
+        )
+        .outerjoin(RouteRow, RouteRow.number_id == NumberRow.id)
+        .outerjoin(UserRow, UserRow.id == RouteRow.user_id)
+    )
+
+
+def _number(row: Row[Any]) -> Number:
+    e164, country, number_type, kind, flow_name, user_name, user_extension = row
+    route = None
+    if kind is not None:
+        route = Route(
+            kind=RouteKind(kind),
+            user_name=user_name,
+            user_extension=user_extension,
+            flow_name=flow_name,
+        )
+    return Number(e164=e164, country=country, number_type=NumberType(number_type), route=route)
+
+
+class NumberRepository:
+    """The organisation's numbers and their routing."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, e164: str, country: str, number_type: NumberType) -> Number:
+        """Insert a number without routing; Conflict if it exists."""
+        try:
+            async with self._session.begin_nested():
+                self._session.add(
+                    NumberRow(e164=e164, country=country, number_type=number_type.value)
+                )
+                await self._session.flush()
+        except IntegrityError as error:
+            raise Conflict(f"number {e164} already exists") from error
+        return Number(e164=e164, country=country, number_type=number_type)
+
+    async def get(self, e164: str) -> Number | None:
+        row = (await self._session.execute(_number_query().where(NumberRow.e164 == e164))).first()
+        return None if row is None else _number(row)
+
+    async def list(self) -> builtins.list[Number]:
+        """Every number with its route, by number."""
+        rows = await self._session.execute(_number_query().order_by(NumberRow.e164))
+        return [_number(row) for row in rows]
+
+    async def route_for(self, e164: str) -> tuple[Number, Route | None] | None:
+        """The number and its route for an incoming call (one query); None if not ours."""
+        number = await self.get(e164)
+        return None if number is None else (number, number.route)
+
+    async def remove(self, e164: str) -> bool:
+        """Delete the number and its route; False if unknown."""
+        result = await self._session.execute(delete(NumberRow).where(NumberRow.e164 == e164))
+        return bool(_rowcount(result))
+
+    async def set_route_user(self, e164: str, user_name: str) -> Number:
+        """Route the number's calls to the user; NotFound for an unknown number or user."""
+        number_id = await self._number_id(e164)
+        user_id = await self._session.scalar(select(UserRow.id).where(UserRow.name == user_name))
+        if user_id is None:
+            raise NotFound(f"no user named {user_name!r}")
+        await self._set_route(number_id, RouteKind.USER, user_id=user_id, flow_name=None)
+        return await self._get_existing(e164)
+
+    async def set_route_flow(self, e164: str, flow_name: str) -> Number:
+        """Route the number's calls to the flow ``flow_name``; NotFound for an unknown number."""
+        number_id = await self._number_id(e164)
+        await self._set_route(number_id, RouteKind.FLOW, user_id=None, flow_name=flow_name)
+        return await self._get_existing(e164)
+
+    async def clear_route(self, e164: str) -> bool:
+        """Remove the number's routing (it then receives no calls); False if it had none."""
+        number_id = await self._number_id(e164)
+        result = await self._session.execute(
+            delete(RouteRow).where(RouteRow.number_id == number_id)
+        )
+        return bool(_rowcount(result))
+
+    async def routed_to_user(self, user_name: str) -> builtins.list[str]:
+        """The numbers whose calls ring the user, in E.164."""
+        rows = await self._session.scalars(
+            select(NumberRow.e164)
+            .join(RouteRow, RouteRow.number_id == NumberRow.id)
+            .join(UserRow, UserRow.id == RouteRow.user_id)
+            .where(UserRow.name == user_name)
+            .order_by(NumberRow.e164)
+        )
+        return list(rows)
+
+    async def clear_routes_to_user(self, user_name: str) -> builtins.list[str]:
+        """Remove every route to the user; returns the numbers that lost their routing."""
+        numbers = await self.routed_to_user(user_name)
+        user_id = select(UserRow.id).where(UserRow.name == user_name).scalar_subquery()
+        await self._session.execute(delete(RouteRow).where(RouteRow.user_id == user_id))
+        return numbers
+
+    async def _number_id(self, e164: str) -> int:
+        number_id = await self._session.scalar(select(NumberRow.id).where(NumberRow.e164 == e164))
+        if number_id is None:
+            raise NotFound(f"no number {e164}")
+        return number_id
+
+    async def _get_existing(self, e164: str) -> Number:
+        number = await self.get(e164)
+        if number is None:  # pragma: no cover - removed inside our own transaction
+            raise NotFound(f"no number {e164}")
+        return number
+
+    async def _set_route(
+        self, number_id: int, kind: RouteKind, *, user_id: int | None, flow_name: str | None
+    ) -> None:
+        try:
+            async with self._session.begin_nested():
+                row = await self._session.get(RouteRow, number_id)
+                if row is None:
+                    row = RouteRow(number_id=number_id)
+                    self._session.add(row)
+                row.kind = kind.value
+                row.user_id = user_id
+                row.flow_name = flow_name
+                row.updated_at = utcnow()
+                await self._session.flush()
+        except IntegrityError as error:
+            raise Conflict("the route changed or its user was removed meanwhile") from error
+
+
+def _disposition(value: str | None) -> Disposition | str | None:
+    if value is None:
+        return None
+    try:
+        return Disposition(value)
+    except ValueError:
+        return value
+
+
+def _record(row: Any) -> CallRecord:
+    return CallRecord(
+        call_id=row.call_id,
+        direction=CallDirection(row.direction),
+        caller=row.caller,
+        callee=row.callee,
+        number_e164=row.number_e164,
+        user_id=row.user_id,
+        user_name=row.user_name,
+        channel_id=row.channel_id,
+        started_at=row.started_at,
+        answered_at=row.answered_at,
+        ended_at=row.ended_at,
+        disposition=_disposition(row.disposition),
+        hangup_cause=row.hangup_cause,
+        ended_by=None if row.ended_by is None else EndedBy(row.ended_by),
+    )
+
+
+class CallRecordRepository:
+    """Call records: started once, answered at most once, finished exactly once."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def start(
+        self,
+        *,
+        call_id: str,
+        direction: CallDirection,
+        caller: str,
+        callee: str,
+        channel_id: str,
+        started_at: datetime,
+        number_e164: str | None = None,
+        user_name: str | None = None,
+    ) -> CallRecord:
+        """Insert the record of a new call (one statement); Conflict if the id exists.
+
+        ``user_name`` is kept as a snapshot; ``user_id`` links to the user while they exist.
+        """
+        table = cast(Table, CallRecordRow.__table__)
+        values: dict[str, Any] = {
+            "call_id": call_id,
+            "direction": direction.value,
+            "caller": caller,
+            "callee": callee,
+            "channel_id": channel_id,
+            "started_at": started_at,
+            "number_e164": number_e164,
+            "user_name": user_name,
+            "user_id": (
+                None
+                if user_name is None
+                else select(UserRow.id).where(UserRow.name == user_name).scalar_subquery()
+            ),
+        }
+        insert = (
+            postgresql.insert(table)
+            if self._session.get_bind().dialect.name == "postgresql"
+            else sqlite.insert(table)
+        )
+        statement = insert.values(values).on_conflict_do_nothing().returning(*table.c)
+        row = (await self._session.execute(statement)).first()
+        if row is None:
+            raise Conflict(f"call record {call_id} already exists")
+        return _record(row)
+
+    async def mark_answered(self, call_id: str, at: datetime) -> bool:
+        """Set the answer time once, while the call is open; whether it applied."""
+        return await self._update(
+            call_id,
+            (CallRecordRow.answered_at.is_(None), CallRecordRow.ended_at.is_(None)),
+            answered_at=at,
+        )
+
+    async def finish(
+        self,
+        call_id: str,
+        *,
+        ended_at: datetime,
+        disposition: Disposition | str,
+        hangup_cause: int | None,
+        ended_by: EndedBy | None,
+    ) -> bool:
+        """Close the record. Only the first finish applies (``WHERE ended_at IS NULL``).
+
+        Returns whether this call closed it.
+        """
+        return await self._update(
+            call_id,
+            (CallRecordRow.ended_at.is_(None),),
+            ended_at=ended_at,
+            disposition=str(disposition),
+            hangup_cause=hangup_cause,
+            ended_by=None if ended_by is None else ended_by.value,
+        )
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        row = await self._session.get(CallRecordRow, call_id, populate_existing=True)
+        return None if row is None else _record(row)
+
+    async def list_recent(self, limit: int = 50) -> builtins.list[CallRecord]:
+        """The newest records first."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        rows = await self._session.scalars(
+            _fresh(
+                select(CallRecordRow)
+                .order_by(CallRecordRow.started_at.desc(), CallRecordRow.call_id.desc())
+                .limit(limit)
+            )
+        )
+        return [_record(row) for row in rows]
+
+    async def open_records(self) -> builtins.list[CallRecord]:
+        """Calls not finished yet (``ended_at IS NULL``), oldest first."""
+        rows = await self._session.scalars(
+            _fresh(
+                select(CallRecordRow)
+                .where(CallRecordRow.ended_at.is_(None))
+                .order_by(CallRecordRow.started_at, CallRecordRow.call_id)
+            )
+        )
+        return [_record(row) for row in rows]
+
+    async def _update(self, call_id: str, conditions: Sequence[Any], **values: Any) -> bool:
+        result = await self._session.execute(
+            update(CallRecordRow)
+            .where(CallRecordRow.call_id == call_id, *conditions)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
