@@ -68,8 +68,11 @@ class App:
 
     async def on_connected(self) -> None:
         """After every (re)connect: endpoints first (phones can register), then calls."""
-        log.info("connected to Asterisk ARI at %s as app %r",
-                 self.settings.ari_url, self.settings.ari_app)
+        log.info(
+            "connected to Asterisk ARI at %s as app %r",
+            self.settings.ari_url,
+            self.settings.ari_app,
+        )
         try:
             await self.provisioner.sync_all(await self.store.users())
         except (AriError, StoreError) as exc:

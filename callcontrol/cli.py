@@ -120,8 +120,13 @@ async def _push_user_change(settings: Settings, extension: str, removed: bool) -
         password = settings.effective_ari_password
     except CallControlError:
         return
-    ari = AriClient(settings.ari_url, settings.ari_username, password, app=settings.ari_app,
-                    timeout=settings.ari_timeout)
+    ari = AriClient(
+        settings.ari_url,
+        settings.ari_username,
+        password,
+        app=settings.ari_app,
+        timeout=settings.ari_timeout,
+    )
     db = Database.from_url(settings.effective_database_url)
     try:
         provisioner = EndpointProvisioner(ari)
@@ -162,8 +167,10 @@ def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
         user = await _with_directory(
             settings, lambda d: d.add_user(args.name, args.extension, password)
         )
-        print(f"added user {user.name}, extension {user.extension} "
-              f"(SIP user {user.extension}, realm {user.realm})")
+        print(
+            f"added user {user.name}, extension {user.extension} "
+            f"(SIP user {user.extension}, realm {user.realm})"
+        )
         await _push_user_change(settings, user.extension, removed=False)
 
     _run(go)
@@ -313,9 +320,11 @@ def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
             await d.add_number("+442079460001")
 
     _run(lambda: _with_directory(settings, go))
-    print("demo data: users alice (1001, password wonderland-7291) and bob (1002, "
-          "password builder-5813-x); +442079460000 rings alice; +442079460001 has no "
-          "routing")
+    print(
+        "demo data: users alice (1001, password wonderland-7291) and bob (1002, "
+        "password builder-5813-x); +442079460000 rings alice; +442079460001 has no "
+        "routing"
+    )
     return 0
 
 
@@ -332,8 +341,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="callcontrol", description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="TOML config file (default: ./callcontrol.toml)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override one setting (repeatable)")
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add(group: Any, name: str, fn: Callable[..., int], help: str) -> argparse.ArgumentParser:
@@ -355,9 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     pbx = add(sub, "pbx", cmd_pbx, "the development PBX (a real Asterisk 22)")
     pbx.add_argument("action", choices=["up", "down", "status"])
 
-    users = sub.add_parser("users", help="users and their SIP phones").add_subparsers(
-        required=True
-    )
+    users = sub.add_parser("users", help="users and their SIP phones").add_subparsers(required=True)
     p = add(users, "add", cmd_users_add, "add a user with a SIP endpoint")
     p.add_argument("name")
     p.add_argument("--extension", required=True, help="2-6 digits; also the SIP user name")
@@ -375,8 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = add(numbers, "add", cmd_numbers_add, "add a number the organisation holds")
     p.add_argument("number", help="E.164, e.g. +442079460000")
-    p.add_argument("--type", choices=["local", "national", "mobile", "toll_free"],
-                   help="number type (inferred when omitted)")
+    p.add_argument(
+        "--type",
+        choices=["local", "national", "mobile", "toll_free"],
+        help="number type (inferred when omitted)",
+    )
     add(numbers, "list", cmd_numbers_list, "list numbers and their routing")
     p = add(numbers, "remove", cmd_numbers_remove, "remove a number")
     p.add_argument("number")

@@ -111,9 +111,10 @@ class Settings(BaseModel):
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked, for display and logs."""
         out: dict[str, Any] = {}
-        for key, value in self.model_dump().items():
-            if key in SECRET_SETTINGS and value:
-                value = _redact_url(value) if key == "database_url" else "********"
+        for key, raw in self.model_dump().items():
+            value = raw
+            if key in SECRET_SETTINGS and raw:
+                value = _redact_url(raw) if key == "database_url" else "********"
             out[key] = str(value) if isinstance(value, Path) else value
         return out
 

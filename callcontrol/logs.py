@@ -33,3 +33,4 @@ def setup_logging(level: str = "INFO") -> None:
     # aiohttp's access log and debug chatter would drown the call lines.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

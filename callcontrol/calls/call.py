@@ -13,6 +13,7 @@ and its record open: the next start re-adopts it (see manager.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -147,7 +148,9 @@ class Call:
         """A channel disappeared while we were not listening: treat it as hung up."""
         channel_id = self.channels[role]
         self.inbox.put_nowait(
-            Incoming(role, ChannelDestroyed(type="ChannelDestroyed", channel=Channel(id=channel_id)))
+            Incoming(
+                role, ChannelDestroyed(type="ChannelDestroyed", channel=Channel(id=channel_id))
+            )
         )
 
     def _close_subscriptions(self) -> None:
@@ -155,9 +158,17 @@ class Call:
             self.router.unsubscribe(channel_id)
 
     async def next_event(self, timeout: float | None = None) -> Incoming:  # noqa: ASYNC109
-        """The next event of any channel; raises ChannelGone when a channel hangs up."""
+        """The next event of any channel; raises ChannelGone when a channel hangs up.
+
+        A channel reports its end several times (hangup request, StasisEnd,
+        ChannelDestroyed): only the first counts; later events of a channel that is
+        gone are dropped here.
+        """
         async with asyncio.timeout(timeout):
-            item = await self.inbox.get()
+            while True:
+                item = await self.inbox.get()
+                if item.role not in self.gone:
+                    break
         event = item.event
         if isinstance(event, ChannelHangupRequest):
             self.cause = event.cause if event.cause is not None else self.cause
@@ -189,7 +200,10 @@ class Call:
         async with asyncio.timeout(PROMPT_DEADLINE):
             while True:
                 item = await self.next_event()
-                if isinstance(item.event, PlaybackFinished) and item.event.playback.id == playback_id:
+                if (
+                    isinstance(item.event, PlaybackFinished)
+                    and item.event.playback.id == playback_id
+                ):
                     return
 
     async def refuse(self, refusal: Refusal, disposition: Disposition) -> None:
@@ -210,10 +224,8 @@ class Call:
         if channel_id is None or role in self.gone:
             return
         self.gone.add(role)
-        try:
+        with contextlib.suppress(AriNotFound):  # already gone
             await self.ari.hangup(channel_id, reason)
-        except AriNotFound:
-            pass  # already gone
 
     # ---- the end ---------------------------------------------------------------------
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from callcontrol.ari import AriClient, ChannelDestroyed, ChannelEvents, EventRouter, StasisStart
 from callcontrol.calls import prompts
 from callcontrol.calls.call import Call, ChannelGone, new_call_id, utcnow
 from callcontrol.domain.call_records import CallDirection, Disposition, EndedBy
-from callcontrol.domain.directory import RouteKind, User
+from callcontrol.domain.directory import RouteKind
 from callcontrol.errors import AriHttpError, StoreError
 
 if TYPE_CHECKING:
@@ -31,6 +32,14 @@ log = logging.getLogger(__name__)
 # Q.850 causes of an unanswered callee channel.
 CAUSE_BUSY = 17
 CAUSE_NO_ANSWER = (18, 19, 21)  # no user responding, no answer, rejected
+
+
+@dataclass(frozen=True)
+class Callee:
+    """The user a call rings: the name for records and logs, the extension to dial."""
+
+    name: str
+    extension: str
 
 
 def normalise_dialled(exten: str) -> str:
@@ -78,8 +87,8 @@ class InboundCall(Call):
             return
         owned, route = found if found is not None else (None, None)
         user = None
-        if route is not None and route.kind is RouteKind.USER:
-            user = await self.store.user_by_name(route.user_name or "")
+        if route is not None and route.kind is RouteKind.USER and route.user_extension:
+            user = Callee(route.user_name or "", route.user_extension)
         await self.store.start(
             call_id=self.call_id,
             direction=CallDirection.INBOUND,
@@ -114,7 +123,7 @@ class InboundCall(Call):
 
     # ---- ringing --------------------------------------------------------------------
 
-    async def ring_user(self, user: User) -> None:
+    async def ring_user(self, user: Callee) -> None:
         callee = f"{self.call_id}-callee"
         self.attach("callee", callee)
         await self.ari.ring(self.channels["caller"])
@@ -151,7 +160,7 @@ class InboundCall(Call):
             await self.hangup("callee")
             await self.refuse(prompts.NO_ANSWER, Disposition.NO_ANSWER)
             return
-        if item == "answered":
+        if isinstance(item, str):
             await self.connect(user)
             return
         refusal, disposition = item
@@ -187,7 +196,7 @@ class InboundCall(Call):
 
     # ---- connected ------------------------------------------------------------------
 
-    async def connect(self, user: User) -> None:
+    async def connect(self, user: Callee) -> None:
         caller, callee = self.channels["caller"], self.channels["callee"]
         await self.ari.answer(caller)
         self.bridge_id = self.call_id

@@ -13,6 +13,8 @@ are gone are completed by the documented rule (ended now, by the PBX).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections import defaultdict
 
@@ -73,17 +75,15 @@ class CallManager:
             call_id_var.reset(token)
         self.calls[call.call_id] = call
         self.tasks[call.call_id] = task
-        task.add_done_callback(lambda _t, cid=call.call_id: self._forget(cid))
+        task.add_done_callback(functools.partial(self._forget, call.call_id))
 
-    def _forget(self, call_id: str) -> None:
+    def _forget(self, call_id: str, _task: object = None) -> None:
         self.calls.pop(call_id, None)
         self.tasks.pop(call_id, None)
 
     async def _hangup_quietly(self, channel_id: str) -> None:
-        try:
+        with contextlib.suppress(AriError):
             await self.ari.hangup(channel_id)
-        except AriError:
-            pass
 
     # ---- after a (re)connect ----------------------------------------------------------
 
@@ -102,8 +102,11 @@ class CallManager:
         for call in list(self.calls.values()):
             for role, channel_id in call.channels.items():
                 if channel_id not in present and role not in call.gone:
-                    log.info("channel %s of call %s vanished while disconnected",
-                             channel_id, call.call_id)
+                    log.info(
+                        "channel %s of call %s vanished while disconnected",
+                        channel_id,
+                        call.call_id,
+                    )
                     call.vanished(role)
 
         for record in await self.store.open_records():
@@ -115,15 +118,16 @@ class CallManager:
             else:
                 token = call_id_var.set(record.call_id)
                 try:
-                    disposition = (
-                        Disposition.ANSWERED if record.answered_at else Disposition.FAILED
-                    )
+                    disposition = Disposition.ANSWERED if record.answered_at else Disposition.FAILED
                     applied = await self.store.finish(
                         record.call_id, utcnow(), disposition, None, EndedBy.PBX
                     )
                     if applied:
-                        log.info("the call ended while the app was away: recorded as %s, "
-                                 "ended now by the PBX", disposition.value)
+                        log.info(
+                            "the call ended while the app was away: recorded as %s, "
+                            "ended now by the PBX",
+                            disposition.value,
+                        )
                 finally:
                     call_id_var.reset(token)
         # Tagged channels with no open record (e.g. the record was completed by hand).

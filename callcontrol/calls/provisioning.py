@@ -50,6 +50,7 @@ def endpoint_fields(user: User) -> dict[str, dict[str, str]]:
             "rewrite_contact": "yes",
             "dtmf_mode": "rfc4733",
             "identify_by": "username",
+            "rtp_timeout": "300",  # a phone that vanished mid-call does not hold it forever
             "callerid": f'"{user.name}" <{ext}>',
         },
     }
@@ -66,8 +67,9 @@ class EndpointProvisioner:
             except AriHttpError as exc:
                 # Asterisk re-applies the stored object's fields on an update; an object it
                 # cannot round-trip (e.g. written by an older version) is replaced whole.
-                log.warning("replacing %s %s after a failed update: %s",
-                            object_type, user.extension, exc)
+                log.warning(
+                    "replacing %s %s after a failed update: %s", object_type, user.extension, exc
+                )
                 await self.ari.delete_dynamic_config(CLASS, object_type, user.extension)
                 await self.ari.put_dynamic_config(CLASS, object_type, user.extension, fields)
 

@@ -92,3 +92,7 @@ class CallStore:
     async def get(self, call_id: str) -> CallRecord | None:
         async with self.db.session() as session:
             return await CallRecordRepository(session).get(call_id)
+
+    async def recent(self, limit: int = 50) -> list[CallRecord]:
+        async with self.db.session() as session:
+            return await CallRecordRepository(session).list_recent(limit)

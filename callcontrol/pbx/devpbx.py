@@ -203,7 +203,7 @@ class DevPbx:
         argv = [
             "mmdebstrap",
             "--variant=apt",
-            "--aptopt=Acquire::Check-Valid-Until \"false\"",
+            '--aptopt=Acquire::Check-Valid-Until "false"',
             f"--include={PACKAGES}",
             "sid",
             str(tmp),
@@ -244,8 +244,10 @@ class DevPbx:
     def _chown_asterisk(self) -> None:
         for rel in OWNED_DIRS:
             (self.root / rel).mkdir(parents=True, exist_ok=True)
-        self._run(["chroot", str(self.root), "chown", "-R", "asterisk:asterisk"]
-                  + ["/" + rel for rel in OWNED_DIRS])
+        self._run(
+            ["chroot", str(self.root), "chown", "-R", "asterisk:asterisk"]
+            + ["/" + rel for rel in OWNED_DIRS]
+        )
 
     # ---- process --------------------------------------------------------------------
 
@@ -254,15 +256,27 @@ class DevPbx:
         if self.mode == "chroot":
             self._mount()
             self._chown_asterisk()
-            argv = ["chroot", str(self.root), "/usr/sbin/asterisk", "-f", "-n", "-U", "asterisk",
-                    "-G", "asterisk"]
+            argv = [
+                "chroot",
+                str(self.root),
+                "/usr/sbin/asterisk",
+                "-f",
+                "-n",
+                "-U",
+                "asterisk",
+                "-G",
+                "asterisk",
+            ]
         else:
             Path("/run/asterisk").mkdir(parents=True, exist_ok=True)
             shutil.chown("/run/asterisk", "asterisk", "asterisk")
             argv = ["asterisk", "-f", "-n", "-U", "asterisk", "-G", "asterisk"]
         with open(self.log_file, "ab") as out:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
@@ -297,8 +311,9 @@ class DevPbx:
         while time.monotonic() < deadline:
             pid = self.pid_file.exists() and self._pid()
             if self.pid_file.exists() and not pid and self.mode == "chroot":
-                raise PbxError(f"Asterisk exited during start-up; see {self.log_file}:\n"
-                               + self._log_tail())
+                raise PbxError(
+                    f"Asterisk exited during start-up; see {self.log_file}:\n" + self._log_tail()
+                )
             try:
                 self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
                 if self._ari_answers(secret):
@@ -324,7 +339,7 @@ class DevPbx:
         token = base64.b64encode(f"{self.settings.ari_username}:{secret}".encode()).decode()
         req = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
         try:
-            with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310 - our URL
+            with urllib.request.urlopen(req, timeout=2) as resp:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
@@ -342,8 +357,10 @@ class DevPbx:
         host, _, port = self.settings.sip_bind.rpartition(":")
         http = self.settings.ari_url.split("://", 1)[1].split("/", 1)[0]
         http_host, _, http_port = http.rpartition(":")
-        checks = [(host, int(port), socket.SOCK_DGRAM, "udp"),
-                  (http_host, int(http_port or 80), socket.SOCK_STREAM, "tcp")]
+        checks = [
+            (host, int(port), socket.SOCK_DGRAM, "udp"),
+            (http_host, int(http_port or 80), socket.SOCK_STREAM, "tcp"),
+        ]
         for addr, num, kind, name in checks:
             with socket.socket(socket.AF_INET, kind) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -369,7 +386,9 @@ class DevPbx:
             "type = identify",
             "endpoint = carrier",
         ]
-        lines += [f"match = {ip.strip()}" for ip in self.settings.carrier_ips.split(",") if ip.strip()]
+        lines += [
+            f"match = {ip.strip()}" for ip in self.settings.carrier_ips.split(",") if ip.strip()
+        ]
         return "\n".join(lines) + "\n"
 
     def _backup_host_config(self) -> None:

@@ -34,6 +34,23 @@ HANG_UP_AFTER = """  <pause milliseconds="{ms}"/>
   </send>
   <recv response="200" next="end"/>
 """
+# The same from the called side (UAS): From/To swapped, the request goes to the Contact.
+HANG_UP_AFTER_UAS = """  <pause milliseconds="{ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [$remote_target] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$local_party];tag=[pid]SIPpTag01[call_number]
+      To: [$remote_party]
+      [last_Call-ID:]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" next="end"/>
+"""
 WAIT_FOR_BYE = """  <recv request="BYE" timeout="{ms}" next="got_bye"/>
 """
 
@@ -110,8 +127,9 @@ class SippResult:
         """First lines of every SIP message the peer received, in order."""
         return [
             block.splitlines()[0].strip()
-            for block in re.split(r"-+ [\d\-:. ]+\s*UDP message received \[\d+\] bytes :\s*\n",
-                                  self.messages)[1:]
+            for block in re.split(
+                r"-+ [\d\-:. ]+\s*UDP message received \[\d+\] bytes :\s*\n", self.messages
+            )[1:]
             if block.strip()
         ]
 
@@ -182,12 +200,30 @@ async def run_sipp(
     xml = workdir / f"{name}.xml"
     xml.write_text(scenario_xml)
     argv = [
-        "sipp", "-sf", str(xml), "-i", "127.0.0.1", "-p", str(local_port or free_port()),
-        "-m", "1", "-timeout", f"{timeout_s}s", "-timeout_error", "-nostdin",
-        "-trace_msg", "-message_file", str(workdir / f"{name}.messages.log"),
-        "-trace_err", "-error_file", str(workdir / f"{name}.errors.log"),
-        "-trace_screen", "-screen_file", str(workdir / f"{name}.screen.log"),
-        "-mp", str(next(_media_ports)),
+        "sipp",
+        "-sf",
+        str(xml),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(local_port or free_port()),
+        "-m",
+        "1",
+        "-timeout",
+        f"{timeout_s}s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_msg",
+        "-message_file",
+        str(workdir / f"{name}.messages.log"),
+        "-trace_err",
+        "-error_file",
+        str(workdir / f"{name}.errors.log"),
+        "-trace_screen",
+        "-screen_file",
+        str(workdir / f"{name}.screen.log"),
+        "-mp",
+        str(next(_media_ports)),
     ]
     if service:
         argv += ["-s", service]

@@ -1,0 +1,320 @@
+"""Fixtures for tests through the real PBX: Asterisk 22, the app as a process, sipp peers.
+
+The PBX is the development one (`callcontrol pbx up`), started once per session and
+left running (``.ci/run`` stops it). Each test gets its own SQLite database with
+demo users and numbers, its own app process (`python -m callcontrol serve`) whose
+log lines are awaitable events, and sipp phones that register with digest auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from callcontrol.calls.records import CallStore
+from callcontrol.config import Settings, load_settings
+from callcontrol.directory.service import DirectoryService
+from callcontrol.domain.call_records import CallRecord
+from callcontrol.pbx.devpbx import DevPbx, ensure_ari_secret
+from callcontrol.store import migrate
+from callcontrol.store.db import Database
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sipp import (
+    CARRIER_ANSWERED,
+    CARRIER_REFUSED,
+    HANG_UP_AFTER,
+    HANG_UP_AFTER_UAS,
+    WAIT_FOR_BYE,
+    SippProcess,
+    SippResult,
+    free_port,
+    render,
+    run_sipp,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+ROUTED = "+442079460000"  # rings alice
+UNROUTED = "+442079460001"  # ours, no routing
+UNKNOWN = "+442079469999"  # not ours
+CALLER = "+15551234567"
+USERS = {
+    "alice": ("1001", "wonderland-7291"),
+    "bob": ("1002", "builder-5813-x"),
+    "carol": ("1003", "never-registers-42"),  # never registered by any test
+}
+
+pytestmark = pytest.mark.pbx
+
+
+@pytest.fixture(scope="session")
+def pbx() -> Iterator[Settings]:
+    """A running Asterisk 22 with the project's dialplan; its settings (ARI password)."""
+    if os.geteuid() != 0:
+        pytest.fail("the PBX tests need root (they run Asterisk in a chroot)")
+    if shutil.which("sipp") is None:
+        pytest.fail("sipp is not installed (Debian package sip-tester)")
+    base = load_settings(environ={}, overrides={"data_dir": str(REPO / "var")})
+    password = ensure_ari_secret(base)
+    settings = load_settings(
+        environ={}, overrides={"data_dir": str(REPO / "var"), "ari_password": password}
+    )
+    DevPbx(settings).up()
+    yield settings
+
+
+@dataclass
+class Org:
+    """One test's organisation: its database and the settings its app runs with."""
+
+    data_dir: Path
+    env: dict[str, str]
+    db_url: str
+
+    async def record(self, call_id_prefix: str = "") -> CallRecord:
+        """The newest call record (or the one whose id starts with the prefix)."""
+        db = Database.from_url(self.db_url)
+        try:
+            records = await CallStore(db).recent(20)
+        finally:
+            await db.dispose()
+        for record in records:
+            if record.call_id.startswith(call_id_prefix):
+                return record
+        raise AssertionError(f"no call record {call_id_prefix!r}: {records}")
+
+    async def records(self) -> list[CallRecord]:
+        db = Database.from_url(self.db_url)
+        try:
+            return await CallStore(db).recent(50)
+        finally:
+            await db.dispose()
+
+    async def directory(self) -> tuple[DirectoryService, Database]:
+        db = Database.from_url(self.db_url)
+        return DirectoryService(db, "callcontrol"), db
+
+
+@pytest.fixture
+async def org(pbx: Settings, tmp_path: Path) -> Org:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    db_url = f"sqlite+aiosqlite:///{data_dir / 'callcontrol.db'}"
+    migrate.upgrade(db_url)
+    db = Database.from_url(db_url)
+    directory = DirectoryService(db, "callcontrol")
+    for name, (ext, password) in USERS.items():
+        await directory.add_user(name, ext, password)
+    await directory.add_number(ROUTED)
+    await directory.route_to_user(ROUTED, "alice")
+    await directory.add_number(UNROUTED)
+    await db.dispose()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CALLCONTROL_")},
+        "CALLCONTROL_DATA_DIR": str(data_dir),
+        "CALLCONTROL_DATABASE_URL": db_url,
+        "CALLCONTROL_ARI_PASSWORD": pbx.ari_password,
+        "CALLCONTROL_RING_TIMEOUT": "4",
+        "CALLCONTROL_LOG_LEVEL": "DEBUG",
+    }
+    return Org(data_dir, env, db_url)
+
+
+class AppProcess:
+    """`callcontrol serve` as a real process; its log lines are the events tests await."""
+
+    def __init__(self, org: Org, name: str = "app") -> None:
+        self.org = org
+        self.log_path = org.data_dir / f"{name}.log"
+        self.lines: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self._changed = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> AppProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "callcontrol",
+            "serve",
+            env=self.org.env,
+            cwd=REPO,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        self._reader = asyncio.create_task(self._read())
+        await self.wait_log(r"provisioned \d+ users", timeout=20)
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with self.log_path.open("a") as out:
+            async for raw in self.proc.stdout:
+                line = raw.decode(errors="replace").rstrip("\n")
+                out.write(line + "\n")
+                out.flush()
+                async with self._changed:
+                    self.lines.append(line)
+                    self._changed.notify_all()
+        async with self._changed:
+            self._changed.notify_all()
+
+    def mark(self) -> int:
+        return len(self.lines)
+
+    async def wait_log(self, pattern: str, *, after: int = 0, timeout: float = 15) -> re.Match[str]:
+        """Wait for a log line matching ``pattern`` (among lines from index ``after``)."""
+        regex = re.compile(pattern)
+        seen = after
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    while True:
+                        for line in self.lines[seen:]:
+                            match = regex.search(line)
+                            if match:
+                                return match
+                        seen = len(self.lines)
+                        if self._reader is not None and self._reader.done():
+                            raise AssertionError(f"app exited before logging {pattern!r}")
+                        await self._changed.wait()
+        except TimeoutError:
+            tail = "\n".join(self.lines[-25:])
+            raise AssertionError(f"no log line {pattern!r} in {timeout} s; last lines:\n{tail}")
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        code = await asyncio.wait_for(self.proc.wait(), 15)
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, 5)
+        return code
+
+
+@pytest.fixture
+async def app(org: Org) -> AsyncIterator[AppProcess]:
+    process = await AppProcess(org).start()
+    yield process
+    await process.stop()
+
+
+class Phones:
+    """sipp phones of the users: register, then answer / refuse / ring, then unregister."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.registered: list[tuple[str, int]] = []
+        self.running: list[SippProcess] = []
+
+    async def register(self, user: str, port: int, expires: int = 3600) -> SippResult:
+        ext, password = USERS[user]
+        sipp = await run_sipp(
+            self.workdir,
+            f"register-{user}-{expires}-{port}",
+            render("register.xml", expires=expires, contact_port=port),
+            service=ext,
+            auth=(ext, password),
+            local_port=port,
+            timeout_s=10,
+        )
+        result = await sipp.wait(15)
+        assert result.ok, result.explain()
+        return result
+
+    async def answering(self, user: str, *, ring_ms: int = 300, talk_ms: int = 0) -> SippProcess:
+        """A registered phone that answers; hangs up after talk_ms, or waits for a BYE."""
+        after_ack = (
+            HANG_UP_AFTER_UAS.format(ms=talk_ms) if talk_ms else WAIT_FOR_BYE.format(ms=30000)
+        )
+        xml = render("phone_answer.xml", ring_ms=ring_ms, after_ack=after_ack)
+        return await self._phone(user, "answer", xml)
+
+    async def busy(self, user: str) -> SippProcess:
+        return await self._phone(user, "busy", render("phone_busy.xml"))
+
+    async def not_answering(self, user: str) -> SippProcess:
+        return await self._phone(user, "noanswer", render("phone_noanswer.xml"))
+
+    async def _phone(self, user: str, kind: str, xml: str) -> SippProcess:
+        port = free_port()
+        await self.register(user, port)
+        self.registered.append((user, port))
+        sipp = await run_sipp(
+            self.workdir,
+            f"phone-{user}-{kind}-{port}",
+            xml,
+            server=True,
+            local_port=port,
+            timeout_s=60,
+        )
+        self.running.append(sipp)
+        return sipp
+
+    async def close(self) -> None:
+        for sipp in self.running:
+            sipp.kill()
+            await sipp.wait(5)
+        for user, port in self.registered:
+            await self.register(user, port, expires=0)
+
+
+@pytest.fixture
+async def phones(tmp_path: Path) -> AsyncIterator[Phones]:
+    p = Phones(tmp_path / "sipp")
+    yield p
+    await p.close()
+
+
+class Carrier:
+    """The carrier side: calls into the organisation's numbers."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.n = 0
+
+    async def call(
+        self,
+        number: str,
+        *,
+        hang_up_after_ms: int = 0,
+        caller: str = CALLER,
+        refused: bool = False,
+        timeout_s: int = 40,
+    ) -> SippProcess:
+        """Place one call; answered calls hang up after the given time or wait for a BYE."""
+        self.n += 1
+        if refused:
+            final = CARRIER_REFUSED
+        else:
+            after_ack = (
+                HANG_UP_AFTER.format(ms=hang_up_after_ms)
+                if hang_up_after_ms
+                else WAIT_FOR_BYE.format(ms=timeout_s * 1000)
+            )
+            final = CARRIER_ANSWERED.format(after_ack=after_ack)
+        xml = render("carrier.xml", caller=caller, final=final)
+        return await run_sipp(
+            self.workdir,
+            f"carrier-{self.n}",
+            xml,
+            service=number,
+            local_port=free_port(),
+            timeout_s=timeout_s,
+        )
+
+
+@pytest.fixture
+def carrier(tmp_path: Path) -> Carrier:
+    return Carrier(tmp_path / "sipp")

@@ -1,0 +1,199 @@
+"""Incoming calls through the real Asterisk: carrier (sipp UAC) -> app -> user's phone (sipp UAS)."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from conftest import CALLER, ROUTED, UNKNOWN, UNROUTED, AppProcess, Carrier, Org, Phones
+
+pytestmark = pytest.mark.pbx
+
+
+def first_lines(messages: list[str]) -> list[str]:
+    return [m.split(" sip:")[0] if not m.startswith("SIP/2.0") else m for m in messages]
+
+
+async def test_routed_number_rings_the_phone_and_the_caller_hangs_up(
+    app: AppProcess, phones: Phones, carrier: Carrier, org: Org
+) -> None:
+    phone = await phones.answering("alice")
+    call = await carrier.call(ROUTED, hang_up_after_ms=1500)
+    c, p = await call.wait(30), await phone.wait(30)
+    assert c.ok, c.explain()
+    assert p.ok, p.explain()
+    assert first_lines(p.received()) == ["INVITE", "ACK", "BYE"]
+    # The caller's number reached the phone as caller ID.
+    assert f"sip:{CALLER}@" in p.messages.split("INVITE sip:", 1)[1].split("\n\n", 1)[0]
+    assert "SIP/2.0 200 OK" in c.received()
+    await app.wait_log(r"call ended: answered, ended by caller")
+    record = await org.record()
+    assert record.disposition == "answered"
+    assert record.ended_by == "caller"
+    assert record.user_name == "alice"
+    assert record.caller == CALLER
+    assert record.number_e164 == ROUTED
+    assert record.answered_at is not None and record.ended_at is not None
+    assert record.started_at <= record.answered_at <= record.ended_at
+
+
+async def test_the_callee_hangs_up(
+    app: AppProcess, phones: Phones, carrier: Carrier, org: Org
+) -> None:
+    phone = await phones.answering("alice", talk_ms=1000)
+    call = await carrier.call(ROUTED)  # waits for the PBX's BYE
+    c, p = await call.wait(30), await phone.wait(30)
+    assert p.ok, p.explain()
+    assert c.ok, c.explain()
+    assert "BYE" in first_lines(c.received())
+    await app.wait_log(r"call ended: answered, ended by callee")
+    record = await org.record()
+    assert (record.disposition, record.ended_by) == ("answered", "callee")
+
+
+async def test_unrouted_number_is_refused_and_the_phone_never_rings(
+    app: AppProcess, phones: Phones, carrier: Carrier, org: Org
+) -> None:
+    phone = await phones.answering("alice")
+    call = await carrier.call(UNROUTED, refused=True)
+    c = await call.wait(30)
+    assert c.ok, c.explain()
+    received = c.received()
+    assert "SIP/2.0 183 Session Progress" in received  # the "not in service" prompt
+    assert received[-1].startswith("SIP/2.0 404")
+    await app.wait_log(r"call ended: refused_no_route")
+    phone.kill()
+    assert (await phone.wait(5)).received() == []
+    record = await org.record()
+    assert record.disposition == "refused_no_route"
+    assert record.answered_at is None
+
+
+async def test_a_number_that_is_not_ours_is_refused(
+    app: AppProcess, carrier: Carrier, org: Org
+) -> None:
+    c = await (await carrier.call(UNKNOWN, refused=True)).wait(30)
+    assert c.ok, c.explain()
+    assert c.received()[-1].startswith("SIP/2.0 404")
+    await app.wait_log(r"call ended: refused_unknown_number")
+    assert (await org.record()).number_e164 is None
+
+
+async def test_routing_removed_while_the_app_runs(
+    app: AppProcess, phones: Phones, carrier: Carrier, org: Org
+) -> None:
+    phone = await phones.answering("alice", talk_ms=500)
+    first = await (await carrier.call(ROUTED)).wait(30)
+    assert first.ok, first.explain()
+    assert (await phone.wait(30)).ok
+    await app.wait_log(r"call ended: answered")
+
+    directory, db = await org.directory()
+    try:
+        await directory.clear_route(ROUTED)
+    finally:
+        await db.dispose()
+
+    phone = await phones.answering("alice")
+    mark = app.mark()
+    second = await (await carrier.call(ROUTED, refused=True)).wait(30)
+    assert second.ok, second.explain()
+    await app.wait_log(r"call ended: refused_no_route", after=mark)
+    phone.kill()
+    assert (await phone.wait(5)).received() == []
+
+
+async def test_user_not_registered_hears_a_prompt_and_the_call_ends(
+    app: AppProcess, carrier: Carrier, org: Org
+) -> None:
+    directory, db = await org.directory()
+    try:
+        await directory.route_to_user(ROUTED, "carol")  # carol's phone never registers
+    finally:
+        await db.dispose()
+    c = await (await carrier.call(ROUTED, refused=True)).wait(30)
+    assert c.ok, c.explain()
+    received = c.received()
+    assert "SIP/2.0 183 Session Progress" in received
+    assert received[-1].startswith("SIP/2.0 480")
+    await app.wait_log(r"call ended: unavailable")
+    record = await org.record()
+    assert (record.disposition, record.user_name) == ("unavailable", "carol")
+
+
+async def test_busy_phone(app: AppProcess, phones: Phones, carrier: Carrier, org: Org) -> None:
+    phone = await phones.busy("alice")
+    c = await (await carrier.call(ROUTED, refused=True)).wait(30)
+    assert c.ok, c.explain()
+    assert c.received()[-1].startswith("SIP/2.0 486")
+    assert (await phone.wait(10)).ok
+    await app.wait_log(r"call ended: busy")
+
+
+async def test_phone_not_answering_within_the_ring_timeout(
+    app: AppProcess, phones: Phones, carrier: Carrier, org: Org
+) -> None:
+    phone = await phones.not_answering("alice")  # ring timeout is 4 s in these tests
+    c = await (await carrier.call(ROUTED, refused=True)).wait(30)
+    assert c.ok, c.explain()
+    p = await phone.wait(10)
+    assert p.ok, p.explain()
+    assert first_lines(p.received())[:2] == ["INVITE", "CANCEL"]
+    assert c.received()[-1].startswith("SIP/2.0 480")
+    await app.wait_log(r"call ended: no_answer")
+
+
+async def test_app_killed_mid_call_then_restarted_readopts_the_call(
+    app: AppProcess, phones: Phones, carrier: Carrier, org: Org
+) -> None:
+    phone = await phones.answering("alice")
+    call = await carrier.call(ROUTED, hang_up_after_ms=7000)
+    match = await app.wait_log(r"\[(\w+)\] \S+: connected ")
+    call_id = match.group(1)
+    await app.stop(signal.SIGKILL)
+
+    second = AppProcess(org, "app2")
+    await second.start()
+    try:
+        await second.wait_log(rf"\[{call_id}\] \S+: re-adopted the call")
+        c, p = await call.wait(30), await phone.wait(30)
+        assert c.ok, c.explain()
+        assert p.ok, p.explain()
+        assert first_lines(p.received()) == ["INVITE", "ACK", "BYE"]
+        await second.wait_log(rf"\[{call_id}\] \S+: call ended: answered, ended by caller")
+    finally:
+        await second.stop()
+    record = await org.record(call_id)
+    assert record.ended_by == "caller"
+    assert record.ended_at is not None and record.answered_at is not None
+    assert (record.ended_at - record.answered_at).total_seconds() >= 6
+
+
+async def test_sigterm_leaves_calls_up_and_the_next_start_readopts_them(
+    app: AppProcess, phones: Phones, carrier: Carrier, org: Org
+) -> None:
+    phone = await phones.answering("alice", talk_ms=6000)
+    call = await carrier.call(ROUTED)
+    match = await app.wait_log(r"\[(\w+)\] \S+: connected ")
+    call_id = match.group(1)
+    assert await app.stop(signal.SIGTERM) == 0
+    assert (await org.record(call_id)).ended_at is None  # not hung up, not closed
+
+    second = AppProcess(org, "app2")
+    await second.start()
+    try:
+        await second.wait_log(rf"\[{call_id}\] \S+: re-adopted the call")
+        assert (await phone.wait(30)).ok
+        assert (await call.wait(30)).ok
+        await second.wait_log(rf"\[{call_id}\] \S+: call ended: answered, ended by callee")
+    finally:
+        await second.stop()
+
+
+async def test_app_not_running_fails_closed(pbx: object, carrier: Carrier) -> None:
+    c = await (await carrier.call(ROUTED, refused=True)).wait(30)
+    assert c.ok, c.explain()
+    received = c.received()
+    assert "SIP/2.0 183 Session Progress" in received  # "all circuits are busy"
+    assert received[-1].startswith("SIP/2.0 503")
+    assert "SIP/2.0 200 OK" not in received
