@@ -157,7 +157,7 @@ async def _with_directory(settings: Settings, fn: Callable[[Any], Awaitable[T]])
     try:
         return await fn(directory)
     finally:
-        await directory.db.dispose() if hasattr(directory, "db") else None
+        await directory.db.dispose()
 
 
 def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
@@ -271,7 +271,10 @@ def cmd_calls_list(settings: Settings, args: argparse.Namespace) -> int:
             await db.dispose()
 
     del CallStore
-    for r in _run(go):
+    records = _run(go)
+    if not records:
+        print("no calls")
+    for r in records:
         answered = r.answered_at.strftime("%H:%M:%S") if r.answered_at else "-"
         ended = r.ended_at.strftime("%H:%M:%S") if r.ended_at else "(in progress)"
         print(
@@ -326,6 +329,87 @@ def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
         "routing"
     )
     return 0
+
+
+DEMO_PASSWORDS = {"alice": "wonderland-7291", "bob": "builder-5813-x"}
+
+
+def cmd_demo_phone(settings: Settings, args: argparse.Namespace) -> int:
+    """A sipp phone for a user: registers, then answers every call until Ctrl-C."""
+    from callcontrol.pbx import sipp
+
+    password = args.password or DEMO_PASSWORDS.get(args.name)
+    if not password:
+        raise InvalidInput(f"give --password for {args.name}")
+
+    async def go() -> int:
+        directory = _directory(settings)
+        try:
+            user = await directory.get_user(args.name)
+        finally:
+            await directory.db.dispose()
+        workdir = settings.data_dir / "sipp"
+        reg = await sipp.run_sipp(
+            workdir,
+            f"register-{user.extension}",
+            sipp.render("register.xml", expires=3600, contact_port=args.port),
+            service=user.extension,
+            auth=(user.extension, password),
+            local_port=args.port,
+            timeout_s=10,
+            pbx=settings.sip_bind,
+        )
+        result = await reg.wait(15)
+        if not result.ok:
+            raise InvalidInput(f"registration of {user.extension} failed:\n{result.explain()}")
+        print(
+            f"{user.name}'s phone registered as {user.extension} on 127.0.0.1:{args.port}; "
+            "answering calls (Ctrl-C stops it)"
+        )
+        after = sipp.WAIT_FOR_BYE.format(ms=3_600_000)
+        phone = await sipp.run_sipp(
+            workdir,
+            f"phone-{user.extension}",
+            sipp.render("phone_answer.xml", ring_ms=1000, after_ack=after),
+            server=True,
+            local_port=args.port,
+            timeout_s=86400,
+            calls=0,
+        )
+        try:
+            await phone.proc.wait()
+        finally:
+            phone.kill()
+        return 0
+
+    return _run(go)
+
+
+def cmd_demo_call(settings: Settings, args: argparse.Namespace) -> int:
+    """Call one of the organisation's numbers as the carrier, with sipp."""
+    from callcontrol.pbx import sipp
+
+    async def go() -> int:
+        after = sipp.HANG_UP_AFTER.format(ms=int(args.seconds * 1000))
+        xml = sipp.render(
+            "carrier.xml", caller=args.caller, final=sipp.CARRIER_ANSWERED.format(after_ack=after)
+        )
+        call = await sipp.run_sipp(
+            settings.data_dir / "sipp",
+            "carrier-demo",
+            xml,
+            service=args.number,
+            timeout_s=int(args.seconds) + 60,
+            pbx=settings.sip_bind,
+        )
+        print(f"calling {args.number} from {args.caller} as the carrier...")
+        result = await call.wait(args.seconds + 70)
+        for line in result.received():
+            print(f"  <- {line}")
+        print("answered and hung up" if result.ok else "not answered (see the app's log)")
+        return 0 if result.ok else 1
+
+    return _run(go)
 
 
 # ---- the parser -------------------------------------------------------------------------------
@@ -404,6 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(required=True)
     add(demo, "seed", cmd_demo_seed, "create demo users and numbers (idempotent)")
+    p = add(demo, "phone", cmd_demo_phone, "a sipp phone for a user: register and answer")
+    p.add_argument("name")
+    p.add_argument("--password", help="the user's SIP password (known for demo users)")
+    p.add_argument("--port", type=int, default=5081, help="local SIP port of the phone")
+    p = add(demo, "call", cmd_demo_call, "call a number as the carrier (sipp)")
+    p.add_argument("number")
+    p.add_argument("--caller", default="+15551234567")
+    p.add_argument("--seconds", type=float, default=10.0, help="talk time before hanging up")
     return parser
 
 

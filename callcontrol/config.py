@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -101,12 +102,17 @@ class Settings(BaseModel):
         if self.ari_password:
             return self.ari_password
         try:
-            return self.ari_secret_file.read_text().strip()
+            secret = self.ari_secret_file.read_text().strip()
         except FileNotFoundError:
             raise ConfigError(
                 f"no ARI password: set CALLCONTROL_ARI_PASSWORD or run `callcontrol pbx up` "
                 f"(it writes {self.ari_secret_file})"
             ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.ari_secret_file}: {exc.strerror}") from exc
+        if not secret:
+            raise ConfigError(f"{self.ari_secret_file} is empty: no ARI password")
+        return secret
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked, for display and logs."""
@@ -120,12 +126,21 @@ class Settings(BaseModel):
 
 
 def _redact_url(url: str) -> str:
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:********@{host}"
+    """The URL with any password masked: in the user part and in the query string."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, host = netloc.rsplit("@", 1)
+        user, has_password, _ = creds.partition(":")
+        netloc = f"{user}:********@{host}" if has_password else netloc
+    query = [
+        (key, "********" if key.lower() in {"password", "pass", "passwd"} else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    new_query = urlencode(query, safe="*")
+    if netloc == parts.netloc and query == parse_qsl(parts.query, keep_blank_values=True):
+        return url  # nothing secret: keep the URL exactly as written
+    return urlunsplit(parts._replace(netloc=netloc, query=new_query))
 
 
 def load_settings(
@@ -149,6 +164,10 @@ def load_settings(
                 from_file = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text: {exc.reason}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from exc
         for key, value in from_file.items():

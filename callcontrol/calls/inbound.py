@@ -73,18 +73,23 @@ class InboundCall(Call):
         self.attach("caller", start.channel.id, events)
 
     async def handle(self) -> None:
+        try:
+            await self.route()
+        except StoreError as exc:
+            # The database went away mid-call: fail closed, as the dialplan does.
+            log.error("the database failed: %s", exc)
+            if self.answered_at is None and "caller" not in self.gone:
+                await self.hangup("callee")
+                await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.FAILED)
+
+    async def route(self) -> None:
         caller = self.channels["caller"]
         log.info(
             "incoming call from %s to %s on channel %s", self.caller_number, self.dialled, caller
         )
         await self.tag_channel(caller, "caller")
         number = normalise_dialled(self.dialled)
-        try:
-            found = await self.store.route_for(number)
-        except StoreError as exc:
-            log.error("cannot route the call, the database failed: %s", exc)
-            await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.FAILED)
-            return
+        found = await self.store.route_for(number)
         owned, route = found if found is not None else (None, None)
         user = None
         if route is not None and route.kind is RouteKind.USER and route.user_extension:

@@ -65,6 +65,11 @@ class DirectoryService:
 
     # users
 
+    @property
+    def db(self) -> Database:
+        """The database this service works on (the caller disposes it)."""
+        return self._db
+
     async def add_user(self, name: str, extension: str, password: str) -> User:
         """Create a user with a SIP login ``extension`` / ``password`` (stored as digests)."""
         name = validate_user_name(name)

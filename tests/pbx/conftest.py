@@ -25,11 +25,7 @@ from callcontrol.config import Settings, load_settings
 from callcontrol.directory.service import DirectoryService
 from callcontrol.domain.call_records import CallRecord
 from callcontrol.pbx.devpbx import DevPbx, ensure_ari_secret
-from callcontrol.store import migrate
-from callcontrol.store.db import Database
-
-sys.path.insert(0, str(Path(__file__).parent))
-from sipp import (
+from callcontrol.pbx.sipp import (
     CARRIER_ANSWERED,
     CARRIER_REFUSED,
     HANG_UP_AFTER,
@@ -41,6 +37,8 @@ from sipp import (
     render,
     run_sipp,
 )
+from callcontrol.store import migrate
+from callcontrol.store.db import Database
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTED = "+442079460000"  # rings alice
@@ -190,7 +188,7 @@ class AppProcess:
                         await self._changed.wait()
         except TimeoutError:
             tail = "\n".join(self.lines[-25:])
-            raise AssertionError(f"no log line {pattern!r} in {timeout} s; last lines:\n{tail}")
+            raise AssertionError(f"no log line {pattern!r} in {timeout} s:\n{tail}") from None
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None:

@@ -1,4 +1,4 @@
-"""Incoming calls through the real Asterisk: carrier (sipp UAC) -> app -> user's phone (sipp UAS)."""
+"""Incoming calls through the real Asterisk: carrier (sipp) -> app -> user's phone (sipp)."""
 
 from __future__ import annotations
 

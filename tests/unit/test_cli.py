@@ -521,13 +521,6 @@ def test_commands_on_a_database_without_schema(
     assert "schema none" in current.out
 
 
-@pytest.mark.xfail(
-    reason="cli.py _with_directory disposes `directory.db`, but DirectoryService keeps "
-    "the Database as `_db`: the engine is never disposed and aiosqlite connections leak "
-    "past asyncio.run (ResourceWarning, 'Event loop is closed' in its worker thread)",
-    raises=AssertionError,
-    strict=True,
-)
 def test_directory_commands_dispose_their_database(
     run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -552,3 +545,9 @@ def test_directory_commands_dispose_their_database(
     assert run("users", "list").code == 0
     assert created
     assert all(db in disposed for db in created)
+
+
+def test_demo_phone_for_an_unknown_user(run: Run) -> None:
+    result = run("demo", "phone", "zed", "--password", "through-the-glass-42")
+    assert result.code == 1
+    assert result.err == "error: no user named 'zed'\n"

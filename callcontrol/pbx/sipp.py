@@ -1,8 +1,9 @@
-"""sipp, driven from tests: render a scenario, run it, read what it saw.
+"""sipp as a SIP peer of the PBX: a carrier calling in, users' phones answering.
 
-Scenario files live in scenarios/; ``{{name}}`` placeholders are filled in here
-(sipp's own ``[keywords]`` pass through untouched). Every run keeps its message
-trace, so a test can assert on the SIP the peer actually received.
+Used by the PBX tests and by `callcontrol demo phone|call`. Scenario files live in
+scenarios/; ``{{name}}`` placeholders are filled in here (sipp's own ``[keywords]``
+pass through untouched). Every run keeps its message trace, so a test can assert
+on the SIP the peer actually received.
 """
 
 from __future__ import annotations
@@ -194,8 +195,9 @@ async def run_sipp(
     variables: dict[str, str] | None = None,
     timeout_s: int = 60,
     pbx: str = "127.0.0.1:5060",
+    calls: int = 1,
 ) -> SippProcess:
-    """Start one sipp (UAC unless server) for a single call; returns at once."""
+    """Start one sipp (UAC unless server) for ``calls`` calls (0: no limit); returns at once."""
     workdir.mkdir(parents=True, exist_ok=True)
     xml = workdir / f"{name}.xml"
     xml.write_text(scenario_xml)
@@ -231,6 +233,9 @@ async def run_sipp(
         argv += ["-au", auth[0], "-ap", auth[1]]
     for key, value in (variables or {}).items():
         argv += ["-set", key, value]
+    if calls == 0:
+        argv.remove("-m")
+        argv.remove("0")
     if not server:
         argv.append(pbx)
     proc = await asyncio.create_subprocess_exec(
