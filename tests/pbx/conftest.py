@@ -102,12 +102,12 @@ class Org:
         return DirectoryService(db, "callcontrol"), db
 
 
-@pytest.fixture
-async def org(pbx: Settings, tmp_path: Path) -> Org:
+async def make_org(pbx: Settings, tmp_path: Path, db_url: str | None = None) -> Org:
+    """A migrated database with the demo users and numbers, and the app's environment."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    db_url = f"sqlite+aiosqlite:///{data_dir / 'callcontrol.db'}"
-    migrate.upgrade(db_url)
+    db_url = db_url or f"sqlite+aiosqlite:///{data_dir / 'callcontrol.db'}"
+    await asyncio.to_thread(migrate.upgrade, db_url)
     db = Database.from_url(db_url)
     directory = DirectoryService(db, "callcontrol")
     for name, (ext, password) in USERS.items():
@@ -125,6 +125,11 @@ async def org(pbx: Settings, tmp_path: Path) -> Org:
         "CALLCONTROL_LOG_LEVEL": "DEBUG",
     }
     return Org(data_dir, env, db_url)
+
+
+@pytest.fixture
+async def org(pbx: Settings, tmp_path: Path) -> Org:
+    return await make_org(pbx, tmp_path)
 
 
 class AppProcess:
