@@ -198,6 +198,7 @@ async def run_sipp(
     calls: int = 1,
 ) -> SippProcess:
     """Start one sipp (UAC unless server) for ``calls`` calls (0: no limit); returns at once."""
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     xml = workdir / f"{name}.xml"
     xml.write_text(scenario_xml)
@@ -209,8 +210,6 @@ async def run_sipp(
         "127.0.0.1",
         "-p",
         str(local_port or free_port()),
-        "-m",
-        "1",
         "-timeout",
         f"{timeout_s}s",
         "-timeout_error",
@@ -233,9 +232,8 @@ async def run_sipp(
         argv += ["-au", auth[0], "-ap", auth[1]]
     for key, value in (variables or {}).items():
         argv += ["-set", key, value]
-    if calls == 0:
-        argv.remove("-m")
-        argv.remove("0")
+    if calls:
+        argv += ["-m", str(calls)]
     if not server:
         argv.append(pbx)
     proc = await asyncio.create_subprocess_exec(
