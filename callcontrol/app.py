@@ -1,14 +1,18 @@
 """The composition root: builds every object from the settings and runs the app.
 
-    Settings -> Database -> CallStore ----------------------+
-             -> AriClient -> EndpointProvisioner            |
-             -> EventRouter <- AriEventStream               v
-                           -> CallManager (InboundCall / AdoptedCall per call)
+    Settings -> Database -> CallStore, ChargingService (rates, wallet)
+             -> AriClient -> EndpointProvisioner
+             -> FlowRegistry (ivr_flows/, hot reload) -> PromptMedia <- MediaServer (HTTP)
+             -> EventRouter <- AriEventStream
+             -> CallContext -> CallManager (InboundCall / AdoptedCall per call)
 
-Start-up: check the schema is current, connect ARI (the event stream retries with
-backoff until Asterisk answers), and on every (re)connect provision the users'
-endpoints and re-adopt our calls. SIGTERM/SIGINT: stop taking calls, detach the
-calls in progress (they stay up in Asterisk), close everything, exit 0.
+Start-up: check the schema is current, serve prompts over HTTP, load the flows,
+connect ARI (the event stream retries with backoff until Asterisk answers), and on
+every (re)connect provision the users' endpoints and re-adopt or settle our calls.
+While running: flows are re-read when edited; the wallet is watched so credits added
+by any process extend live calls; rates imported by any process are reloaded.
+SIGTERM/SIGINT: stop taking calls, detach the calls in progress (they stay up in
+Asterisk, which still enforces their paid time), close everything, exit 0.
 """
 
 from __future__ import annotations
@@ -17,17 +21,27 @@ import asyncio
 import contextlib
 import logging
 import signal
+from zoneinfo import ZoneInfo
 
 from callcontrol.ari import AriClient, AriEventStream, EventRouter
+from callcontrol.billing.service import ChargingService
+from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
+from callcontrol.calls.media import PromptMedia, says_in
 from callcontrol.calls.provisioning import EndpointProvisioner
 from callcontrol.calls.records import CallStore
 from callcontrol.config import Settings
 from callcontrol.errors import AriError, ConfigError, StoreError
+from callcontrol.ivr.model import Flow
+from callcontrol.ivr.registry import FlowRegistry
+from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.store import migrate
 from callcontrol.store.db import Database
+from callcontrol.web.media import MediaServer
 
 log = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 1.0  # seconds between checks of the wallet and the rate table
 
 
 class App:
@@ -36,6 +50,7 @@ class App:
         password = settings.effective_ari_password
         self.db = Database.from_url(settings.effective_database_url)
         self.store = CallStore(self.db)
+        self.charging = ChargingService(self.db)
         self.ari = AriClient(
             settings.ari_url,
             settings.ari_username,
@@ -44,7 +59,32 @@ class App:
             timeout=settings.ari_timeout,
         )
         self.router = EventRouter()
-        self.calls = CallManager(self.ari, self.router, self.store, settings.ring_timeout)
+        flows_dir = settings.flows_dir.resolve()
+        self.media = PromptMedia(settings.effective_media_url, flows_dir, settings.tts_cache_dir)
+        self.media_server = MediaServer(settings.media_listen, flows_dir, settings.tts_cache_dir)
+        self.known_users: set[str] | None = None  # None until read: the check is skipped
+        sounds_dir = system_sounds_dir(settings.pbx_root)
+        self.sounds: set[str] = sounds_in_dir(sounds_dir) if sounds_dir else set()
+        self.flows = FlowRegistry(
+            flows_dir,
+            known_users=lambda: self.known_users,
+            sound_exists=lambda name: not self.sounds or name in self.sounds,
+            default_timezone=settings.timezone,
+            poll_interval=settings.ivr_poll_interval,
+            on_change=self._flow_changed,
+        )
+        self.ctx = CallContext(
+            ari=self.ari,
+            router=self.router,
+            store=self.store,
+            charging=self.charging,
+            media=self.media,
+            flows=self.flows,
+            ring_timeout=settings.ring_timeout,
+            charge_interval=settings.charge_interval,
+            timezone=ZoneInfo(settings.timezone),
+        )
+        self.calls = CallManager(self.ctx)
         self.provisioner = EndpointProvisioner(self.ari)
         self.stream = AriEventStream(
             settings.ari_url,
@@ -55,6 +95,7 @@ class App:
             on_connected=self.on_connected,
         )
         self.stopping = asyncio.Event()
+        self._pending_prompts: list[Flow] = []
 
     def check_schema(self) -> None:
         """Refuse to serve on a database whose schema is not the current one."""
@@ -66,6 +107,28 @@ class App:
                 "run `callcontrol db upgrade`"
             )
 
+    # ---- flows and prompts -------------------------------------------------------------
+
+    def _flow_changed(self, name: str, flow: Flow | None) -> None:
+        if flow is None:
+            log.info("flow %s removed: numbers routed to it refuse calls", name)
+            return
+        log.info("flow %s (version %s) now serves new calls", name, flow.version)
+        self._pending_prompts.append(flow)
+
+    async def prompt_loop(self) -> None:
+        """Synthesize the speech of new flow versions ahead of the calls that need it."""
+        while True:
+            while self._pending_prompts:
+                flow = self._pending_prompts.pop(0)
+                await self.media.prepare(says_in(flow))
+            await asyncio.sleep(self.settings.ivr_poll_interval)
+
+    async def refresh_users(self) -> None:
+        self.known_users = {user.name for user in await self.store.users()}
+
+    # ---- ARI ------------------------------------------------------------------------------
+
     async def on_connected(self) -> None:
         """After every (re)connect: endpoints first (phones can register), then calls."""
         log.info(
@@ -74,10 +137,24 @@ class App:
             self.settings.ari_app,
         )
         try:
-            await self.provisioner.sync_all(await self.store.users())
+            users = await self.store.users()
+            self.known_users = {user.name for user in users}
+            await self.provisioner.sync_all(users)
         except (AriError, StoreError) as exc:
             log.error("could not provision users' endpoints: %s", exc)
+        await self._read_sounds()
         await self.calls.adopt()
+
+    async def _read_sounds(self) -> None:
+        """The PBX's own list of sounds is the one flows are checked against."""
+        try:
+            sounds = await self.ari.request("GET", "/sounds")
+        except AriError as exc:
+            log.warning("could not list the PBX's sounds: %s", exc)
+            return
+        names = {item["id"] for item in sounds or [] if isinstance(item, dict) and "id" in item}
+        if names:
+            self.sounds = names
 
     async def provision_loop(self) -> None:
         """Re-check the endpoints now and then: changes from the CLI or other instances."""
@@ -86,9 +163,32 @@ class App:
             if not self.stream.is_connected:
                 continue
             try:
-                await self.provisioner.sync_all(await self.store.users())
+                users = await self.store.users()
+                self.known_users = {user.name for user in users}
+                await self.provisioner.sync_all(users)
             except (AriError, StoreError) as exc:
                 log.warning("endpoint re-check failed: %s", exc)
+
+    async def watch_loop(self) -> None:
+        """Credits added by any process extend live calls; imported rates apply to new calls."""
+        last_entry: int | None = None
+        last_rates: int | None = None
+        while True:
+            try:
+                entry = await self.charging.wallet.last_entry_id()
+                if last_entry is not None and entry != last_entry:
+                    self.calls.credits_changed()
+                last_entry = entry
+                rate_set = await self.charging.current_rate_set()
+                rates = rate_set.id if rate_set is not None else 0
+                if last_rates is not None and rates != last_rates:
+                    await self.charging.reload()
+                last_rates = rates
+            except StoreError as exc:
+                log.warning("wallet watch: %s", exc)
+            await asyncio.sleep(WATCH_INTERVAL)
+
+    # ---- run ------------------------------------------------------------------------------
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -96,19 +196,31 @@ class App:
             loop.add_signal_handler(sig, self.stopping.set)
         await self.db.ping()
         log.info("database %s ready", self.db.url)
+        await self.refresh_users()
+        await self.charging.load_rates()
+        self.flows.load()
+        log.info("flows loaded: %s", ", ".join(self.flows.names()) or "none")
+        await self.media_server.start()
         try:
             async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self.flows.run(), name="flows"),
+                    tg.create_task(self.prompt_loop(), name="prompts"),
+                    tg.create_task(self.provision_loop(), name="provisioning"),
+                    tg.create_task(self.watch_loop(), name="wallet-watch"),
+                ]
                 stream = tg.create_task(self.stream.run(), name="ari-events")
-                loop_task = tg.create_task(self.provision_loop(), name="provisioning")
                 stop = tg.create_task(self.stopping.wait(), name="stop")
                 await asyncio.wait({stream, stop}, return_when=asyncio.FIRST_COMPLETED)
                 log.info("stopping: calls in progress stay up and are re-adopted at next start")
                 await self.calls.shutdown(detach=True)
-                for task in (stream, loop_task, stop):
+                for task in (*tasks, stream, stop):
                     task.cancel()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            with contextlib.suppress(Exception):
+                await self.media_server.stop()
             with contextlib.suppress(Exception):
                 await self.ari.close()
             with contextlib.suppress(Exception):

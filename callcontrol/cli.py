@@ -306,6 +306,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
     from callcontrol.store import migrate
+    from callcontrol.store.db import Database
 
     migrate.upgrade(settings.effective_database_url)
 
@@ -321,16 +322,37 @@ def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
             await d.route_to_user("+442079460000", "alice")
         if "+442079460001" not in numbers:
             await d.add_number("+442079460001")
+        if "+442079460002" not in numbers:
+            await d.add_number("+442079460002")
+            await d.route_to_flow("+442079460002", "main")
+
+    async def money() -> None:
+        from callcontrol.billing.service import ChargingService
+        from callcontrol.domain.money import MICRO, LedgerKind
+
+        db = Database.from_url(settings.effective_database_url)
+        try:
+            service = ChargingService(db)
+            if await service.current_rate_set() is None:
+                await service.import_rates(DEMO_RATES)
+            await service.wallet.credit(
+                20 * MICRO, LedgerKind.PURCHASE, "demo", "demo:initial-credits", "demo credits"
+            )
+        finally:
+            await db.dispose()
 
     _run(lambda: _with_directory(settings, go))
+    _run(money)
     print(
         "demo data: users alice (1001, password wonderland-7291) and bob (1002, "
         "password builder-5813-x); +442079460000 rings alice; +442079460001 has no "
-        "routing"
+        "routing; +442079460002 runs the IVR flow 'main'; rates from "
+        f"{DEMO_RATES.name}; 20 credits in the wallet"
     )
     return 0
 
 
+DEMO_RATES = Path(__file__).resolve().parent.parent / "rates" / "example_rates.csv"
 DEMO_PASSWORDS = {"alice": "wonderland-7291", "bob": "builder-5813-x"}
 
 
@@ -485,6 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
     calls = sub.add_parser("calls", help="call records").add_subparsers(required=True)
     p = add(calls, "list", cmd_calls_list, "the latest call records")
     p.add_argument("--limit", type=int, default=20)
+
+    from callcontrol.billing import commands as billing_commands
+    from callcontrol.ivr import commands as ivr_commands
+
+    ivr_commands.register(sub, add)
+    billing_commands.register(sub, add)
 
     demo = sub.add_parser("demo", help="demo data").add_subparsers(required=True)
     add(demo, "seed", cmd_demo_seed, "create demo users and numbers (idempotent)")

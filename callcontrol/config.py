@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -79,6 +80,45 @@ class Settings(BaseModel):
     )
     pbx_boot_timeout: float = Field(60.0, gt=0, description="Seconds to wait for Asterisk.")
     flows_dir: Path = Field(Path("ivr_flows"), description="Directory of IVR flow files.")
+    timezone: str = Field(
+        "Europe/London",
+        description="The organisation's time zone (IANA name): IVR open hours use it.",
+    )
+    media_listen: str = Field(
+        "127.0.0.1:8099",
+        description="Where the app serves prompts (recordings, speech) over HTTP to Asterisk.",
+    )
+    media_url: str = Field(
+        "",
+        description="How Asterisk reaches that server. Empty: http://<media_listen>. "
+        "Set it when Asterisk runs on another host.",
+    )
+    charge_interval: int = Field(
+        60,
+        ge=10,
+        le=3600,
+        description="Seconds between debits of a live call; the slice of credits held ahead.",
+    )
+    ivr_poll_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between checks of the flow files for edits."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+        return value
+
+    @property
+    def effective_media_url(self) -> str:
+        return (self.media_url or f"http://{self.media_listen}").rstrip("/") + "/media"
+
+    @property
+    def tts_cache_dir(self) -> Path:
+        return self.data_dir / "tts"
 
     @field_validator("ari_url")
     @classmethod

@@ -16,18 +16,17 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from callcontrol.ari import (
-    AriClient,
     Channel,
     ChannelDestroyed,
     ChannelEvents,
     ChannelHangupRequest,
     Event,
-    EventRouter,
     PlaybackFinished,
     StasisEnd,
 )
@@ -37,7 +36,8 @@ from callcontrol.errors import AriError, AriNotFound, CallControlError
 from callcontrol.logs import call_id_var
 
 if TYPE_CHECKING:
-    from callcontrol.calls.records import CallStore
+    from callcontrol.calls.charging import CallCharger
+    from callcontrol.calls.context import CallContext
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +75,20 @@ class ChannelGone(Exception):
 class Call:
     """Base of every call: channels by role, a merged inbox, and a guaranteed end."""
 
-    def __init__(self, call_id: str, ari: AriClient, router: EventRouter, store: CallStore) -> None:
+    def __init__(self, call_id: str, ctx: CallContext) -> None:
         self.call_id = call_id
-        self.ari = ari
-        self.router = router
-        self.store = store
+        self.ctx = ctx
+        self.ari = ctx.ari
+        self.router = ctx.router
+        self.store = ctx.store
+        self.charger: CallCharger | None = None
+        self._background: list[asyncio.Task[None]] = []
         self.channels: dict[str, str] = {}  # role -> channel id
         self.gone: set[str] = set()  # roles whose channel has hung up
         self.inbox: asyncio.Queue[Incoming] = asyncio.Queue()
         self.bridge_id: str | None = None
         self.detached = False
-        self.answered_at: datetime | None = None
+        self.answered_at: datetime | None = None  # when the caller's leg was answered
         self.disposition: Disposition | None = None
         self.ended_by: EndedBy | None = None
         self.cause: int | None = None
@@ -110,6 +113,8 @@ class Call:
                 except ChannelGone as gone:
                     self._note_gone(gone.role, gone.cause)
                 finally:
+                    for task in self._background:
+                        task.cancel()
                     self._close_subscriptions()
         except* CallControlError as group:
             for exc in group.exceptions:
@@ -130,6 +135,15 @@ class Call:
         self.detached = True
 
     # ---- channels and events ----------------------------------------------------------
+
+    def background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` alongside the call's states until the call ends (e.g. the charger)."""
+        if self._tg is None:
+            raise RuntimeError("the call is not running")
+        self._background.append(self._tg.create_task(coro, name=f"{name}-{self.call_id}"))
+
+    def live_channels(self) -> list[str]:
+        return [cid for role, cid in self.channels.items() if role not in self.gone]
 
     def attach(self, role: str, channel_id: str, events: ChannelEvents | None = None) -> None:
         """Own a channel: route its events into the inbox, tagged with ``role``."""
@@ -180,6 +194,15 @@ class Call:
 
     def _note_gone(self, role: str, cause: int | None) -> None:
         self.gone.add(role)
+        charger = self.charger
+        if (
+            self.ended_by is None
+            and charger is not None
+            and charger.cut_off
+            and charger.elapsed() >= charger.paid_until - 1.5
+        ):
+            log.info("the credits ran out: the PBX ended the call at %d s", charger.paid_until)
+            self.ended_by = EndedBy.SYSTEM
         if self.ended_by is None:
             self.ended_by = EndedBy.CALLER if role == "caller" else EndedBy.CALLEE
         if cause is not None:
@@ -213,7 +236,8 @@ class Call:
         caller = self.channels["caller"]
         log.info("refusing the call: %s (%s)", disposition.value, refusal.reason)
         try:
-            await self.ari.request("POST", f"/channels/{caller}/progress")
+            if self.answered_at is None:  # early media: the call is never answered
+                await self.ari.request("POST", f"/channels/{caller}/progress")
             await self.play_and_wait("caller", refusal.uris)
         except TimeoutError:
             log.warning("the refusal prompt did not finish in %.0f s", PROMPT_DEADLINE)
@@ -262,6 +286,8 @@ class Call:
         if not self.recorded:
             log.info("call ended before it was recorded: %s", self.disposition)
             return
+        if self.charger is not None:
+            await self.charger.settle()
         disposition = self.disposition or (
             Disposition.ANSWERED if self.answered_at else Disposition.FAILED
         )

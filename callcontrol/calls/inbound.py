@@ -13,21 +13,39 @@ Refusals are early media and a cause (prompts.py). Every path ends in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from callcontrol.ari import AriClient, ChannelDestroyed, ChannelEvents, EventRouter, StasisStart
+from callcontrol.ari import ChannelEvents, StasisStart
+from callcontrol.billing.errors import NoRate
 from callcontrol.calls import prompts
 from callcontrol.calls.call import Call, ChannelGone, new_call_id, utcnow
+from callcontrol.calls.charging import CallCharger
+from callcontrol.calls.ivr_port import AriCallPort
 from callcontrol.domain.call_records import CallDirection, Disposition, EndedBy
-from callcontrol.domain.directory import RouteKind
-from callcontrol.errors import AriHttpError, StoreError
+from callcontrol.domain.charging import ChargeState
+from callcontrol.domain.directory import Number, RouteKind
+from callcontrol.domain.rating import Direction
+from callcontrol.errors import AriHttpError, AriNotFound, StoreError
+from callcontrol.ivr.interpreter import OutcomeKind
+from callcontrol.ivr.interpreter import run_flow as run_ivr
+from callcontrol.ivr.port import RingOutcome
 
 if TYPE_CHECKING:
-    from callcontrol.calls.records import CallStore
+    from callcontrol.calls.context import CallContext
 
 log = logging.getLogger(__name__)
+
+# What the caller hears when the user does not take a directly routed call.
+REFUSALS = {
+    RingOutcome.BUSY: (prompts.BUSY, Disposition.BUSY),
+    RingOutcome.NO_ANSWER: (prompts.NO_ANSWER, Disposition.NO_ANSWER),
+    RingOutcome.UNAVAILABLE: (prompts.UNAVAILABLE, Disposition.UNAVAILABLE),
+    RingOutcome.UNKNOWN: (prompts.UNAVAILABLE, Disposition.UNAVAILABLE),
+}
 
 # Q.850 causes of an unanswered callee channel.
 CAUSE_BUSY = 17
@@ -53,22 +71,15 @@ def normalise_dialled(exten: str) -> str:
 
 
 class InboundCall(Call):
-    def __init__(
-        self,
-        start: StasisStart,
-        events: ChannelEvents,
-        ari: AriClient,
-        router: EventRouter,
-        store: CallStore,
-        ring_timeout: int,
-    ) -> None:
-        super().__init__(new_call_id(), ari, router, store)
+    def __init__(self, start: StasisStart, events: ChannelEvents, ctx: CallContext) -> None:
+        super().__init__(new_call_id(), ctx)
         self.start = start
         self.dialled = start.args[1] if len(start.args) > 1 else ""
         self.caller_number = start.channel.caller.number or "anonymous"
         self.caller_name = start.channel.caller.name
-        self.ring_timeout = ring_timeout
+        self.ring_timeout = ctx.ring_timeout
         self.started_at = utcnow()
+        self.ring_attempts = 0
         self.recorded = False
         self.attach("caller", start.channel.id, events)
 
@@ -113,25 +124,110 @@ class InboundCall(Call):
             log.info("%s has no routing: no incoming calls", owned.e164)
             await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_NO_ROUTE)
             return
+        if not await self.authorize(owned):
+            return
         if route.kind is RouteKind.FLOW:
-            log.error(
-                "%s routes to flow %r, but IVR flows are not available yet",
-                owned.e164,
-                route.flow_name,
-            )
-            await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.FAILED)
+            await self.run_flow(route.flow_name or "")
             return
         if user is None:
             await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_NO_ROUTE)
             return
         await self.ring_user(user)
 
+    # ---- charging ---------------------------------------------------------------------
+
+    async def authorize(self, owned: Number) -> bool:
+        """Incoming calls are charged too: a rate must price the number, and the
+        credits must pay its connection fee and first block; else refuse, uncharged."""
+        service = self.ctx.charging
+        try:
+            quote = await service.quote(
+                owned.e164, Direction.INBOUND, number_type=owned.number_type
+            )
+        except NoRate as exc:
+            log.error("refusing: %s", exc)
+            await self.store.set_charge_state(self.call_id, ChargeState.REFUSED_NO_RATE)
+            await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.REFUSED_NO_RATE)
+            return False
+        charger = CallCharger(
+            self.call_id,
+            quote,
+            service,
+            self.ari,
+            self.store,
+            self.live_channels,
+            interval=self.ctx.charge_interval,
+        )
+        verdict = await charger.authorize()
+        if not verdict.allowed:
+            await self.store.set_charge_state(
+                self.call_id, ChargeState.REFUSED_NO_CREDIT, quote.rate.id
+            )
+            await self.refuse(prompts.NO_CREDIT, Disposition.REFUSED_NO_CREDIT)
+            return False
+        self.charger = charger
+        return True
+
+    async def answer_caller(self) -> None:
+        """Answer the carrier's leg: from now on the call is billable, and the PBX
+        ends it when its credits are used up."""
+        await self.ari.answer(self.channels["caller"])
+        self.answered_at = utcnow()
+        await self.store.mark_answered(self.call_id, self.answered_at)
+        if self.charger is not None:
+            await self.charger.start(self.answered_at)
+            self.background(self.charger.run(), "charging")
+
+    # ---- IVR -------------------------------------------------------------------------
+
+    async def run_flow(self, name: str) -> None:
+        flows = self.ctx.flows
+        flow = flows.get(name) if flows is not None else None
+        if flow is None or flows is None:
+            log.error("flow %r is not loaded (missing or invalid): refusing the call", name)
+            await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.FAILED)
+            return
+        log.info("running flow %s (version %s)", name, flows.version(name))
+        await self.answer_caller()
+        port = AriCallPort(self)
+        outcome = await run_ivr(flow, port, resolve=flows.get)
+        for step in outcome.steps:
+            log.debug("ivr: %s", step)
+        log.info("flow %s ended: %s", outcome.flow or name, outcome.describe())
+        if outcome.kind is OutcomeKind.CALLER_HUNG_UP:
+            raise ChannelGone("caller", self.cause)
+        if outcome.kind is OutcomeKind.NOT_REACHED and outcome.ring is not None:
+            refusal, _ = REFUSALS[outcome.ring]
+            await self.refuse(refusal, Disposition.ANSWERED)
+        elif outcome.kind is OutcomeKind.FAILED:
+            await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.ANSWERED)
+
+    def ended_by_flow(self) -> None:
+        self.ended_by = EndedBy.SYSTEM
+        self.disposition = Disposition.ANSWERED
+
     # ---- ringing --------------------------------------------------------------------
 
     async def ring_user(self, user: Callee) -> None:
-        callee = f"{self.call_id}-callee"
+        """Direct routing: ring the user; if they do not take the call, say why and end."""
+        await self.ari.ring(self.channels["caller"])  # the caller hears ringback (180)
+        outcome = await self.ring(user)
+        if outcome is RingOutcome.ANSWERED:
+            return
+        refusal, disposition = REFUSALS[outcome]
+        await self.refuse(refusal, disposition)
+
+    async def ring(self, user: Callee) -> RingOutcome:
+        """Ring one user's phone for ``ring_timeout`` seconds.
+
+        ANSWERED: both are bridged, and this returns once the call has ended. Any
+        other outcome: the user's channel is gone and the caller is still here
+        (the caller hanging up raises ChannelGone, the call's end).
+        """
+        self.ring_attempts += 1
+        callee = f"{self.call_id}-callee-{self.ring_attempts}"
+        self.gone.discard("callee")
         self.attach("callee", callee)
-        await self.ari.ring(self.channels["caller"])
         caller_id = (
             f'"{self.caller_name}" <{self.caller_number}>'
             if self.caller_name
@@ -152,29 +248,39 @@ class InboundCall(Call):
             # No contact registered (or the endpoint is unknown): nothing to ring.
             log.info("%s cannot be reached: %s", user.name, exc)
             self.gone.add("callee")
-            await self.refuse(prompts.UNAVAILABLE, Disposition.UNAVAILABLE)
-            return
+            return RingOutcome.UNAVAILABLE
+        ringback = await self._start_ringback()
         try:
             async with asyncio.timeout(self.ring_timeout + 5):
                 while True:
-                    item = await self.next_event_ringing()
-                    if item is not None:
+                    outcome = await self._next_ringing_event()
+                    if outcome is not None:
                         break
         except TimeoutError:
             log.info("%s did not answer within %d s", user.name, self.ring_timeout)
             await self.hangup("callee")
-            await self.refuse(prompts.NO_ANSWER, Disposition.NO_ANSWER)
-            return
-        if isinstance(item, str):
+            outcome = RingOutcome.NO_ANSWER
+        finally:
+            if ringback is not None and "caller" not in self.gone:
+                with contextlib.suppress(AriNotFound):
+                    await self.ari.stop_playback(ringback)
+        if outcome is RingOutcome.ANSWERED:
             await self.connect(user)
-            return
-        refusal, disposition = item
-        await self.refuse(refusal, disposition)
+        return outcome
 
-    async def next_event_ringing(
-        self,
-    ) -> str | tuple[prompts.Refusal, Disposition] | None:
-        """One event while the callee rings: 'answered', a refusal, or None (go on)."""
+    async def _start_ringback(self) -> str | None:
+        """An answered caller (in a flow) hears a ringing tone while the phone rings."""
+        if self.answered_at is None:
+            return None  # the 180 Ringing already gives the caller ringback
+        playback_id = f"{self.call_id}-ringback-{self.ring_attempts}"
+        try:
+            await self.ari.play(self.channels["caller"], ["tone:ring"], playback_id=playback_id)
+        except AriNotFound:
+            return None
+        return playback_id
+
+    async def _next_ringing_event(self) -> RingOutcome | None:
+        """One event while the callee rings: how the ringing ended, or None (go on)."""
         try:
             incoming = await self.next_event()
         except ChannelGone as gone:
@@ -188,28 +294,30 @@ class InboundCall(Call):
             cause = gone.cause or 0
             if cause == CAUSE_BUSY:
                 log.info("the user is busy (cause %d)", cause)
-                return prompts.BUSY, Disposition.BUSY
+                return RingOutcome.BUSY
             if cause in CAUSE_NO_ANSWER:
                 log.info("the user did not answer (cause %d)", cause)
-                return prompts.NO_ANSWER, Disposition.NO_ANSWER
+                return RingOutcome.NO_ANSWER
             log.info("the user is unavailable (cause %d)", cause)
-            return prompts.UNAVAILABLE, Disposition.UNAVAILABLE
+            return RingOutcome.UNAVAILABLE
         event = incoming.event
         if incoming.role == "callee" and isinstance(event, StasisStart):
-            return "answered"
+            return RingOutcome.ANSWERED
         return None
 
     # ---- connected ------------------------------------------------------------------
 
     async def connect(self, user: Callee) -> None:
         caller, callee = self.channels["caller"], self.channels["callee"]
-        await self.ari.answer(caller)
+        if self.answered_at is None:
+            await self.answer_caller()
         self.bridge_id = self.call_id
         await self.ari.create_bridge(self.bridge_id, type="mixing", name=f"call-{self.call_id}")
         await self.ari.add_channels(self.bridge_id, [caller, callee])
-        self.answered_at = utcnow()
+        if self.charger is not None:
+            await self.charger.apply_timeout(callee)  # both legs end at the paid second
         self.disposition = Disposition.ANSWERED
-        await self.store.mark_answered(self.call_id, self.answered_at)
+        await self.store.set_connected_user(self.call_id, user.name)
         log.info("connected %s with %s", self.caller_number, user.name)
         await self.wait_for_hangup()
 
@@ -225,30 +333,37 @@ class InboundCall(Call):
 
 
 class AdoptedCall(Call):
-    """A connected call found after a restart: wait for its end, then record it."""
+    """A call found again after a restart: wait for its end, charge it, record it.
+
+    A bridged call is followed to its end. A call that was in an IVR menu cannot be
+    resumed where it was (the menu state died with the old process): it is ended,
+    and charged for the time it ran.
+    """
 
     def __init__(
         self,
         call_id: str,
         channels: dict[str, str],
-        ari: AriClient,
-        router: EventRouter,
-        store: CallStore,
-        answered: bool,
+        ctx: CallContext,
+        answered_at: datetime | None,
     ) -> None:
-        super().__init__(call_id, ari, router, store)
+        super().__init__(call_id, ctx)
         for role, channel_id in channels.items():
             self.attach(role, channel_id)
-        self.bridge_id = call_id if answered else None
-        self.answered_at = utcnow() if answered else None
-        self.disposition = Disposition.ANSWERED if answered else None
+        self.bridge_id = call_id if "callee" in channels else None
+        self.answered_at = answered_at
+        self.disposition = Disposition.ANSWERED if answered_at else None
 
     async def handle(self) -> None:
+        if self.charger is not None and self.answered_at is not None:
+            elapsed = (utcnow() - self.answered_at).total_seconds()
+            await self.charger.resume(self.answered_at, elapsed)
+            self.background(self.charger.run(), "charging")
         missing = {"caller", "callee"} - set(self.channels)
         if missing:
-            # One side hung up while the app was away: end the other one too.
-            log.info("re-adopted call lost its %s while the app was away", ", ".join(missing))
-            self.ended_by = EndedBy.CALLER if "caller" in missing else EndedBy.CALLEE
+            # One side hung up while the app was away (or the caller was in a menu).
+            log.info("re-adopted call has no %s: ending it", ", ".join(sorted(missing)))
+            self.ended_by = EndedBy.CALLER if "caller" in missing else EndedBy.SYSTEM
             return
         log.info("re-adopted the call (channels %s)", ", ".join(self.channels.values()))
         while True:
@@ -260,4 +375,4 @@ class AdoptedCall(Call):
                 return
 
 
-__all__ = ["AdoptedCall", "ChannelDestroyed", "InboundCall", "normalise_dialled"]
+__all__ = ["AdoptedCall", "Callee", "InboundCall", "normalise_dialled"]

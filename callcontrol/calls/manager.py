@@ -17,12 +17,15 @@ import contextlib
 import functools
 import logging
 from collections import defaultdict
+from dataclasses import replace
 
-from callcontrol.ari import AriClient, ChannelEvents, EventRouter, StasisStart
+from callcontrol.ari import ChannelEvents, StasisStart
 from callcontrol.calls.call import CALL_ID_VAR, ROLE_VAR, Call, utcnow
+from callcontrol.calls.charging import CallCharger, settle_call
+from callcontrol.calls.context import CallContext
 from callcontrol.calls.inbound import AdoptedCall, InboundCall
-from callcontrol.calls.records import CallStore
-from callcontrol.domain.call_records import Disposition, EndedBy
+from callcontrol.domain.call_records import CallRecord, Disposition, EndedBy
+from callcontrol.domain.charging import ChargeState, paid_seconds
 from callcontrol.errors import AriError, AriNotFound
 from callcontrol.logs import call_id_var
 
@@ -30,13 +33,12 @@ log = logging.getLogger(__name__)
 
 
 class CallManager:
-    def __init__(
-        self, ari: AriClient, router: EventRouter, store: CallStore, ring_timeout: int
-    ) -> None:
-        self.ari = ari
-        self.router = router
-        self.store = store
-        self.ring_timeout = ring_timeout
+    def __init__(self, ctx: CallContext) -> None:
+        self.ctx = ctx
+        self.ari = ctx.ari
+        self.router = ctx.router
+        self.store = ctx.store
+        router = ctx.router
         self.calls: dict[str, Call] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.closing = False
@@ -53,9 +55,7 @@ class CallManager:
             self.router.unsubscribe(event.channel.id)
             return
         if kind == "inbound":
-            call: Call = InboundCall(
-                event, events, self.ari, self.router, self.store, self.ring_timeout
-            )
+            call: Call = InboundCall(event, events, self.ctx)
             self._spawn(call)
             return
         # A callee whose call is gone (or an unexpected entry): do not leave it hanging.
@@ -114,20 +114,11 @@ class CallManager:
                 continue
             owned = by_call.get(record.call_id, {})
             if owned:
-                await self._readopt(record.call_id, owned, record.answered_at is not None)
+                await self._readopt(record, owned)
             else:
                 token = call_id_var.set(record.call_id)
                 try:
-                    disposition = Disposition.ANSWERED if record.answered_at else Disposition.FAILED
-                    applied = await self.store.finish(
-                        record.call_id, utcnow(), disposition, None, EndedBy.PBX
-                    )
-                    if applied:
-                        log.info(
-                            "the call ended while the app was away: recorded as %s, "
-                            "ended now by the PBX",
-                            disposition.value,
-                        )
+                    await self._close_lost(record)
                 finally:
                     call_id_var.reset(token)
         # Tagged channels with no open record (e.g. the record was completed by hand).
@@ -137,7 +128,47 @@ class CallManager:
                     log.warning("channel %s of finished call %s: hanging up", channel_id, call_id)
                     await self._hangup_quietly(channel_id)
 
-    async def _readopt(self, call_id: str, owned: dict[str, str], answered: bool) -> None:
+    async def _close_lost(self, record: CallRecord) -> None:
+        """A call that ended while no app was connected: settle it by the documented
+        rule, then close its record.
+
+        Asterisk enforced the paid time (TIMEOUT(absolute)), so the call lasted at
+        most what its charges and hold paid for, and at most until now: it is charged
+        for the smaller of the two. Without a CDR feed the app cannot know better; it
+        never charges beyond what was held for the call.
+        """
+        disposition = Disposition.ANSWERED if record.answered_at else Disposition.FAILED
+        if record.rate_id is not None and record.charge_state in (
+            ChargeState.AUTHORIZED,
+            ChargeState.CHARGING,
+        ):
+            rate = await self.ctx.charging.rate(record.rate_id)
+            if rate is not None:
+                wallet = self.ctx.charging.wallet
+                charged = await wallet.charged_for(record.call_id)
+                held = await wallet.hold_of(record.call_id)
+                duration = 0
+                if record.answered_at is not None:
+                    since = int((utcnow() - record.answered_at).total_seconds())
+                    paid = paid_seconds(rate, charged, held, limit=max(since, 1))
+                    duration = min(since, paid)
+                await settle_call(
+                    self.ctx.charging,
+                    self.store,
+                    record.call_id,
+                    rate,
+                    duration,
+                    answered=record.answered_at is not None,
+                )
+        applied = await self.store.finish(record.call_id, utcnow(), disposition, None, EndedBy.PBX)
+        if applied:
+            log.info(
+                "the call ended while the app was away: recorded as %s, ended by the PBX",
+                disposition.value,
+            )
+
+    async def _readopt(self, record: CallRecord, owned: dict[str, str]) -> None:
+        call_id = record.call_id
         for channel_id in owned.values():
             try:
                 await self.ari.request(
@@ -147,7 +178,30 @@ class CallManager:
                 )
             except AriError as exc:
                 log.warning("could not subscribe to channel %s: %s", channel_id, exc)
-        call = AdoptedCall(call_id, owned, self.ari, self.router, self.store, answered)
+        call = AdoptedCall(call_id, owned, self.ctx, record.answered_at)
+        if (
+            record.rate_id is not None
+            and record.number_e164
+            and record.charge_state
+            in (
+                ChargeState.AUTHORIZED,
+                ChargeState.CHARGING,
+            )
+        ):
+            rate = await self.ctx.charging.rate(record.rate_id)
+            if rate is not None:
+                quote = await self.ctx.charging.quote(
+                    record.number_e164, rate.direction, number_type=rate.number_type
+                )
+                call.charger = CallCharger(
+                    call_id,
+                    replace(quote, rate=rate),  # the call keeps the rate it started with
+                    self.ctx.charging,
+                    self.ari,
+                    self.store,
+                    call.live_channels,
+                    interval=self.ctx.charge_interval,
+                )
         self._spawn(call)
         # A channel may have hung up between the listing and the subscription.
         for role, channel_id in owned.items():
@@ -157,6 +211,12 @@ class CallManager:
                 call.vanished(role)
 
     # ---- shutdown --------------------------------------------------------------------
+
+    def credits_changed(self) -> None:
+        """Credits were added (by any process): every live call re-plans its limit."""
+        for call in list(self.calls.values()):
+            if call.charger is not None:
+                call.charger.wake()
 
     async def shutdown(self, detach: bool = True) -> None:
         """Stop every call task; detached calls stay up in Asterisk for the next start."""

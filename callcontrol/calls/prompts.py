@@ -30,5 +30,8 @@ UNAVAILABLE = Refusal(("vm-nobodyavail",), "no_answer")
 BUSY = Refusal(("vm-isonphone",), "busy")
 # "All circuits are busy now. Please try your call later." -> cause 34, SIP 503
 SERVICE_UNAVAILABLE = Refusal(("all-circuits-busy-now", "please-try-call-later"), "congestion")
+# The organisation's credits cannot pay for the call -> cause 34, SIP 503: to the
+# caller it is a network condition (the organisation's balance is not their business).
+NO_CREDIT = Refusal(("all-circuits-busy-now", "please-try-call-later"), "congestion")
 # "Your call cannot be completed as dialed." -> cause 1, SIP 404
 CANNOT_COMPLETE = Refusal(("cannot-complete-as-dialed",), "unallocated")

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select, update
+
 from callcontrol.domain.call_records import CallDirection, CallRecord, Disposition, EndedBy
+from callcontrol.domain.charging import ChargeState
 from callcontrol.domain.directory import Number, Route, User
 from callcontrol.store.db import Database
+from callcontrol.store.models import CallRecordRow, UserRow
 from callcontrol.store.repositories import (
     CallRecordRepository,
     NumberRepository,
@@ -30,6 +34,10 @@ class CallStore:
     async def user_by_name(self, name: str) -> User | None:
         async with self.db.session() as session:
             return await UserRepository(session).get_by_name(name)
+
+    async def user_by_extension(self, extension: str) -> User | None:
+        async with self.db.session() as session:
+            return await UserRepository(session).get_by_extension(extension)
 
     async def users(self) -> list[User]:
         async with self.db.session() as session:
@@ -78,6 +86,36 @@ class CallStore:
                 disposition=disposition,
                 hangup_cause=cause,
                 ended_by=ended_by,
+            )
+
+    async def set_connected_user(self, call_id: str, user_name: str) -> None:
+        """Record who took the call (for IVR calls it is known only when they answer)."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(CallRecordRow)
+                .where(CallRecordRow.call_id == call_id)
+                .values(
+                    user_name=user_name,
+                    user_id=select(UserRow.id).where(UserRow.name == user_name).scalar_subquery(),
+                )
+            )
+
+    async def set_charge_state(
+        self, call_id: str, state: ChargeState, rate_id: int | None = None
+    ) -> None:
+        async with self.db.session() as session:
+            await CallRecordRepository(session).set_charge(
+                call_id, charge_state=state, rate_id=rate_id
+            )
+
+    async def settle(self, call_id: str, rate_id: int, billable_seconds: int, cost: int) -> None:
+        async with self.db.session() as session:
+            await CallRecordRepository(session).set_charge(
+                call_id,
+                charge_state=ChargeState.SETTLED,
+                rate_id=rate_id,
+                billable_seconds=billable_seconds,
+                cost_micro=cost,
             )
 
     async def open_records(self) -> list[CallRecord]:

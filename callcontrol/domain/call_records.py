@@ -30,6 +30,8 @@ class Disposition(StrEnum):
     REFUSED_UNKNOWN_NUMBER = "refused_unknown_number"
     FAILED = "failed"
     ABANDONED = "abandoned"
+    REFUSED_NO_CREDIT = "refused_no_credit"  # the wallet cannot pay the first block
+    REFUSED_NO_RATE = "refused_no_rate"  # no rate prices the call: never free by accident
 
 
 class EndedBy(StrEnum):
@@ -59,6 +61,12 @@ class CallRecord:
     disposition: Disposition | str | None = None
     hangup_cause: int | None = None
     ended_by: EndedBy | None = None
+    # Charging: the rate used, seconds billed by its increments, the cost in
+    # micro-credits, and the state (``callcontrol.domain.charging.ChargeState``).
+    rate_id: int | None = None
+    billable_seconds: int | None = None
+    cost_micro: int | None = None
+    charge_state: str | None = None
 
     @property
     def is_open(self) -> bool:

@@ -5,7 +5,12 @@ Tables::
     users         one row per user; name and extension unique; SIP digests, never a password
     numbers       the organisation's numbers, E.164 unique
     routes        at most one per number: ring a user, or run a flow
-    call_records  one per call (CDR), finished exactly once
+    call_records  one per call (CDR), finished exactly once; charged once (rate, cost)
+    rate_sets     one per rate-file import; the newest is the rate table in force
+    rates         the prices of one rate set (never changed or deleted: CDRs point at them)
+    wallets       the organisation's wallet: one row (id 1), balance and held, micro-credits
+    ledger_entries  append-only signed amounts; sum == wallets.balance_micro
+    holds         credits reserved for live calls, one per call; sum == wallets.held_micro
 
 Decisions:
 
@@ -20,6 +25,16 @@ Decisions:
 - ``call_records.disposition`` has no CHECK so new outcomes need no migration; the
   closed sets (direction, ended_by, route kind, number type) have one.
 - Every timestamp is timezone-aware UTC (``UTCDateTime``), also on SQLite.
+- Money is BIGINT micro-credits (``callcontrol.domain.money``). The wallet row caches
+  ``balance`` and ``held`` so that a hold or a charge is one conditional UPDATE of one
+  row (the row lock serializes concurrent calls on PostgreSQL, the write lock on
+  SQLite); CHECKs keep ``0 <= held <= balance`` whatever the code does. The ledger is
+  append-only: triggers (migration 0002) refuse UPDATE and DELETE on its rows.
+- Rates are versioned, not overwritten: an import adds a ``rate_sets`` row and its
+  rates in one transaction, and the newest set is in force. Old rates stay, so a
+  call record's ``rate_id`` always names the price it was charged at.
+- ``holds.call_id`` has no foreign key: a hold may be taken before the call record
+  is written; ``Wallet.audit`` reports holds whose call is unknown or settled.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -36,6 +52,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -44,10 +61,15 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "Base",
     "CallRecordRow",
+    "HoldRow",
+    "LedgerEntryRow",
     "NumberRow",
+    "RateRow",
+    "RateSetRow",
     "RouteRow",
     "UTCDateTime",
     "UserRow",
+    "WalletRow",
     "utcnow",
 ]
 
@@ -183,3 +205,112 @@ class CallRecordRow(Base):
     disposition: Mapped[str | None] = mapped_column(String(32))
     hangup_cause: Mapped[int | None] = mapped_column(Integer)
     ended_by: Mapped[str | None] = mapped_column(String(8))
+    # Charging (migration 0002): the rate used, the billed seconds and cost, the state.
+    rate_id: Mapped[int | None] = mapped_column(Integer)
+    billable_seconds: Mapped[int | None] = mapped_column(Integer)
+    cost_micro: Mapped[int | None] = mapped_column(BigInteger)
+    charge_state: Mapped[str | None] = mapped_column(String(24))
+
+
+_NUMBER_TYPES = "('local', 'national', 'mobile', 'toll_free')"
+LEDGER_KINDS = (
+    "purchase",
+    "auto_recharge",
+    "call_charge",
+    "number_purchase",
+    "number_rental",
+    "refund",
+    "adjustment",
+)
+
+
+class RateSetRow(Base):
+    """One import of a rate file; the newest (highest id) is in force."""
+
+    __tablename__ = "rate_sets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(256))
+    sha256: Mapped[str] = mapped_column(String(64))
+    rate_count: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateRow(Base):
+    __tablename__ = "rates"
+    __table_args__ = (
+        CheckConstraint("direction IN ('inbound', 'outbound')", name="direction"),
+        CheckConstraint(
+            f"number_type IS NULL OR number_type IN {_NUMBER_TYPES}", name="number_type"
+        ),
+        CheckConstraint("(prefix IS NULL) <> (country IS NULL)", name="location"),
+        CheckConstraint("price_per_minute_micro >= 0 AND connection_fee_micro >= 0", name="prices"),
+        CheckConstraint("first_increment >= 1 AND next_increment >= 1", name="increments"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rate_set_id: Mapped[int] = mapped_column(
+        ForeignKey("rate_sets.id", ondelete="CASCADE"), index=True
+    )
+    direction: Mapped[str] = mapped_column(String(8))
+    prefix: Mapped[str | None] = mapped_column(String(15))
+    country: Mapped[str | None] = mapped_column(String(3))
+    number_type: Mapped[str | None] = mapped_column(String(16))
+    price_per_minute_micro: Mapped[int] = mapped_column(BigInteger)
+    connection_fee_micro: Mapped[int] = mapped_column(BigInteger)
+    first_increment: Mapped[int] = mapped_column(Integer)
+    next_increment: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(256))
+
+
+class WalletRow(Base):
+    """The organisation's wallet: one row, id 1, created by migration 0002."""
+
+    __tablename__ = "wallets"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single"),
+        CheckConstraint("held_micro >= 0 AND balance_micro >= held_micro", name="available"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    balance_micro: Mapped[int] = mapped_column(BigInteger)
+    held_micro: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerEntryRow(Base):
+    """One immutable, signed change of the balance (append-only)."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {LEDGER_KINDS!r}", name="kind"),
+        CheckConstraint("amount_micro <> 0", name="amount"),
+        CheckConstraint("balance_after_micro >= 0", name="balance_after"),
+        UniqueConstraint("idempotency_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_micro: Mapped[int] = mapped_column(BigInteger)
+    reference: Mapped[str | None] = mapped_column(String(128), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(256))
+    balance_after_micro: Mapped[int] = mapped_column(BigInteger)
+
+
+class HoldRow(Base):
+    """Credits reserved for one live call."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint("amount_micro >= 0", name="amount"),
+        UniqueConstraint("call_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64))
+    amount_micro: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]

@@ -287,6 +287,10 @@ def _record(row: Any) -> CallRecord:
         disposition=_disposition(row.disposition),
         hangup_cause=row.hangup_cause,
         ended_by=None if row.ended_by is None else EndedBy(row.ended_by),
+        rate_id=row.rate_id,
+        billable_seconds=row.billable_seconds,
+        cost_micro=row.cost_micro,
+        charge_state=row.charge_state,
     )
 
 
@@ -367,6 +371,35 @@ class CallRecordRepository:
             disposition=str(disposition),
             hangup_cause=hangup_cause,
             ended_by=None if ended_by is None else ended_by.value,
+        )
+
+    async def set_charge(
+        self,
+        call_id: str,
+        *,
+        charge_state: str,
+        rate_id: int | None = None,
+        billable_seconds: int | None = None,
+        cost_micro: int | None = None,
+    ) -> bool:
+        """Record the call's charging state and, when known, its rate, billed seconds
+        and cost (micro-credits). Fields left None keep their value. A settled record
+        (``charge_state = 'settled'``) is final: later calls change nothing.
+
+        Returns whether the record was updated.
+        """
+        values: dict[str, Any] = {"charge_state": charge_state}
+        for name, value in (
+            ("rate_id", rate_id),
+            ("billable_seconds", billable_seconds),
+            ("cost_micro", cost_micro),
+        ):
+            if value is not None:
+                values[name] = value
+        return await self._update(
+            call_id,
+            ((CallRecordRow.charge_state.is_(None)) | (CallRecordRow.charge_state != "settled"),),
+            **values,
         )
 
     async def get(self, call_id: str) -> CallRecord | None:

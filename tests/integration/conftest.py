@@ -25,7 +25,12 @@ from callcontrol.store.db import Database
 from callcontrol.store.migrate import upgrade
 
 DEFAULT_PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-TABLES = "call_records, routes, numbers, users"
+TABLES = "call_records, routes, numbers, users, rates, rate_sets, ledger_entries, holds, wallets"
+# Migration 0002 creates the wallet's single row; emptying the tables recreates it.
+WALLET_ROW = (
+    "INSERT INTO wallets (id, balance_micro, held_micro, updated_at) "
+    "VALUES (1, 0, 0, CURRENT_TIMESTAMP)"
+)
 
 
 def pg_admin_url() -> URL:
@@ -87,6 +92,7 @@ async def _truncate(url: str) -> None:
     try:
         async with db.session() as session:
             await session.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+            await session.execute(text(WALLET_ROW))
     finally:
         await db.dispose()
 

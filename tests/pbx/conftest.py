@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from callcontrol.billing.service import ChargingService
 from callcontrol.calls.records import CallStore
 from callcontrol.config import Settings, load_settings
 from callcontrol.directory.service import DirectoryService
 from callcontrol.domain.call_records import CallRecord
+from callcontrol.domain.money import MICRO, LedgerKind
 from callcontrol.pbx.devpbx import DevPbx, ensure_ari_secret
 from callcontrol.pbx.sipp import (
     CARRIER_ANSWERED,
@@ -44,6 +46,8 @@ REPO = Path(__file__).resolve().parents[2]
 ROUTED = "+442079460000"  # rings alice
 UNROUTED = "+442079460001"  # ours, no routing
 UNKNOWN = "+442079469999"  # not ours
+FLOW_NUMBER = "+442079460002"  # runs the IVR flow "main"
+RATES = REPO / "rates" / "example_rates.csv"
 CALLER = "+15551234567"
 USERS = {
     "alice": ("1001", "wonderland-7291"),
@@ -102,11 +106,15 @@ class Org:
         return DirectoryService(db, "callcontrol"), db
 
 
-async def make_org(pbx: Settings, tmp_path: Path, db_url: str | None = None) -> Org:
+async def make_org(
+    pbx: Settings, tmp_path: Path, db_url: str | None = None, *, credits: int = 100 * MICRO
+) -> Org:
     """A migrated database with the demo users and numbers, and the app's environment."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     db_url = db_url or f"sqlite+aiosqlite:///{data_dir / 'callcontrol.db'}"
+    flows_dir = tmp_path / "flows"  # a copy per test: tests edit their flows
+    shutil.copytree(REPO / "ivr_flows", flows_dir)
     await asyncio.to_thread(migrate.upgrade, db_url)
     db = Database.from_url(db_url)
     directory = DirectoryService(db, "callcontrol")
@@ -115,6 +123,11 @@ async def make_org(pbx: Settings, tmp_path: Path, db_url: str | None = None) -> 
     await directory.add_number(ROUTED)
     await directory.route_to_user(ROUTED, "alice")
     await directory.add_number(UNROUTED)
+    await directory.add_number(FLOW_NUMBER)
+    await directory.route_to_flow(FLOW_NUMBER, "main")
+    service = ChargingService(db)
+    await service.import_rates(RATES)
+    await service.wallet.credit(credits, LedgerKind.PURCHASE, "test", "test:credits", "tests")
     await db.dispose()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CALLCONTROL_")},
@@ -123,6 +136,8 @@ async def make_org(pbx: Settings, tmp_path: Path, db_url: str | None = None) -> 
         "CALLCONTROL_ARI_PASSWORD": pbx.ari_password,
         "CALLCONTROL_RING_TIMEOUT": "4",
         "CALLCONTROL_LOG_LEVEL": "DEBUG",
+        "CALLCONTROL_FLOWS_DIR": str(flows_dir),
+        "CALLCONTROL_MEDIA_LISTEN": "127.0.0.1:8099",
     }
     return Org(data_dir, env, db_url)
 

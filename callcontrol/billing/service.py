@@ -1,0 +1,100 @@
+"""The charging service for the call path: which rate prices a call, and the wallet.
+
+``ChargingService(db)`` is built once in the composition root. ``quote`` answers
+from the rates in memory (loaded with one query on first use; ``reload()`` after an
+import, e.g. when ``rate_set_id`` changed); no file or database read per call.
+A number no rate prices raises ``NoRate``: the call is refused, never free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from callcontrol.billing.errors import NoRate
+from callcontrol.billing.rates_file import load_rates_file
+from callcontrol.billing.wallet import Wallet
+from callcontrol.domain.numbers import NumberType, infer_number_type, number_country, parse_e164
+from callcontrol.domain.rating import Direction, Rate, RateSet, select_rate
+from callcontrol.store.billing import RateRepository
+from callcontrol.store.db import Database
+
+__all__ = ["ChargingService", "Quote"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The rate for a call, and how the number was classified."""
+
+    e164: str
+    direction: Direction
+    country: str
+    number_type: NumberType
+    rate: Rate
+
+
+class ChargingService:
+    """Rates (cached) and the wallet, for the call path and the admin commands."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.wallet = Wallet(db)
+        self._rates: list[Rate] | None = None
+        self._lock = asyncio.Lock()
+
+    async def load_rates(self) -> list[Rate]:
+        """The rates in force; read once, then served from memory until ``reload``."""
+        rates = self._rates
+        if rates is None:
+            async with self._lock:
+                rates = self._rates if self._rates is not None else await self.reload()
+        return rates
+
+    async def reload(self) -> list[Rate]:
+        """Read the rates in force again (after an import)."""
+        async with self.db.session() as session:
+            rates = await RateRepository(session).current_rates()
+        self._rates = rates
+        log.info("rates loaded: %d", len(rates))
+        return rates
+
+    async def quote(
+        self, e164: str, direction: Direction, *, number_type: NumberType | None = None
+    ) -> Quote:
+        """The rate for a call from/to ``e164`` (for inbound calls: the organisation's
+        number that was dialled). ``number_type`` overrides phonenumbers' classification
+        (an inbound number's type as stored). InvalidInput for a bad number, NoRate
+        when no rate prices it."""
+        number = parse_e164(e164)
+        country = number_country(number)
+        kind = number_type or infer_number_type(number)
+        rate = select_rate(await self.load_rates(), direction, number, country, kind)
+        if rate is None:
+            raise NoRate(f"no {direction} rate for {number} ({country}, {kind}): not allowed")
+        return Quote(e164=number, direction=direction, country=country, number_type=kind, rate=rate)
+
+    async def import_rates(self, path: str | Path) -> RateSet:
+        """Validate a rate file and make it the rate table in force, in one transaction.
+
+        RatesFileError (every error, file:line) and nothing imported if it is invalid.
+        """
+        rates_file = load_rates_file(path)
+        async with self.db.session() as session:
+            rate_set = await RateRepository(session).add_set(
+                rates_file.source, rates_file.sha256, rates_file.rates
+            )
+        await self.reload()
+        return rate_set
+
+    async def current_rate_set(self) -> RateSet | None:
+        async with self.db.session() as session:
+            return await RateRepository(session).current_set()
+
+    async def rate(self, rate_id: int) -> Rate | None:
+        """Any rate by id, also one no longer in force (a call record's rate)."""
+        async with self.db.session() as session:
+            return await RateRepository(session).get(rate_id)

@@ -1,0 +1,334 @@
+"""The wallet service: credits in, holds for live calls, call charges, the audit.
+
+Each operation is one short transaction (``Database.session``); the money model is
+described in ``callcontrol.domain.money``. How concurrency stays honest:
+
+- ``hold``, ``extend_hold``, ``credit`` and ``adjust`` start with ONE conditional
+  UPDATE of the wallet row that checks ``available`` (``WalletRepository.move``):
+  of 50 calls racing for the last credits, exactly the affordable ones pass.
+- ``hold_up_to``, ``charge`` and ``release`` must read before they write (the
+  call's hold, the idempotency key): they lock the wallet row first (``FOR UPDATE``
+  on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and still write with the same
+  conditional UPDATE.
+- Every write transaction uses ``session(immediate=True)`` so that SQLite takes its
+  write lock at BEGIN and waits (busy timeout) instead of failing on a stale snapshot.
+- Idempotency: a credit or a charge carries a key, unique in the ledger. A retry
+  (after a timeout, a crash, a reconnect) finds the entry and applies nothing twice,
+  also when two retries race (the loser's INSERT fails; it then returns the winner's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from callcontrol.billing.errors import ChargeRefused, InsufficientCredits
+from callcontrol.domain.money import (
+    CREDIT_KINDS,
+    Hold,
+    LedgerEntry,
+    LedgerKind,
+    WalletState,
+    format_credits,
+)
+from callcontrol.errors import Conflict, InvalidInput, NotFound, StoreError
+from callcontrol.store.billing import WalletRepository
+from callcontrol.store.db import Database
+
+__all__ = ["ChargeResult", "Wallet"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_KEY_LENGTH = 128
+MAX_LEDGER_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    """A call charge: its ledger entry, whether it was a retry, the call's hold after."""
+
+    entry: LedgerEntry
+    duplicate: bool
+    hold_left: int
+
+
+def _amount(value: int, what: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} is int micro-credits, not {type(value).__name__}")
+    if value < minimum:
+        raise InvalidInput(f"{what} must be at least {format_credits(minimum)} credits")
+    return value
+
+
+def _key(value: str) -> str:
+    if not value or len(value) > MAX_KEY_LENGTH:
+        raise InvalidInput(f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters")
+    return value
+
+
+_NO_WALLET = "the wallet row is missing: run `callcontrol db upgrade`"
+
+
+class Wallet:
+    """The organisation's wallet (one per database)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        # SQLite has one writer at a time; queueing this process's writers here
+        # spares them SQLite's busy-handler sleeps (other processes still wait on
+        # the file lock). PostgreSQL needs no such lock: the row lock queues them.
+        self._sqlite_writers = asyncio.Lock() if db.dialect == "sqlite" else None
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[WalletRepository]:
+        """One short write transaction (BEGIN IMMEDIATE on SQLite)."""
+        async with AsyncExitStack() as stack:
+            if self._sqlite_writers is not None:
+                await stack.enter_async_context(self._sqlite_writers)
+            session = await stack.enter_async_context(self._db.session(immediate=True))
+            yield WalletRepository(session)
+
+    async def _read(self, work: Callable[[WalletRepository], Awaitable[T]]) -> T:
+        async with self._db.session() as session:
+            return await work(WalletRepository(session))
+
+    # ---- reading -------------------------------------------------------------------------
+
+    async def balance(self) -> WalletState:
+        state = await self._read(lambda repo: repo.state())
+        if state is None:
+            raise StoreError(_NO_WALLET)
+        return state
+
+    async def ledger(self, limit: int = 50) -> list[LedgerEntry]:
+        """The newest ledger entries first."""
+        if not 1 <= limit <= MAX_LEDGER_LIMIT:
+            raise InvalidInput(f"limit must be between 1 and {MAX_LEDGER_LIMIT}")
+        return await self._read(lambda repo: repo.entries(limit))
+
+    async def last_entry_id(self) -> int:
+        """The newest ledger entry's id (0 if none): poll it to notice credits added."""
+        return await self._read(lambda repo: repo.last_entry_id())
+
+    async def open_holds(self) -> list[Hold]:
+        """Every hold, oldest first: the calls to settle after a crash."""
+        return await self._read(lambda repo: repo.holds())
+
+    async def hold_of(self, call_id: str) -> int:
+        """The call's hold in micro-credits (0 if none)."""
+        hold = await self._read(lambda repo: repo.hold_of(call_id))
+        return 0 if hold is None else hold.amount
+
+    async def charged_for(self, call_id: str) -> int:
+        """What the ledger says the call was charged so far (net of refunds)."""
+        return await self._read(lambda repo: repo.charged_for(call_id))
+
+    async def audit(self) -> list[str]:
+        """Broken invariants in words; empty when clean (see ``domain.money``)."""
+        async with self._write() as repo:  # the wallet row locked: one consistent view
+            return await repo.audit()
+
+    # ---- money in and corrections --------------------------------------------------------
+
+    async def credit(
+        self,
+        amount: int,
+        kind: LedgerKind,
+        reference: str | None,
+        idempotency_key: str,
+        description: str = "",
+    ) -> LedgerEntry:
+        """Add ``amount`` (> 0) to the balance; a repeated key returns the first entry."""
+        _amount(amount, "a credit")
+        if kind not in CREDIT_KINDS:
+            raise InvalidInput(f"{kind} is not a kind of credit")
+        return await self._append(kind, amount, reference, _key(idempotency_key), description)
+
+    async def adjust(
+        self,
+        signed_amount: int,
+        reason: str,
+        *,
+        idempotency_key: str | None = None,
+        reference: str | None = None,
+    ) -> LedgerEntry:
+        """A correction of either sign, with a reason. A negative one may use only
+        available credits (InsufficientCredits otherwise): held credits stay held."""
+        if isinstance(signed_amount, bool) or not isinstance(signed_amount, int):
+            raise TypeError("an adjustment is int micro-credits")
+        if signed_amount == 0:
+            raise InvalidInput("an adjustment of 0 changes nothing")
+        if not reason.strip():
+            raise InvalidInput("an adjustment needs a reason")
+        key = _key(idempotency_key or f"adjustment:{uuid.uuid4()}")
+        return await self._append(
+            LedgerKind.ADJUSTMENT, signed_amount, reference, key, reason.strip()
+        )
+
+    async def _append(
+        self, kind: LedgerKind, amount: int, reference: str | None, key: str, description: str
+    ) -> LedgerEntry:
+        existing = await self._read(lambda repo: repo.entry_by_key(key))
+        if existing is not None:
+            return self._same(existing, kind, amount)
+        try:
+            async with self._write() as repo:
+                balance = await repo.move(balance_delta=amount)
+                if balance is None:
+                    if not await repo.exists():
+                        raise StoreError(_NO_WALLET)
+                    state = await repo.state()
+                    raise InsufficientCredits(
+                        f"cannot take {format_credits(-amount)} credits: only "
+                        f"{format_credits(state.available if state else 0)} available"
+                    )
+                entry = await repo.append(
+                    kind=kind,
+                    amount=amount,
+                    reference=reference,
+                    idempotency_key=key,
+                    description=description,
+                    balance_after=balance,
+                )
+        except Conflict:
+            existing = await self._read(lambda repo: repo.entry_by_key(key))
+            if existing is None:
+                raise
+            return self._same(existing, kind, amount)
+        log.info("wallet %s %s (%s) -> %s", kind, format_credits(amount), key, balance)
+        return entry
+
+    @staticmethod
+    def _same(entry: LedgerEntry, kind: LedgerKind, amount: int) -> LedgerEntry:
+        if entry.kind != kind or entry.amount != amount:
+            raise Conflict(
+                f"idempotency key {entry.idempotency_key!r} was used for "
+                f"{entry.kind} {format_credits(entry.amount)}"
+            )
+        return entry
+
+    # ---- holds ---------------------------------------------------------------------------
+
+    async def hold(self, call_id: str, amount: int) -> bool:
+        """Create the call's hold of ``amount`` if available; False (nothing held) if not.
+
+        Conflict if the call already has a hold (use ``extend_hold``).
+        """
+        _amount(amount, "a hold", minimum=0)
+        async with self._write() as repo:
+            if await repo.move(held_delta=amount) is None:
+                return await self._refused(repo)
+            if not await repo.insert_hold(call_id, amount):
+                raise Conflict(f"call {call_id} already has a hold")
+        return True
+
+    async def extend_hold(self, call_id: str, delta: int) -> bool:
+        """Add ``delta`` to the call's hold if available; False if not. NotFound: no hold."""
+        _amount(delta, "a hold extension")
+        async with self._write() as repo:
+            if await repo.move(held_delta=delta) is None:
+                return await self._refused(repo)
+            if not await repo.add_to_hold(call_id, delta):
+                raise NotFound(f"call {call_id} has no hold to extend")
+        return True
+
+    async def hold_up_to(self, call_id: str, wanted: int) -> int:
+        """Hold as much as available, up to ``wanted``, creating or extending the call's
+        hold; returns how much was added (0 when nothing is available)."""
+        _amount(wanted, "a hold", minimum=0)
+        async with self._write() as repo:
+            state = await repo.state(lock=True)
+            if state is None:
+                raise StoreError(_NO_WALLET)
+            got = max(0, min(wanted, state.available))
+            if got and await repo.move(held_delta=got) is None:  # pragma: no cover - locked
+                return 0
+            if not await repo.add_to_hold(call_id, got):
+                await repo.insert_hold(call_id, got)
+        return got
+
+    async def _refused(self, repo: WalletRepository) -> bool:
+        if not await repo.exists():
+            raise StoreError(_NO_WALLET)
+        return False
+
+    # ---- charging and releasing ----------------------------------------------------------
+
+    async def charge(
+        self, call_id: str, amount: int, idempotency_key: str, reference: str | None = None
+    ) -> ChargeResult:
+        """Debit a call: a ``call_charge`` entry of ``-amount`` and the call's hold
+        reduced by as much of it as it covers, in one transaction.
+
+        The rest, if the hold is smaller, comes from ``available``; beyond that the
+        charge is refused (ChargeRefused) and nothing changes. ``reference`` defaults
+        to the call id (the audit matches call charges to call records by it). A
+        repeated key returns the first charge (``duplicate=True``) and charges nothing.
+        """
+        _amount(amount, "a charge")
+        key = _key(idempotency_key)
+        reference = call_id if reference is None else reference
+        try:
+            async with self._write() as repo:
+                state = await repo.state(lock=True)
+                if state is None:
+                    raise StoreError(_NO_WALLET)
+                existing = await repo.entry_by_key(key)
+                if existing is not None:
+                    return await self._duplicate_charge(repo, existing, call_id, amount)
+                hold = await repo.hold_of(call_id)
+                held = 0 if hold is None else hold.amount
+                from_hold = min(amount, held)
+                balance = await repo.move(balance_delta=-amount, held_delta=-from_hold)
+                if balance is None:
+                    raise ChargeRefused(
+                        f"call {call_id}: charge of {format_credits(amount)} exceeds its hold "
+                        f"{format_credits(held)} + available {format_credits(state.available)}"
+                    )
+                if from_hold:
+                    await repo.add_to_hold(call_id, -from_hold)
+                entry = await repo.append(
+                    kind=LedgerKind.CALL_CHARGE,
+                    amount=-amount,
+                    reference=reference,
+                    idempotency_key=key,
+                    description=f"call {call_id}",
+                    balance_after=balance,
+                )
+                return ChargeResult(entry=entry, duplicate=False, hold_left=held - from_hold)
+        except ChargeRefused:
+            raise
+        except Conflict:
+            async with self._db.session() as session:
+                repo = WalletRepository(session)
+                existing = await repo.entry_by_key(key)
+                if existing is None:
+                    raise
+                return await self._duplicate_charge(repo, existing, call_id, amount)
+
+    async def _duplicate_charge(
+        self, repo: WalletRepository, entry: LedgerEntry, call_id: str, amount: int
+    ) -> ChargeResult:
+        self._same(entry, LedgerKind.CALL_CHARGE, -amount)
+        hold = await repo.hold_of(call_id)
+        return ChargeResult(
+            entry=entry, duplicate=True, hold_left=0 if hold is None else hold.amount
+        )
+
+    async def release(self, call_id: str) -> int:
+        """Drop the call's hold; the amount released (0 if it had none). Idempotent."""
+        async with self._write() as repo:
+            if await repo.state(lock=True) is None:
+                raise StoreError(_NO_WALLET)
+            amount = await repo.delete_hold(call_id)
+            if not amount:
+                return 0
+            if await repo.move(held_delta=-amount) is None:  # pragma: no cover - CHECKed
+                raise StoreError(f"held total is below the hold of call {call_id}")
+        return amount

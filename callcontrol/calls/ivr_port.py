@@ -1,0 +1,147 @@
+"""The IVR interpreter's CallPort over ARI, on an answered incoming call.
+
+One consumer of the call's events at a time: each port method reads the call's
+inbox itself while it waits (a playback to finish, a digit, the phone to answer),
+so no pump task competes with ringing or bridging. Digits that arrive while they
+cannot be used yet (a non-interruptible prompt) wait in a small buffer; a flood of
+keys beyond it is dropped. The caller hanging up surfaces as ``CallerHungUp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from callcontrol.ari import ChannelDtmfReceived, PlaybackFinished
+from callcontrol.calls.call import ChannelGone
+from callcontrol.errors import AriNotFound
+from callcontrol.ivr.model import Prompt
+from callcontrol.ivr.port import CallerHungUp, RingOutcome
+
+if TYPE_CHECKING:
+    from callcontrol.calls.inbound import InboundCall
+
+log = logging.getLogger(__name__)
+
+DIGIT_BUFFER = 32
+PLAYBACK_DEADLINE = 120.0  # a prompt that never finishes must not hold the call
+
+
+class AriCallPort:
+    def __init__(self, call: InboundCall) -> None:
+        self.call = call
+        self.media = call.ctx.media
+        self.digits: deque[str] = deque(maxlen=DIGIT_BUFFER)
+
+    # ---- events --------------------------------------------------------------------------
+
+    async def _next(self, timeout: float | None) -> ChannelDtmfReceived | PlaybackFinished | None:  # noqa: ASYNC109
+        """The next DTMF or playback-finished event of the caller; None on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    try:
+                        item = await self.call.next_event()
+                    except ChannelGone as gone:
+                        if gone.role != "caller":
+                            continue  # a stray end of a callee that did not answer
+                        self.call._note_gone("caller", gone.cause)
+                        raise CallerHungUp() from None
+                    event = item.event
+                    if item.role == "caller" and isinstance(
+                        event, ChannelDtmfReceived | PlaybackFinished
+                    ):
+                        return event
+        except TimeoutError:
+            return None
+
+    # ---- CallPort ------------------------------------------------------------------------
+
+    async def play(self, prompts: Sequence[Prompt], *, interruptible: bool) -> str | None:
+        if interruptible and self.digits:
+            return self.digits.popleft()
+        if not prompts:
+            return None
+        media = await self.media.uris(prompts)
+        playback_id = f"{self.call.call_id}-{uuid.uuid4().hex[:8]}"
+        caller = self.call.channels["caller"]
+        try:
+            await self.call.ari.play(caller, media, playback_id=playback_id)
+        except AriNotFound:
+            raise CallerHungUp() from None
+        try:
+            async with asyncio.timeout(PLAYBACK_DEADLINE):
+                while True:
+                    event = await self._next(None)
+                    if isinstance(event, PlaybackFinished):
+                        if event.playback.id == playback_id:
+                            return None
+                        continue
+                    if isinstance(event, ChannelDtmfReceived):
+                        if interruptible:
+                            log.debug("barge-in: %s stops the prompt", event.digit)
+                            await self._stop(playback_id)
+                            return event.digit
+                        self.digits.append(event.digit)
+        except TimeoutError:
+            log.warning("a prompt did not finish within %.0f s: stopping it", PLAYBACK_DEADLINE)
+            await self._stop(playback_id)
+            return None
+
+    async def _stop(self, playback_id: str) -> None:
+        with contextlib.suppress(AriNotFound):
+            await self.call.ari.stop_playback(playback_id)
+
+    async def read_digit(self, timeout: float) -> str | None:  # noqa: ASYNC109
+        if self.digits:
+            return self.digits.popleft()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            event = await self._next(remaining)
+            if event is None:
+                return None
+            if isinstance(event, ChannelDtmfReceived):
+                return event.digit
+
+    def flush_digits(self) -> None:
+        self.digits.clear()
+
+    async def ring_user(self, user_name: str) -> RingOutcome:
+        user = await self.call.store.user_by_name(user_name)
+        if user is None:
+            log.warning("the flow rings %r, who is not a user (any more)", user_name)
+            return RingOutcome.UNKNOWN
+        return await self._ring(user.name, user.extension)
+
+    async def ring_extension(self, extension: str) -> RingOutcome:
+        user = await self.call.store.user_by_extension(extension)
+        if user is None:
+            return RingOutcome.UNKNOWN
+        return await self._ring(user.name, user.extension)
+
+    async def _ring(self, name: str, extension: str) -> RingOutcome:
+        from callcontrol.calls.inbound import Callee
+
+        try:
+            return await self.call.ring(Callee(name, extension))
+        except ChannelGone as gone:
+            if gone.role == "caller":
+                raise CallerHungUp() from None
+            raise
+
+    async def hangup(self) -> None:
+        self.call.ended_by_flow()
+        await self.call.hangup("caller")
+
+    def now(self) -> datetime:
+        return datetime.now(self.call.ctx.timezone)

@@ -1,0 +1,1 @@
+"""HTTP: the media Asterisk fetches (recordings, synthesized speech); later the console."""
