@@ -263,6 +263,11 @@ class Call:
         except Exception:
             log.exception("cleanup failed")
 
+    @property
+    def finishing(self) -> bool:
+        """The call has ended and its cleanup runs (shutdown lets it complete)."""
+        return self._finished
+
     async def finish(self) -> None:
         if self._finished:
             return

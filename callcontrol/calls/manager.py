@@ -222,10 +222,11 @@ class CallManager:
         """Stop every call task; detached calls stay up in Asterisk for the next start."""
         self.closing = True
         tasks = list(self.tasks.values())
-        for call in list(self.calls.values()):
+        for call_id, call in list(self.calls.items()):
+            if call.finishing:
+                continue  # already ended: let its final charge and record complete
             if detach:
                 call.detach()
-        for task in tasks:
-            task.cancel()
+            self.tasks[call_id].cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)

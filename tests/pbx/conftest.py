@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from callcontrol.billing.service import ChargingService
+from callcontrol.billing.wallet import Wallet
 from callcontrol.calls.records import CallStore
 from callcontrol.config import Settings, load_settings
 from callcontrol.directory.service import DirectoryService
@@ -101,13 +102,23 @@ class Org:
         finally:
             await db.dispose()
 
+    async def wallet(self) -> tuple[Wallet, Database]:
+        db = Database.from_url(self.db_url)
+        return Wallet(db), db
+
     async def directory(self) -> tuple[DirectoryService, Database]:
         db = Database.from_url(self.db_url)
         return DirectoryService(db, "callcontrol"), db
 
 
 async def make_org(
-    pbx: Settings, tmp_path: Path, db_url: str | None = None, *, credits: int = 100 * MICRO
+    pbx: Settings,
+    tmp_path: Path,
+    db_url: str | None = None,
+    *,
+    credits: int = 100 * MICRO,
+    rates: Path = RATES,
+    env: dict[str, str] | None = None,
 ) -> Org:
     """A migrated database with the demo users and numbers, and the app's environment."""
     data_dir = tmp_path / "data"
@@ -126,8 +137,9 @@ async def make_org(
     await directory.add_number(FLOW_NUMBER)
     await directory.route_to_flow(FLOW_NUMBER, "main")
     service = ChargingService(db)
-    await service.import_rates(RATES)
-    await service.wallet.credit(credits, LedgerKind.PURCHASE, "test", "test:credits", "tests")
+    await service.import_rates(rates)
+    if credits:
+        await service.wallet.credit(credits, LedgerKind.PURCHASE, "test", "test:credits", "tests")
     await db.dispose()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CALLCONTROL_")},
@@ -138,6 +150,7 @@ async def make_org(
         "CALLCONTROL_LOG_LEVEL": "DEBUG",
         "CALLCONTROL_FLOWS_DIR": str(flows_dir),
         "CALLCONTROL_MEDIA_LISTEN": "127.0.0.1:8099",
+        **(env or {}),
     }
     return Org(data_dir, env, db_url)
 

@@ -8,6 +8,7 @@ which checks the telephone-events that arrive. They need sipp and root (raw sock
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import shutil
@@ -61,9 +62,7 @@ def parse_rtp(data: bytes, at_us: int = 0) -> Rtp:
 
 
 def parse_pcap(data: bytes) -> list[Rtp]:
-    magic, major, minor, _zone, _sigfigs, snaplen, linktype = struct.unpack(
-        "<IHHiIII", data[:24]
-    )
+    magic, major, minor, _zone, _sigfigs, snaplen, linktype = struct.unpack("<IHHiIII", data[:24])
     assert (magic, major, minor, linktype) == (0xA1B2C3D4, 2, 4, 1)  # Ethernet
     packets: list[Rtp] = []
     offset = 24
@@ -127,7 +126,7 @@ def check_stream(packets: list[Rtp], digits: str, duration_ms: int, gap_ms: int)
         durations = [p.duration for p in updates]
         assert durations == sorted(set(durations)) and all(0 < d < final for d in durations)
         assert len(updates) == -(-duration_ms // 20) - 1
-        steps = [b.at_us - a.at_us for a, b in zip(event, event[1:], strict=False)]
+        steps = [b.at_us - a.at_us for a, b in itertools.pairwise(event)]
         assert steps == [20_000] * (len(event) - 1)
         # RTP time runs with the capture's time
         assert (event[0].timestamp - events[0][0].timestamp) * 125 == (
@@ -214,7 +213,7 @@ def test_scenario_continues_the_stream(tmp_path: Path) -> None:
         '<recv response="200" rrs="true"/>'
     )
     assert '<recv request="BYE" timeout="4000" next="got_bye"/>' in xml
-    assert "From: \"Carrier\" <sip:+15551234567@" in xml
+    assert 'From: "Carrier" <sip:+15551234567@' in xml
     pcaps = [
         Path(line.split('play_pcap_audio="')[1].split('"')[0])
         for line in xml.splitlines()
@@ -408,9 +407,7 @@ async def _call(
 ) -> tuple[int, int, Sink]:
     sink_port, uas_port, uas_media, uac_port, uac_media = (_port_block() for _ in range(5))
     loop = asyncio.get_running_loop()
-    transport, sink = await loop.create_datagram_endpoint(
-        Sink, local_addr=("127.0.0.1", sink_port)
-    )
+    transport, sink = await loop.create_datagram_endpoint(Sink, local_addr=("127.0.0.1", sink_port))
     try:
         uas = await _sipp(
             workdir,
