@@ -106,7 +106,9 @@ class Call:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for role, events in self._pending:
-                    tg.create_task(self._forward(role, events))
+                    tg.create_task(
+                        self._forward(role, events), name=f"events-{role}-{self.call_id}"
+                    )
                 self._pending.clear()
                 try:
                     await self.handle()
@@ -152,7 +154,9 @@ class Call:
         if self._tg is None:
             self._pending.append((role, subscription))
         else:
-            self._tg.create_task(self._forward(role, subscription))
+            self._tg.create_task(
+                self._forward(role, subscription), name=f"events-{role}-{self.call_id}"
+            )
 
     async def _forward(self, role: str, events: ChannelEvents) -> None:
         async for event in events:

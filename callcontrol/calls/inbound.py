@@ -191,8 +191,6 @@ class InboundCall(Call):
         await self.answer_caller()
         port = AriCallPort(self)
         outcome = await run_ivr(flow, port, resolve=flows.get)
-        for step in outcome.steps:
-            log.debug("ivr: %s", step)
         log.info("flow %s ended: %s", outcome.flow or name, outcome.describe())
         if outcome.kind is OutcomeKind.CALLER_HUNG_UP:
             raise ChannelGone("caller", self.cause)

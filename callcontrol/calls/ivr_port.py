@@ -81,6 +81,8 @@ class AriCallPort:
                     event = await self._next(None)
                     if isinstance(event, PlaybackFinished):
                         if event.playback.id == playback_id:
+                            if event.playback.state == "failed":
+                                log.error("a prompt failed to play: %s", ", ".join(media))
                             return None
                         continue
                     if isinstance(event, ChannelDtmfReceived):

@@ -80,6 +80,21 @@ class CallManager:
     def _forget(self, call_id: str, _task: object = None) -> None:
         self.calls.pop(call_id, None)
         self.tasks.pop(call_id, None)
+        # Nothing of a call may outlive it: no task, no timer, no event subscription.
+        leftovers = [
+            t.get_name()
+            for t in asyncio.all_tasks()
+            if call_id in t.get_name() and not t.done() and t is not _task
+        ]
+        log.info(
+            "call %s released: %d tasks left, %d live calls, %d channel subscriptions",
+            call_id,
+            len(leftovers),
+            len(self.tasks),
+            self.router.subscribers,
+        )
+        if leftovers:
+            log.error("call %s left tasks behind: %s", call_id, ", ".join(leftovers))
 
     async def _hangup_quietly(self, channel_id: str) -> None:
         with contextlib.suppress(AriError):

@@ -44,7 +44,7 @@ def media_app(recordings_dir: Path, tts_dir: Path) -> web.Application:
         path = _confined(tree, request.match_info["path"])
         if path is None:
             raise web.HTTPNotFound(text="no such prompt\n")
-        log.debug("serving %s to %s", path, request.remote)
+        log.info("serving %s to %s", path.name, request.remote)
         return web.FileResponse(path, headers={"Content-Type": AUDIO_TYPES[path.suffix.lower()]})
 
     app = web.Application()

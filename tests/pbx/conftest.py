@@ -14,9 +14,10 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -28,6 +29,7 @@ from callcontrol.directory.service import DirectoryService
 from callcontrol.domain.call_records import CallRecord
 from callcontrol.domain.money import MICRO, LedgerKind
 from callcontrol.pbx.devpbx import DevPbx, ensure_ari_secret
+from callcontrol.pbx.dtmf import Step, carrier_dtmf_scenario
 from callcontrol.pbx.sipp import (
     CARRIER_ANSWERED,
     CARRIER_REFUSED,
@@ -338,6 +340,30 @@ class Carrier:
         xml = render("carrier.xml", caller=caller, final=final)
         return await run_sipp(
             self.workdir,
+            f"carrier-{self.n}",
+            xml,
+            service=number,
+            local_port=free_port(),
+            timeout_s=timeout_s,
+        )
+
+    async def dtmf_call(
+        self,
+        number: str,
+        steps: Sequence[Step],
+        *,
+        end: Literal["hangup", "wait_bye"] = "hangup",
+        wait_bye_ms: int = 20_000,
+        timeout_s: int = 60,
+    ) -> SippProcess:
+        """A call that, once answered, presses keys (RFC 4733) and pauses as scripted."""
+        self.n += 1
+        workdir = self.workdir / f"dtmf-{self.n}"
+        xml = carrier_dtmf_scenario(
+            CALLER, steps, workdir=workdir, end=end, wait_bye_ms=wait_bye_ms
+        )
+        return await run_sipp(
+            workdir,
             f"carrier-{self.n}",
             xml,
             service=number,

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.pbx
 TOLL_FREE = "+448001111111"
 JAPAN = "+81312345678"
 
-RATES_CSV = """direction,prefix,country,number_type,price_per_minute,connection_fee,increments,description
+RATES_CSV = """\
+direction,prefix,country,number_type,price_per_minute,connection_fee,increments,description
 inbound,,GB,local,6,0,1/1,steep per-second test rate
 inbound,,GB,toll_free,12,0.05,1/1,toll-free inbound costs more
 outbound,,GB,,6,0,1/1,outbound
