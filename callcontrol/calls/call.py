@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ from callcontrol.ari import (
 )
 from callcontrol.calls.prompts import Refusal
 from callcontrol.domain.call_records import Disposition, EndedBy
-from callcontrol.errors import AriError, AriNotFound, CallControlError
+from callcontrol.errors import AriError, AriNotFound, CallControlError, StoreError
 from callcontrol.logs import call_id_var
 
 if TYPE_CHECKING:
@@ -82,6 +82,9 @@ class Call:
         self.router = ctx.router
         self.store = ctx.store
         self.charger: CallCharger | None = None
+        self.ended_at: datetime | None = None
+        # Called when the final charge cannot be written now (the database is down).
+        self.settle_later: Callable[[Call], None] | None = None
         self._background: list[asyncio.Task[None]] = []
         self.channels: dict[str, str] = {}  # role -> channel id
         self.gone: set[str] = set()  # roles whose channel has hung up
@@ -196,16 +199,32 @@ class Call:
             raise ChannelGone(item.role, cause)
         return item
 
+    async def wait_for_hangup(self) -> None:
+        """Both sides are talking: the first to hang up ends the call for both."""
+        while True:
+            try:
+                await self.next_event()
+            except ChannelGone as gone:
+                self._note_gone(gone.role, gone.cause)
+                log.info("the %s hung up", gone.role)
+                return
+
     def _note_gone(self, role: str, cause: int | None) -> None:
         self.gone.add(role)
         charger = self.charger
         if (
             self.ended_by is None
             and charger is not None
-            and charger.cut_off
+            and charger.paid_until > 0
             and charger.elapsed() >= charger.paid_until - 1.5
         ):
-            log.info("the credits ran out: the PBX ended the call at %d s", charger.paid_until)
+            # A healthy call's limit is always extended TICK_LEAD s before it ends, so
+            # an end this close to it is the PBX enforcing the paid time.
+            log.info(
+                "the paid time ran out (%s): the PBX ended the call at %d s",
+                "no credits left" if charger.cut_off else "charging was unavailable",
+                charger.paid_until,
+            )
             self.ended_by = EndedBy.SYSTEM
         if self.ended_by is None:
             self.ended_by = EndedBy.CALLER if role == "caller" else EndedBy.CALLEE
@@ -295,13 +314,26 @@ class Call:
         if not self.recorded:
             log.info("call ended before it was recorded: %s", self.disposition)
             return
+        self.ended_at = utcnow()
+        if self.charger is not None:
+            self.charger.freeze()  # the talk time ends now, however late the settlement
+        try:
+            await self.complete_record()
+        except StoreError as exc:
+            log.error("the call's charge and record wait for the database: %s", exc)
+            if self.settle_later is not None:
+                self.settle_later(self)
+
+    async def complete_record(self) -> None:
+        """Settle the charge and close the record; idempotent, so it may be retried."""
         if self.charger is not None:
             await self.charger.settle()
         disposition = self.disposition or (
             Disposition.ANSWERED if self.answered_at else Disposition.FAILED
         )
+        ended_at = self.ended_at or utcnow()
         applied = await self.store.finish(
-            self.call_id, utcnow(), disposition, self.cause, self.ended_by or EndedBy.SYSTEM
+            self.call_id, ended_at, disposition, self.cause, self.ended_by or EndedBy.SYSTEM
         )
         log.info(
             "call ended: %s, ended by %s, cause %s%s",

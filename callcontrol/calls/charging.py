@@ -38,11 +38,12 @@ from callcontrol.domain.charging import (
 )
 from callcontrol.domain.money import LedgerKind, format_credits
 from callcontrol.domain.rating import Rate
-from callcontrol.errors import AriError, AriNotFound
+from callcontrol.errors import AriError, AriNotFound, StoreError
 
 log = logging.getLogger(__name__)
 
 TICK_LEAD = 5  # seconds before the paid time ends that the next tick runs
+STORE_RETRY = 2.0  # seconds between attempts while the database is unavailable
 
 
 class CallCharger:
@@ -73,6 +74,7 @@ class CallCharger:
         self.paid_until = 0  # seconds since answer that the PBX lets the call run
         self.cut_off = False  # the credits end at paid_until
         self.ticks = 0
+        self._ended: float | None = None  # talk time at the hangup, once known
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -141,7 +143,17 @@ class CallCharger:
                 log.info("credits changed: re-planning the call's limit")
             except TimeoutError:
                 pass
-            await self.tick()
+            try:
+                await self.tick()
+            except StoreError as exc:
+                # The PBX still ends the call at the paid second: nothing runs unpaid.
+                log.error(
+                    "cannot charge (%s): the PBX ends the call at %d s unless the "
+                    "database returns first",
+                    exc,
+                    self.paid_until,
+                )
+                await asyncio.sleep(STORE_RETRY)
 
     async def tick(self) -> None:
         async with self._lock:
@@ -199,11 +211,18 @@ class CallCharger:
 
     # ---- after the hangup ------------------------------------------------------------------
 
+    def freeze(self) -> None:
+        """The call has ended: its talk time is fixed now (settlement may come later)."""
+        if self._ended is None:
+            self._ended = self.elapsed()
+
     async def settle(self, *, ended_elapsed: float | None = None) -> None:
         """Final charge by increments, release the hold, record the cost. Idempotent."""
         async with self._lock:
             answered = self._t0 is not None
-            elapsed = self.elapsed() if ended_elapsed is None else ended_elapsed
+            if ended_elapsed is None:
+                ended_elapsed = self._ended if self._ended is not None else self.elapsed()
+            elapsed = ended_elapsed
             # The PBX ends the call at paid_until; a late hangup event is not billable.
             duration = min(math.floor(elapsed), self.paid_until) if answered else 0
             await settle_call(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from callcontrol.ari import ChannelEvents, StasisStart
 from callcontrol.billing.errors import NoRate
+from callcontrol.billing.service import Quote
 from callcontrol.calls import prompts
 from callcontrol.calls.call import Call, ChannelGone, new_call_id, utcnow
 from callcontrol.calls.charging import CallCharger
@@ -54,10 +55,19 @@ CAUSE_NO_ANSWER = (18, 19, 21)  # no user responding, no answer, rejected
 
 @dataclass(frozen=True)
 class Callee:
-    """The user a call rings: the name for records and logs, the extension to dial."""
+    """Whom a call rings: a name for records and logs, and where to dial.
+
+    A user's phone by extension (``PJSIP/1001``), or an outside number through the
+    carrier trunk (``PJSIP/+4930123456@carrier``).
+    """
 
     name: str
-    extension: str
+    extension: str = ""
+    number: str = ""  # an outside number, dialled through the carrier
+
+    @property
+    def endpoint(self) -> str:
+        return f"PJSIP/{self.number}@carrier" if self.number else f"PJSIP/{self.extension}"
 
 
 def normalise_dialled(exten: str) -> str:
@@ -70,7 +80,15 @@ def normalise_dialled(exten: str) -> str:
     return digits
 
 
-class InboundCall(Call):
+class RoutedCall(Call):
+    """A call from a caller to a callee: authorize and charge it, ring, bridge.
+
+    The states shared by incoming and outgoing calls; the subclasses decide where
+    the call goes (``route``) and how it is rated.
+    """
+
+    direction = CallDirection.INBOUND
+
     def __init__(self, start: StasisStart, events: ChannelEvents, ctx: CallContext) -> None:
         super().__init__(new_call_id(), ctx)
         self.start = start
@@ -94,65 +112,16 @@ class InboundCall(Call):
                 await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.FAILED)
 
     async def route(self) -> None:
-        caller = self.channels["caller"]
-        log.info(
-            "incoming call from %s to %s on channel %s", self.caller_number, self.dialled, caller
-        )
-        await self.tag_channel(caller, "caller")
-        number = normalise_dialled(self.dialled)
-        found = await self.store.route_for(number)
-        owned, route = found if found is not None else (None, None)
-        user = None
-        if route is not None and route.kind is RouteKind.USER and route.user_extension:
-            user = Callee(route.user_name or "", route.user_extension)
-        await self.store.start(
-            call_id=self.call_id,
-            direction=CallDirection.INBOUND,
-            caller=self.caller_number,
-            callee=number,
-            channel_id=caller,
-            started_at=self.started_at,
-            number_e164=owned.e164 if owned else None,
-            user_name=user.name if user else None,
-        )
-        self.recorded = True
-        if owned is None:
-            log.info("%s is not one of our numbers", number)
-            await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_UNKNOWN_NUMBER)
-            return
-        if route is None:
-            log.info("%s has no routing: no incoming calls", owned.e164)
-            await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_NO_ROUTE)
-            return
-        if not await self.authorize(owned):
-            return
-        if route.kind is RouteKind.FLOW:
-            await self.run_flow(route.flow_name or "")
-            return
-        if user is None:
-            await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_NO_ROUTE)
-            return
-        await self.ring_user(user)
+        raise NotImplementedError
 
     # ---- charging ---------------------------------------------------------------------
 
-    async def authorize(self, owned: Number) -> bool:
-        """Incoming calls are charged too: a rate must price the number, and the
-        credits must pay its connection fee and first block; else refuse, uncharged."""
-        service = self.ctx.charging
-        try:
-            quote = await service.quote(
-                owned.e164, Direction.INBOUND, number_type=owned.number_type
-            )
-        except NoRate as exc:
-            log.error("refusing: %s", exc)
-            await self.store.set_charge_state(self.call_id, ChargeState.REFUSED_NO_RATE)
-            await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.REFUSED_NO_RATE)
-            return False
+    async def authorize_quote(self, quote: Quote) -> bool:
+        """The credits must pay the connection fee and first block; else refuse, uncharged."""
         charger = CallCharger(
             self.call_id,
             quote,
-            service,
+            self.ctx.charging,
             self.ari,
             self.store,
             self.live_channels,
@@ -168,6 +137,11 @@ class InboundCall(Call):
         self.charger = charger
         return True
 
+    async def refuse_no_rate(self, exc: NoRate) -> None:
+        log.error("refusing: %s", exc)
+        await self.store.set_charge_state(self.call_id, ChargeState.REFUSED_NO_RATE)
+        await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.REFUSED_NO_RATE)
+
     async def answer_caller(self) -> None:
         """Answer the carrier's leg: from now on the call is billable, and the PBX
         ends it when its credits are used up."""
@@ -177,32 +151,6 @@ class InboundCall(Call):
         if self.charger is not None:
             await self.charger.start(self.answered_at)
             self.background(self.charger.run(), "charging")
-
-    # ---- IVR -------------------------------------------------------------------------
-
-    async def run_flow(self, name: str) -> None:
-        flows = self.ctx.flows
-        flow = flows.get(name) if flows is not None else None
-        if flow is None or flows is None:
-            log.error("flow %r is not loaded (missing or invalid): refusing the call", name)
-            await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.FAILED)
-            return
-        log.info("running flow %s (version %s)", name, flows.version(name))
-        await self.answer_caller()
-        port = AriCallPort(self)
-        outcome = await run_ivr(flow, port, resolve=flows.get)
-        log.info("flow %s ended: %s", outcome.flow or name, outcome.describe())
-        if outcome.kind is OutcomeKind.CALLER_HUNG_UP:
-            raise ChannelGone("caller", self.cause)
-        if outcome.kind is OutcomeKind.NOT_REACHED and outcome.ring is not None:
-            refusal, _ = REFUSALS[outcome.ring]
-            await self.refuse(refusal, Disposition.ANSWERED)
-        elif outcome.kind is OutcomeKind.FAILED:
-            await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.ANSWERED)
-
-    def ended_by_flow(self) -> None:
-        self.ended_by = EndedBy.SYSTEM
-        self.disposition = Disposition.ANSWERED
 
     # ---- ringing --------------------------------------------------------------------
 
@@ -231,10 +179,10 @@ class InboundCall(Call):
             if self.caller_name
             else self.caller_number
         )
-        log.info("ringing %s at PJSIP/%s for %d s", user.name, user.extension, self.ring_timeout)
+        log.info("ringing %s at %s for %d s", user.name, user.endpoint, self.ring_timeout)
         try:
             await self.ari.originate(
-                f"PJSIP/{user.extension}",
+                user.endpoint,
                 app_args=f"dialed,{self.call_id}",
                 caller_id=caller_id,
                 timeout=self.ring_timeout,
@@ -319,15 +267,87 @@ class InboundCall(Call):
         log.info("connected %s with %s", self.caller_number, user.name)
         await self.wait_for_hangup()
 
-    async def wait_for_hangup(self) -> None:
-        """Both sides are talking: the first to hang up ends the call for both."""
-        while True:
-            try:
-                await self.next_event()
-            except ChannelGone as gone:
-                self._note_gone(gone.role, gone.cause)
-                log.info("the %s hung up", gone.role)
-                return
+
+class InboundCall(RoutedCall):
+    """The carrier delivers a call to one of the organisation's numbers."""
+
+    async def route(self) -> None:
+        caller = self.channels["caller"]
+        log.info(
+            "incoming call from %s to %s on channel %s", self.caller_number, self.dialled, caller
+        )
+        await self.tag_channel(caller, "caller")
+        number = normalise_dialled(self.dialled)
+        found = await self.store.route_for(number)
+        owned, route = found if found is not None else (None, None)
+        user = None
+        if route is not None and route.kind is RouteKind.USER and route.user_extension:
+            user = Callee(route.user_name or "", route.user_extension)
+        await self.store.start(
+            call_id=self.call_id,
+            direction=CallDirection.INBOUND,
+            caller=self.caller_number,
+            callee=number,
+            channel_id=caller,
+            started_at=self.started_at,
+            number_e164=owned.e164 if owned else None,
+            user_name=user.name if user else None,
+        )
+        self.recorded = True
+        if owned is None:
+            log.info("%s is not one of our numbers", number)
+            await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_UNKNOWN_NUMBER)
+            return
+        if route is None:
+            log.info("%s has no routing: no incoming calls", owned.e164)
+            await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_NO_ROUTE)
+            return
+        if not await self.authorize(owned):
+            return
+        if route.kind is RouteKind.FLOW:
+            await self.run_flow(route.flow_name or "")
+            return
+        if user is None:
+            await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_NO_ROUTE)
+            return
+        await self.ring_user(user)
+
+    async def authorize(self, owned: Number) -> bool:
+        """Incoming calls are charged too, by the dialled number's country and type."""
+        try:
+            quote = await self.ctx.charging.quote(
+                owned.e164, Direction.INBOUND, number_type=owned.number_type
+            )
+        except NoRate as exc:
+            await self.refuse_no_rate(exc)
+            return False
+        return await self.authorize_quote(quote)
+
+    # ---- IVR -------------------------------------------------------------------------
+
+    async def run_flow(self, name: str) -> None:
+        flows = self.ctx.flows
+        flow = flows.get(name) if flows is not None else None
+        if flow is None or flows is None:
+            log.error("flow %r is not loaded (missing or invalid): refusing the call", name)
+            await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.FAILED)
+            return
+        log.info("running flow %s (version %s)", name, flows.version(name))
+        await self.answer_caller()
+        port = AriCallPort(self)
+        outcome = await run_ivr(flow, port, resolve=flows.get)
+        log.info("flow %s ended: %s", outcome.flow or name, outcome.describe())
+        if outcome.kind is OutcomeKind.CALLER_HUNG_UP:
+            raise ChannelGone("caller", self.cause)
+        if outcome.kind is OutcomeKind.NOT_REACHED and outcome.ring is not None:
+            refusal, _ = REFUSALS[outcome.ring]
+            await self.refuse(refusal, Disposition.ANSWERED)
+        elif outcome.kind is OutcomeKind.FAILED:
+            await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.ANSWERED)
+
+    def ended_by_flow(self) -> None:
+        self.ended_by = EndedBy.SYSTEM
+        self.disposition = Disposition.ANSWERED
 
 
 class AdoptedCall(Call):
@@ -364,13 +384,7 @@ class AdoptedCall(Call):
             self.ended_by = EndedBy.CALLER if "caller" in missing else EndedBy.SYSTEM
             return
         log.info("re-adopted the call (channels %s)", ", ".join(self.channels.values()))
-        while True:
-            try:
-                await self.next_event()
-            except ChannelGone as gone:
-                self._note_gone(gone.role, gone.cause)
-                log.info("the %s hung up", gone.role)
-                return
+        await self.wait_for_hangup()
 
 
-__all__ = ["AdoptedCall", "Callee", "InboundCall", "normalise_dialled"]
+__all__ = ["AdoptedCall", "Callee", "InboundCall", "RoutedCall", "normalise_dialled"]

@@ -24,9 +24,10 @@ from callcontrol.calls.call import CALL_ID_VAR, ROLE_VAR, Call, utcnow
 from callcontrol.calls.charging import CallCharger, settle_call
 from callcontrol.calls.context import CallContext
 from callcontrol.calls.inbound import AdoptedCall, InboundCall
+from callcontrol.calls.outbound import OutboundCall
 from callcontrol.domain.call_records import CallRecord, Disposition, EndedBy
 from callcontrol.domain.charging import ChargeState, paid_seconds
-from callcontrol.errors import AriError, AriNotFound
+from callcontrol.errors import AriError, AriNotFound, StoreError
 from callcontrol.logs import call_id_var
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class CallManager:
         self.calls: dict[str, Call] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.closing = False
+        self.settlements: set[asyncio.Task[None]] = set()
         router.on_stasis_start = self.on_stasis_start
 
     @property
@@ -58,6 +60,9 @@ class CallManager:
             call: Call = InboundCall(event, events, self.ctx)
             self._spawn(call)
             return
+        if kind == "outbound":
+            self._spawn(OutboundCall(event, events, self.ctx))
+            return
         # A callee whose call is gone (or an unexpected entry): do not leave it hanging.
         log.warning(
             "channel %s entered Stasis with args %s and no call owns it: hanging up",
@@ -68,6 +73,7 @@ class CallManager:
         asyncio.get_running_loop().create_task(self._hangup_quietly(event.channel.id))
 
     def _spawn(self, call: Call) -> None:
+        call.settle_later = self._settle_later
         token = call_id_var.set(call.call_id)
         try:
             task = asyncio.get_running_loop().create_task(call.run(), name=f"call-{call.call_id}")
@@ -84,7 +90,10 @@ class CallManager:
         leftovers = [
             t.get_name()
             for t in asyncio.all_tasks()
-            if call_id in t.get_name() and not t.done() and t is not _task
+            if call_id in t.get_name()
+            and not t.done()
+            and t is not _task
+            and not t.get_name().startswith("settle-")  # waits for the database on purpose
         ]
         log.info(
             "call %s released: %d tasks left, %d live calls, %d channel subscriptions",
@@ -226,6 +235,29 @@ class CallManager:
                 call.vanished(role)
 
     # ---- shutdown --------------------------------------------------------------------
+
+    def _settle_later(self, call: Call) -> None:
+        """Retry a call's final charge and record until the database answers."""
+        token = call_id_var.set(call.call_id)
+        try:
+            task = asyncio.get_running_loop().create_task(
+                self._retry_settlement(call), name=f"settle-{call.call_id}"
+            )
+        finally:
+            call_id_var.reset(token)
+        self.settlements.add(task)
+        task.add_done_callback(self.settlements.discard)
+
+    async def _retry_settlement(self, call: Call) -> None:
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await call.complete_record()
+                return
+            except StoreError as exc:
+                log.warning("settlement still waits for the database: %s", exc)
+                delay = min(delay * 2, 30.0)
 
     def credits_changed(self) -> None:
         """Credits were added (by any process): every live call re-plans its limit."""

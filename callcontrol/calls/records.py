@@ -39,6 +39,15 @@ class CallStore:
         async with self.db.session() as session:
             return await UserRepository(session).get_by_extension(extension)
 
+    async def number_of_user(self, user_name: str) -> str | None:
+        """The number a user presents when calling out: one whose routing rings them."""
+        async with self.db.session() as session:
+            numbers = await NumberRepository(session).list()
+        for number in numbers:
+            if number.route is not None and number.route.user_name == user_name:
+                return number.e164
+        return None
+
     async def users(self) -> list[User]:
         async with self.db.session() as session:
             return await UserRepository(session).list()

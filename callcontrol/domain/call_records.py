@@ -32,6 +32,8 @@ class Disposition(StrEnum):
     ABANDONED = "abandoned"
     REFUSED_NO_CREDIT = "refused_no_credit"  # the wallet cannot pay the first block
     REFUSED_NO_RATE = "refused_no_rate"  # no rate prices the call: never free by accident
+    INVALID_NUMBER = "invalid_number"  # a user dialled something that is not a number
+    NOT_ALLOWED = "not_allowed"  # a user with no number of their own tried to call out
 
 
 class EndedBy(StrEnum):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 from xml.sax.saxutils import quoteattr
 
-from callcontrol.pbx.sipp import render
+from callcontrol.pbx.sipp import HANG_UP, render
 
 EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
 PACKET_MS = 20  # interval between the packets of one event
@@ -194,20 +194,7 @@ def write_dtmf_pcap(
 
 
 # Endings after the script. A BYE from the PBX at any time is taken by the global recv.
-_HANG_UP = """  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      CSeq: 2 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" next="end"/>"""
+_HANG_UP = HANG_UP.rstrip("\n")
 _WAIT_BYE = """  <recv request="BYE" timeout="{ms}" next="got_bye"/>"""
 
 

@@ -18,16 +18,16 @@ SCENARIOS = Path(__file__).with_name("scenarios")
 _ports = itertools.count(5100)
 _media_ports = itertools.count(30000, 4)
 
-# After the ACK: the peer hangs up after some time, or waits for the other side's BYE.
-HANG_UP_AFTER = """  <pause milliseconds="{ms}"/>
-  <send retrans="500">
+# After the ACK: the caller (UAC) hangs up, at once or after some time, or waits for
+# the other side's BYE.
+HANG_UP = """  <send retrans="500">
     <![CDATA[
       BYE [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       [last_From:]
       [last_To:]
       [last_Call-ID:]
-      CSeq: 2 BYE
+      CSeq: 10 BYE
       Max-Forwards: 70
       Content-Length: 0
 
@@ -35,6 +35,7 @@ HANG_UP_AFTER = """  <pause milliseconds="{ms}"/>
   </send>
   <recv response="200" next="end"/>
 """
+HANG_UP_AFTER = '  <pause milliseconds="{ms}"/>\n' + HANG_UP
 # The same from the called side (UAS): From/To swapped, the request goes to the Contact.
 HANG_UP_AFTER_UAS = """  <pause milliseconds="{ms}"/>
   <send retrans="500">
@@ -44,7 +45,7 @@ HANG_UP_AFTER_UAS = """  <pause milliseconds="{ms}"/>
       From: [$local_party];tag=[pid]SIPpTag01[call_number]
       To: [$remote_party]
       [last_Call-ID:]
-      CSeq: 2 BYE
+      CSeq: 10 BYE
       Max-Forwards: 70
       Content-Length: 0
 
@@ -64,7 +65,7 @@ CARRIER_ANSWERED = """  <recv response="200" rrs="true"/>
       [last_To:]
       [last_Call-ID:]
       [routes]
-      CSeq: 1 ACK
+      CSeq: [last_cseq_number] ACK
       Max-Forwards: 70
       Content-Length: 0
 
@@ -102,7 +103,7 @@ CARRIER_REFUSED = (
       [last_From:]
       [last_To:]
       [last_Call-ID:]
-      CSeq: 1 ACK
+      CSeq: [last_cseq_number] ACK
       Max-Forwards: 70
       Content-Length: 0
 

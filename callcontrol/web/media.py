@@ -18,6 +18,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from callcontrol.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 AUDIO_TYPES = {
@@ -65,7 +67,15 @@ class MediaServer:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ConfigError(
+                f"cannot serve prompts on {self.host}:{self.port}: {exc.strerror or exc} "
+                "(another instance? change the setting media_listen)"
+            ) from exc
         log.info("serving prompts on http://%s:%d/media/", self.host, self.port)
 
     async def stop(self) -> None:

@@ -165,8 +165,9 @@ async def org(pbx: Settings, tmp_path: Path) -> Org:
 class AppProcess:
     """`callcontrol serve` as a real process; its log lines are the events tests await."""
 
-    def __init__(self, org: Org, name: str = "app") -> None:
+    def __init__(self, org: Org, name: str = "app", env: dict[str, str] | None = None) -> None:
         self.org = org
+        self.env = {**org.env, **(env or {})}
         self.log_path = org.data_dir / f"{name}.log"
         self.lines: list[str] = []
         self.proc: asyncio.subprocess.Process | None = None
@@ -179,7 +180,7 @@ class AppProcess:
             "-m",
             "callcontrol",
             "serve",
-            env=self.org.env,
+            env=self.env,
             cwd=REPO,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

@@ -1,0 +1,129 @@
+"""Calls from users' phones: internal (free) and out through the carrier (charged)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ROUTED, USERS, AppProcess, Org, Phones, make_org
+
+from callcontrol.config import Settings
+from callcontrol.domain.money import MICRO
+from callcontrol.pbx.sipp import (
+    CARRIER_ANSWERED,
+    CARRIER_REFUSED,
+    HANG_UP_AFTER,
+    WAIT_FOR_BYE,
+    SippProcess,
+    free_port,
+    render,
+    run_sipp,
+)
+
+pytestmark = pytest.mark.pbx
+
+DESTINATION = "+4930123456"  # Berlin
+RATES_CSV = """\
+direction,prefix,country,number_type,price_per_minute,connection_fee,increments,description
+inbound,,GB,,6,0,1/1,inbound
+outbound,,DE,,6,0.1,1/1,Germany (steep for the test)
+"""
+CARRIER_PORT = 5070  # the carrier trunk's address in dialplan/pjsip.conf
+
+
+async def outbound_org(pbx: Settings, tmp_path: Path) -> Org:
+    rates = tmp_path / "rates.csv"
+    rates.write_text(RATES_CSV)
+    return await make_org(pbx, tmp_path, credits=10 * MICRO, rates=rates)
+
+
+async def user_dials(
+    tmp_path: Path, user: str, number: str, *, hang_up_after_ms: int = 0, refused: bool = False
+) -> SippProcess:
+    """A registered user's phone (sipp UAC, digest auth on the INVITE) dials ``number``."""
+    ext, password = USERS[user]
+    if refused:
+        final = CARRIER_REFUSED
+    else:
+        final = CARRIER_ANSWERED.format(
+            after_ack=HANG_UP_AFTER.format(ms=hang_up_after_ms)
+            if hang_up_after_ms
+            else WAIT_FOR_BYE.format(ms=30000)
+        )
+    xml = render("phone_call.xml", extension=ext, final=final)
+    return await run_sipp(
+        tmp_path / "sipp",
+        f"call-{user}-{number}",
+        xml,
+        service=number,
+        auth=(ext, password),
+        local_port=free_port(),
+        timeout_s=40,
+    )
+
+
+async def carrier_answers(tmp_path: Path) -> SippProcess:
+    xml = render("phone_answer.xml", ring_ms=200, after_ack=WAIT_FOR_BYE.format(ms=30000))
+    return await run_sipp(
+        tmp_path / "sipp", "carrier-uas", xml, server=True, local_port=CARRIER_PORT, timeout_s=40
+    )
+
+
+async def test_a_user_calls_out_presenting_their_number_and_is_charged(
+    pbx: Settings, tmp_path: Path
+) -> None:
+    org = await outbound_org(pbx, tmp_path)
+    app = await AppProcess(org).start()
+    try:
+        far_end = await carrier_answers(tmp_path)
+        call = await user_dials(tmp_path, "alice", DESTINATION, hang_up_after_ms=2000)
+        c, f = await call.wait(40), await far_end.wait(40)
+        assert c.ok, c.explain()
+        assert f.ok, f.explain()
+        invite = f.messages.split("INVITE sip:", 1)[1].split("\n\n", 1)[0]
+        assert invite.startswith(DESTINATION)
+        assert ROUTED in invite  # alice presents the number that rings her
+        await app.wait_log(r"rate \d+ \(outbound DE")
+        match = await app.wait_log(r"settled: (\d+) s talk")
+        await app.wait_log(r"call ended: answered, ended by caller")
+    finally:
+        await app.stop()
+    seconds = int(match.group(1))
+    record = await org.record()
+    assert record.direction == "outbound"
+    assert record.cost_micro == MICRO // 10 + seconds * MICRO // 10
+
+
+async def test_calls_between_users_are_free(pbx: Settings, tmp_path: Path, phones: Phones) -> None:
+    org = await outbound_org(pbx, tmp_path)
+    app = await AppProcess(org).start()
+    try:
+        bob = await phones.answering("bob")
+        call = await user_dials(tmp_path, "alice", "1002", hang_up_after_ms=1000)
+        c, b = await call.wait(40), await bob.wait(40)
+        assert c.ok, c.explain()
+        assert b.ok, b.explain()
+        await app.wait_log(r"internal call from alice to bob: free")
+        await app.wait_log(r"call ended: answered, ended by caller")
+    finally:
+        await app.stop()
+    record = await org.record()
+    assert (record.direction, record.cost_micro, record.rate_id) == ("internal", None, None)
+    wallet, db = await org.wallet()
+    try:
+        assert (await wallet.balance()).balance == 10 * MICRO
+    finally:
+        await db.dispose()
+
+
+async def test_a_user_without_a_number_cannot_call_out(pbx: Settings, tmp_path: Path) -> None:
+    org = await outbound_org(pbx, tmp_path)
+    app = await AppProcess(org).start()
+    try:
+        c = await (await user_dials(tmp_path, "bob", DESTINATION, refused=True)).wait(40)
+        assert c.ok, c.explain()
+        assert c.received()[-1].startswith("SIP/2.0 404")
+        await app.wait_log(r"bob has no number of their own to present")
+        await app.wait_log(r"call ended: not_allowed")
+    finally:
+        await app.stop()
