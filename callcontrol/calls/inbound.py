@@ -263,7 +263,11 @@ class RoutedCall(Call):
         if self.charger is not None:
             await self.charger.apply_timeout(callee)  # both legs end at the paid second
         self.disposition = Disposition.ANSWERED
-        await self.store.set_connected_user(self.call_id, user.name)
+        try:
+            await self.store.set_connected_user(self.call_id, user.name)
+        except StoreError as exc:
+            # The call is paid for and limited by the PBX: it goes on without this detail.
+            log.warning("could not record who took the call: %s", exc)
         log.info("connected %s with %s", self.caller_number, user.name)
         await self.wait_for_hangup()
 

@@ -137,6 +137,7 @@ async def test_database_lost_mid_call_pbx_ends_it_at_the_held_limit_and_it_is_ch
         phone = await phones.answering("alice")
         call = await carrier.call(ROUTED)  # waits for the PBX's BYE
         await app.wait_log(r"paid until 10 s")
+        await app.wait_log(r"connected \S+ with alice")
         await _set_connections(pg_database, allowed=False)
         try:
             await app.wait_log(r"cannot charge .*the PBX ends the call at 10 s")

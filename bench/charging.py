@@ -1,0 +1,115 @@
+"""Charging throughput: holds and debits per second on one wallet, many calls at once.
+
+    .venv/bin/python bench/charging.py [--calls 50] [--seconds 5]
+
+For each database (SQLite file; PostgreSQL on 127.0.0.1:5432 when it answers) it runs
+``--calls`` concurrent "calls", each repeating what a live call does per debit
+interval: ``charge`` what was used and ``hold_up_to`` the next slice, then at the end
+``release``. The baseline, in the same run on the same engine, is the cheapest write
+that could do the job: one ``UPDATE wallets SET held_micro = held_micro + 0`` statement per
+operation. The table prints operations per second and the ratio to that baseline
+(how much the ledger, idempotency keys and atomic checks cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy import text
+
+from callcontrol.billing.wallet import Wallet
+from callcontrol.domain.money import MICRO, LedgerKind
+from callcontrol.store import migrate
+from callcontrol.store.db import Database
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BASELINE = text("UPDATE wallets SET held_micro = held_micro + 0 WHERE id = 1")
+
+
+async def _calls(db: Database, calls: int, seconds: float) -> int:
+    wallet = Wallet(db)
+    await wallet.credit(10**6 * MICRO, LedgerKind.PURCHASE, "bench", f"bench:{uuid.uuid4()}", "")
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def call() -> None:
+        nonlocal done
+        call_id = uuid.uuid4().hex
+        await wallet.hold(call_id, 1000)
+        second = 0
+        while time.monotonic() < deadline:
+            second += 1
+            await wallet.charge(call_id, 1000, f"call:{call_id}:at:{second}")
+            await wallet.hold_up_to(call_id, 1000)
+            done += 2
+        await wallet.release(call_id)
+
+    await asyncio.gather(*(call() for _ in range(calls)))
+    return done
+
+
+async def _baseline(db: Database, calls: int, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            async with db.session() as session:
+                await session.execute(BASELINE)
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(calls)))
+    return done
+
+
+async def measure(name: str, url: str, calls: int, seconds: float) -> tuple[str, float, float]:
+    await asyncio.to_thread(migrate.upgrade, url)
+    db = Database.from_url(url)
+    try:
+        base = await _baseline(db, calls, seconds) / seconds
+        ops = await _calls(db, calls, seconds) / seconds
+        problems = await Wallet(db).audit()
+        if problems:
+            raise SystemExit(f"{name}: audit failed after the run: {problems}")
+    finally:
+        await db.dispose()
+    return name, ops, base
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        rows.append(await measure("sqlite", url, args.calls, args.seconds))
+    name = f"cc_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = await asyncpg.connect(PG_ADMIN, timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"postgresql: skipped ({exc})")
+    else:
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+            rows.append(await measure("postgresql", url, args.calls, args.seconds))
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+    print(f"\n{args.calls} concurrent calls on one wallet, {args.seconds:.0f} s per measurement")
+    print(f"{'database':<12}{'charge+hold ops/s':>20}{'baseline UPDATE/s':>20}{'ratio':>8}")
+    for db_name, ops, base in rows:
+        print(f"{db_name:<12}{ops:>20.0f}{base:>20.0f}{ops / base:>8.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
