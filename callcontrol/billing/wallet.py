@@ -27,6 +27,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy.pool import QueuePool
+
 from callcontrol.billing.errors import ChargeRefused, InsufficientCredits
 from callcontrol.domain.money import (
     CREDIT_KINDS,
@@ -37,8 +39,8 @@ from callcontrol.domain.money import (
     format_credits,
 )
 from callcontrol.errors import Conflict, InvalidInput, NotFound, StoreError
-from callcontrol.store.billing import WalletRepository
-from callcontrol.store.db import Database
+from callcontrol.store.billing import Posted, WalletRepository
+from callcontrol.store.db import TRANSLATED_ERRORS, Database, translate_error
 
 __all__ = ["ChargeResult", "Wallet"]
 
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_KEY_LENGTH = 128
 MAX_LEDGER_LIMIT = 1000
+_RETRIES = 3
+_PG_WRITERS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,21 @@ class Wallet:
         # spares them SQLite's busy-handler sleeps (other processes still wait on
         # the file lock). PostgreSQL needs no such lock: the row lock queues them.
         self._sqlite_writers = asyncio.Lock() if db.dialect == "sqlite" else None
+        # PostgreSQL: each write is one statement, run in autocommit (its own
+        # transaction): no BEGIN/COMMIT round trips, and the wallet row stays locked
+        # only while the server runs the statement, not while the client answers.
+        self._autocommit = (
+            None
+            if db.dialect == "sqlite"
+            else db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
+        # All writes queue on one row anyway: more of them at once than the pool keeps
+        # connections would only open overflow connections (closed again on return,
+        # a connect per operation). The rest wait here, in order.
+        pool = db.engine.pool
+        self._pg_writers = asyncio.Semaphore(
+            max(1, pool.size()) if isinstance(pool, QueuePool) else _PG_WRITERS
+        )
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[WalletRepository]:
@@ -93,6 +112,21 @@ class Wallet:
                 await stack.enter_async_context(self._sqlite_writers)
             session = await stack.enter_async_context(self._db.session(immediate=True))
             yield WalletRepository(session)
+
+    @asynccontextmanager
+    async def _op(self) -> AsyncIterator[WalletRepository]:
+        """Where one wallet operation runs: on PostgreSQL a connection in autocommit
+        (the operation is one statement; a look after it is a fresh snapshot), on
+        SQLite one short write transaction (``_write``)."""
+        if self._autocommit is None:
+            async with self._write() as repo:
+                yield repo
+            return
+        try:
+            async with self._pg_writers, self._autocommit.connect() as connection:
+                yield WalletRepository(connection)
+        except TRANSLATED_ERRORS as error:
+            raise translate_error(error, self._autocommit.url) from error
 
     async def _read(self, work: Callable[[WalletRepository], Awaitable[T]]) -> T:
         async with self._db.session() as session:
@@ -148,7 +182,7 @@ class Wallet:
         _amount(amount, "a credit")
         if kind not in CREDIT_KINDS:
             raise InvalidInput(f"{kind} is not a kind of credit")
-        return await self._append(kind, amount, reference, _key(idempotency_key), description)
+        return await self._post(kind, amount, reference, _key(idempotency_key), description)
 
     async def adjust(
         self,
@@ -167,42 +201,50 @@ class Wallet:
         if not reason.strip():
             raise InvalidInput("an adjustment needs a reason")
         key = _key(idempotency_key or f"adjustment:{uuid.uuid4()}")
-        return await self._append(
+        return await self._post(
             LedgerKind.ADJUSTMENT, signed_amount, reference, key, reason.strip()
         )
 
-    async def _append(
+    async def _post(
         self, kind: LedgerKind, amount: int, reference: str | None, key: str, description: str
     ) -> LedgerEntry:
-        existing = await self._read(lambda repo: repo.entry_by_key(key))
-        if existing is not None:
-            return self._same(existing, kind, amount)
         try:
-            async with self._write() as repo:
-                balance = await repo.move(balance_delta=amount)
-                if balance is None:
-                    if not await repo.exists():
-                        raise StoreError(_NO_WALLET)
-                    state = await repo.state()
-                    raise InsufficientCredits(
-                        f"cannot take {format_credits(-amount)} credits: only "
-                        f"{format_credits(state.available if state else 0)} available"
-                    )
-                entry = await repo.append(
+            async with self._op() as repo:
+                posted = await repo.post(
                     kind=kind,
                     amount=amount,
                     reference=reference,
                     idempotency_key=key,
                     description=description,
-                    balance_after=balance,
                 )
-        except Conflict:
+                if posted is None:
+                    # refused, or a same-key entry committed since the statement began
+                    posted = await self._not_posted(repo, key, amount)
+        except Conflict as error:
+            if isinstance(error, InsufficientCredits):
+                raise
             existing = await self._read(lambda repo: repo.entry_by_key(key))
             if existing is None:
                 raise
-            return self._same(existing, kind, amount)
-        log.info("wallet %s %s (%s) -> %s", kind, format_credits(amount), key, balance)
+            posted = Posted(existing, duplicate=True)
+        if posted.duplicate:
+            return self._same(posted.entry, kind, amount)
+        entry = posted.entry
+        log.info("wallet %s %s (%s) -> %s", kind, format_credits(amount), key, entry.balance_after)
         return entry
+
+    @staticmethod
+    async def _not_posted(repo: WalletRepository, key: str, amount: int) -> Posted:
+        existing = await repo.entry_by_key(key)
+        if existing is not None:
+            return Posted(existing, duplicate=True)
+        state = await repo.state()
+        if state is None:
+            raise StoreError(_NO_WALLET)
+        raise InsufficientCredits(
+            f"cannot take {format_credits(-amount)} credits: only "
+            f"{format_credits(state.available)} available"
+        )
 
     @staticmethod
     def _same(entry: LedgerEntry, kind: LedgerKind, amount: int) -> LedgerEntry:
@@ -221,42 +263,49 @@ class Wallet:
         Conflict if the call already has a hold (use ``extend_hold``).
         """
         _amount(amount, "a hold", minimum=0)
-        async with self._write() as repo:
-            if await repo.move(held_delta=amount) is None:
-                return await self._refused(repo)
-            if not await repo.insert_hold(call_id, amount):
+        for _ in range(_RETRIES):
+            try:
+                async with self._op() as repo:
+                    if await repo.hold(call_id, amount):
+                        return True
+                    state, hold = await repo.state(), await repo.hold_of(call_id)
+            except Conflict as error:  # a hold inserted since the statement began
+                raise Conflict(f"call {call_id} already has a hold") from error
+            if state is None:
+                raise StoreError(_NO_WALLET)
+            if state.available < amount:
+                return False
+            if hold is not None:
                 raise Conflict(f"call {call_id} already has a hold")
-        return True
+            # changed between the statement and the look (PostgreSQL): try again
+        return False  # pragma: no cover - the wallet changing under every attempt
 
     async def extend_hold(self, call_id: str, delta: int) -> bool:
         """Add ``delta`` to the call's hold if available; False if not. NotFound: no hold."""
         _amount(delta, "a hold extension")
-        async with self._write() as repo:
-            if await repo.move(held_delta=delta) is None:
-                return await self._refused(repo)
-            if not await repo.add_to_hold(call_id, delta):
+        for _ in range(_RETRIES):
+            async with self._op() as repo:
+                if await repo.extend_hold(call_id, delta):
+                    return True
+                state, hold = await repo.state(), await repo.hold_of(call_id)
+            if state is None:
+                raise StoreError(_NO_WALLET)
+            if state.available < delta:
+                return False
+            if hold is None:
                 raise NotFound(f"call {call_id} has no hold to extend")
-        return True
+            # changed between the statement and the look (PostgreSQL): try again
+        return False  # pragma: no cover - the wallet changing under every attempt
 
     async def hold_up_to(self, call_id: str, wanted: int) -> int:
         """Hold as much as available, up to ``wanted``, creating or extending the call's
         hold; returns how much was added (0 when nothing is available)."""
         _amount(wanted, "a hold", minimum=0)
-        async with self._write() as repo:
-            state = await repo.state(lock=True)
-            if state is None:
+        async with self._op() as repo:
+            got = await repo.hold_up_to(call_id, wanted)
+            if got is None:
                 raise StoreError(_NO_WALLET)
-            got = max(0, min(wanted, state.available))
-            if got and await repo.move(held_delta=got) is None:  # pragma: no cover - locked
-                return 0
-            if not await repo.add_to_hold(call_id, got):
-                await repo.insert_hold(call_id, got)
         return got
-
-    async def _refused(self, repo: WalletRepository) -> bool:
-        if not await repo.exists():
-            raise StoreError(_NO_WALLET)
-        return False
 
     # ---- charging and releasing ----------------------------------------------------------
 
@@ -275,60 +324,53 @@ class Wallet:
         key = _key(idempotency_key)
         reference = call_id if reference is None else reference
         try:
-            async with self._write() as repo:
-                state = await repo.state(lock=True)
-                if state is None:
-                    raise StoreError(_NO_WALLET)
-                existing = await repo.entry_by_key(key)
-                if existing is not None:
-                    return await self._duplicate_charge(repo, existing, call_id, amount)
-                hold = await repo.hold_of(call_id)
-                held = 0 if hold is None else hold.amount
-                from_hold = min(amount, held)
-                balance = await repo.move(balance_delta=-amount, held_delta=-from_hold)
-                if balance is None:
-                    raise ChargeRefused(
-                        f"call {call_id}: charge of {format_credits(amount)} exceeds its hold "
-                        f"{format_credits(held)} + available {format_credits(state.available)}"
-                    )
-                if from_hold:
-                    await repo.add_to_hold(call_id, -from_hold)
-                entry = await repo.append(
-                    kind=LedgerKind.CALL_CHARGE,
-                    amount=-amount,
+            async with self._op() as repo:
+                posted = await repo.charge(
+                    call_id=call_id,
+                    amount=amount,
                     reference=reference,
                     idempotency_key=key,
                     description=f"call {call_id}",
-                    balance_after=balance,
                 )
-                return ChargeResult(entry=entry, duplicate=False, hold_left=held - from_hold)
-        except ChargeRefused:
-            raise
-        except Conflict:
+                if posted is None:
+                    # refused, or a same-key charge committed since the statement began
+                    posted = await self._not_charged(repo, call_id, amount, key)
+        except Conflict as error:
+            if isinstance(error, ChargeRefused):
+                raise
+            # the same key inserted since the statement began: nothing was applied
             async with self._db.session() as session:
                 repo = WalletRepository(session)
                 existing = await repo.entry_by_key(key)
                 if existing is None:
                     raise
-                return await self._duplicate_charge(repo, existing, call_id, amount)
-
-    async def _duplicate_charge(
-        self, repo: WalletRepository, entry: LedgerEntry, call_id: str, amount: int
-    ) -> ChargeResult:
-        self._same(entry, LedgerKind.CALL_CHARGE, -amount)
-        hold = await repo.hold_of(call_id)
+                hold = await repo.hold_of(call_id)
+            posted = Posted(existing, duplicate=True, hold_left=0 if hold is None else hold.amount)
+        if posted.duplicate:
+            self._same(posted.entry, LedgerKind.CALL_CHARGE, -amount)
         return ChargeResult(
-            entry=entry, duplicate=True, hold_left=0 if hold is None else hold.amount
+            entry=posted.entry, duplicate=posted.duplicate, hold_left=posted.hold_left
+        )
+
+    @staticmethod
+    async def _not_charged(repo: WalletRepository, call_id: str, amount: int, key: str) -> Posted:
+        existing = await repo.entry_by_key(key)
+        hold = await repo.hold_of(call_id)
+        held = 0 if hold is None else hold.amount
+        if existing is not None:
+            return Posted(existing, duplicate=True, hold_left=held)
+        state = await repo.state()
+        if state is None:
+            raise StoreError(_NO_WALLET)
+        raise ChargeRefused(
+            f"call {call_id}: charge of {format_credits(amount)} exceeds its hold "
+            f"{format_credits(held)} + available {format_credits(state.available)}"
         )
 
     async def release(self, call_id: str) -> int:
         """Drop the call's hold; the amount released (0 if it had none). Idempotent."""
-        async with self._write() as repo:
-            if await repo.state(lock=True) is None:
+        async with self._op() as repo:
+            amount = await repo.release(call_id)
+            if amount is None:
                 raise StoreError(_NO_WALLET)
-            amount = await repo.delete_hold(call_id)
-            if not amount:
-                return 0
-            if await repo.move(held_delta=-amount) is None:  # pragma: no cover - CHECKed
-                raise StoreError(f"held total is below the hold of call {call_id}")
         return amount

@@ -19,34 +19,44 @@ that ``callcontrol.billing.wallet`` can keep each operation short:
 from __future__ import annotations
 
 import builtins
+import re
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, Result, Table, delete, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    BigInteger,
+    String,
+    Table,
+    TextClause,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.selectable import TextualSelect
+from sqlalchemy.types import TypeEngine
 
 from callcontrol.domain.money import Hold, LedgerEntry, LedgerKind, WalletState
 from callcontrol.domain.numbers import NumberType
 from callcontrol.domain.rating import Direction, Rate, RateSet
+from callcontrol.errors import StoreError
 from callcontrol.store.models import (
     CallRecordRow,
     HoldRow,
     LedgerEntryRow,
     RateRow,
     RateSetRow,
+    UTCDateTime,
     WalletRow,
     utcnow,
 )
 
-__all__ = ["RateRepository", "WalletRepository"]
+__all__ = ["Posted", "RateRepository", "WalletRepository"]
 
 WALLET_ID = 1
 MAX_PROBLEMS = 20
-
-
-def _rowcount(result: Result[Any]) -> int:
-    return cast(CursorResult[Any], result).rowcount
 
 
 def _rate(row: RateRow) -> Rate:
@@ -145,6 +155,11 @@ def _entry(row: Any) -> LedgerEntry:
     )
 
 
+def _posted(row: Any) -> Posted:
+    """A row of a one-statement write: ``duplicate``, the entry's columns, ``hold_left``."""
+    return Posted(entry=_entry(row), duplicate=bool(row.duplicate), hold_left=int(row.hold_left))
+
+
 def _hold(row: Any) -> Hold:
     return Hold(
         call_id=row.call_id,
@@ -155,11 +170,265 @@ def _hold(row: Any) -> Hold:
     )
 
 
-class WalletRepository:
-    """The wallet row, its ledger and its holds (statements only; see billing.wallet)."""
+class Posted(NamedTuple):
+    """A ledger entry written (or found: ``duplicate``) and, for a call charge, the
+    call's hold left after it."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    entry: LedgerEntry
+    duplicate: bool
+    hold_left: int = 0
+
+
+# ---- the one-statement writes ----------------------------------------------------------
+#
+# PostgreSQL: every write is ONE statement (data-modifying CTEs), run by the caller in
+# autocommit, so the wallet row is locked only while the server executes it and
+# flushes its commit. All parts of a statement read one snapshot, taken before the
+# statement waited for the wallet row, and only rows the statement locks or changes
+# are re-read at their newest version (READ COMMITTED's EvalPlanQual). So:
+#
+# - the wallet row is the first row locked (an UPDATE of it, or ``cur``: FOR UPDATE),
+#   and a hold row is locked only after it, through a join with ``cur``: every
+#   operation takes the locks in that order (no deadlocks), and a hold row read
+#   FOR UPDATE after the wallet lock is current (no one changes holds without the
+#   wallet lock). A hold inserted after the snapshot stays unseen: the statement then
+#   behaves as if it ran before that hold was taken (still consistent);
+# - ``available`` is checked in the WHERE of the wallet UPDATE (re-checked against the
+#   newest row) and by the CHECK constraint;
+# - the idempotency key's NOT EXISTS reads the snapshot: a same-key entry committed
+#   after it makes the ledger INSERT fail (unique constraint) and the whole statement
+#   with it; the caller then returns the first entry;
+# - nothing depends on the order in which PostgreSQL runs the parts except through
+#   data: each part reads the RETURNING of the one it follows.
+#
+# SQLite has no data-modifying CTEs; the caller holds the write lock (BEGIN
+# IMMEDIATE), so each operation is the fewest plain statements, UPDATE/INSERT/DELETE
+# ... RETURNING (SQLite >= 3.35), in that one transaction.
+
+_ENTRY = (
+    "id, created_at, kind, amount_micro, reference, idempotency_key, description,"
+    " balance_after_micro"
+)
+_INSERT_ENTRY = (
+    "INSERT INTO ledger_entries (created_at, kind, amount_micro, reference, idempotency_key,"
+    " description, balance_after_micro)"
+)
+_BIND_TYPES: dict[str, TypeEngine[Any]] = {
+    "amount": BigInteger(),
+    "delta": BigInteger(),
+    "wanted": BigInteger(),
+    "from_hold": BigInteger(),
+    "call_id": String(),
+    "key": String(),
+    "kind": String(),
+    "reference": String(),
+    "description": String(),
+    "now": UTCDateTime(),
+}
+_ENTRY_TYPES: dict[str, TypeEngine[Any]] = {"created_at": UTCDateTime()}
+
+
+def _sql(sql: str) -> TextClause:
+    """``sql`` with typed parameters (asyncpg then casts them: ``$1::BIGINT``)."""
+    names = sorted(set(re.findall(r"(?<![:\w]):(\w+)", sql)))
+    return text(sql).bindparams(*(bindparam(name, type_=_BIND_TYPES[name]) for name in names))
+
+
+def _sql_entries(sql: str) -> TextualSelect:
+    return _sql(sql).columns(**_ENTRY_TYPES)
+
+
+_PG_POST = _sql_entries(f"""
+WITH w AS (
+    UPDATE wallets SET balance_micro = balance_micro + :amount, updated_at = :now
+    WHERE id = 1 AND balance_micro + :amount >= held_micro
+      AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = :key)
+    RETURNING balance_micro
+), e AS (
+    {_INSERT_ENTRY}
+    SELECT :now, :kind, :amount, :reference, :key, :description, w.balance_micro FROM w
+    RETURNING {_ENTRY}
+)
+SELECT false AS duplicate, {_ENTRY}, 0 AS hold_left FROM e
+UNION ALL
+SELECT true, {_ENTRY}, 0 FROM ledger_entries WHERE idempotency_key = :key
+""")
+
+_PG_CHARGE = _sql_entries(f"""
+WITH cur AS MATERIALIZED (
+    SELECT id FROM wallets WHERE id = 1 FOR UPDATE
+), hl AS MATERIALIZED (
+    SELECT holds.id, holds.amount_micro FROM holds JOIN cur ON true
+    WHERE holds.call_id = :call_id FOR UPDATE OF holds
+), f AS MATERIALIZED (
+    SELECT LEAST(:amount, COALESCE((SELECT amount_micro FROM hl), 0)) AS from_hold
+), w AS (
+    UPDATE wallets SET balance_micro = wallets.balance_micro - :amount,
+        held_micro = wallets.held_micro - f.from_hold, updated_at = :now
+    FROM f
+    WHERE wallets.id = 1
+      AND wallets.balance_micro - :amount >= wallets.held_micro - f.from_hold
+      AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = :key)
+    RETURNING wallets.balance_micro, f.from_hold
+), h AS (
+    UPDATE holds SET amount_micro = holds.amount_micro - w.from_hold, updated_at = :now
+    FROM hl, w WHERE holds.id = hl.id AND w.from_hold > 0
+    RETURNING holds.amount_micro
+), e AS (
+    {_INSERT_ENTRY}
+    SELECT :now, :kind, -:amount, :reference, :key, :description, w.balance_micro FROM w
+    RETURNING {_ENTRY}
+)
+SELECT false AS duplicate, {_ENTRY}, COALESCE((SELECT amount_micro FROM h), 0) AS hold_left
+FROM e
+UNION ALL
+SELECT true, {_ENTRY}, COALESCE((SELECT amount_micro FROM hl), 0)
+FROM ledger_entries WHERE idempotency_key = :key
+""")
+
+_PG_HOLD = _sql("""
+WITH w AS (
+    UPDATE wallets SET held_micro = held_micro + :amount, updated_at = :now
+    WHERE id = 1 AND balance_micro - held_micro >= :amount
+      AND NOT EXISTS (SELECT 1 FROM holds WHERE call_id = :call_id)
+    RETURNING id
+)
+INSERT INTO holds (call_id, amount_micro, created_at, updated_at)
+SELECT :call_id, :amount, :now, :now FROM w
+RETURNING id
+""")
+
+_PG_EXTEND_HOLD = _sql("""
+WITH cur AS MATERIALIZED (
+    SELECT id FROM wallets WHERE id = 1 FOR UPDATE
+), hl AS MATERIALIZED (
+    SELECT holds.id FROM holds JOIN cur ON true
+    WHERE holds.call_id = :call_id FOR UPDATE OF holds
+), w AS (
+    UPDATE wallets SET held_micro = held_micro + :delta, updated_at = :now
+    WHERE id = 1 AND balance_micro - held_micro >= :delta AND EXISTS (SELECT 1 FROM hl)
+    RETURNING id
+)
+UPDATE holds SET amount_micro = holds.amount_micro + :delta, updated_at = :now
+FROM hl, w WHERE holds.id = hl.id
+RETURNING holds.id
+""")
+
+_PG_HOLD_UP_TO = _sql("""
+WITH cur AS MATERIALIZED (
+    SELECT LEAST(:wanted, balance_micro - held_micro) AS got
+    FROM wallets WHERE id = 1 FOR UPDATE
+), w AS (
+    UPDATE wallets SET held_micro = wallets.held_micro + cur.got, updated_at = :now
+    FROM cur
+    WHERE wallets.id = 1 AND cur.got > 0
+      AND wallets.balance_micro - wallets.held_micro >= cur.got
+    RETURNING cur.got
+), h AS (
+    INSERT INTO holds (call_id, amount_micro, created_at, updated_at)
+    SELECT :call_id, COALESCE((SELECT got FROM w), 0), :now, :now FROM cur
+    ON CONFLICT (call_id) DO UPDATE
+    SET amount_micro = holds.amount_micro + excluded.amount_micro,
+        updated_at = excluded.updated_at
+    RETURNING id
+)
+SELECT COALESCE((SELECT got FROM w), 0) AS got, (SELECT count(*) FROM h) AS holds FROM cur
+""")
+
+_PG_RELEASE = _sql("""
+WITH cur AS MATERIALIZED (
+    SELECT id FROM wallets WHERE id = 1 FOR UPDATE
+), d AS (
+    DELETE FROM holds USING cur WHERE holds.call_id = :call_id
+    RETURNING holds.amount_micro
+), w AS (
+    UPDATE wallets SET held_micro = wallets.held_micro - d.amount_micro, updated_at = :now
+    FROM d WHERE wallets.id = 1 AND d.amount_micro > 0
+    RETURNING wallets.id
+)
+SELECT COALESCE((SELECT amount_micro FROM d), 0) AS released,
+    (SELECT count(*) FROM w) AS moved
+FROM cur
+""")
+
+_LITE_POST = _sql("""
+UPDATE wallets SET balance_micro = balance_micro + :amount, updated_at = :now
+WHERE id = 1 AND balance_micro + :amount >= held_micro
+  AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = :key)
+RETURNING balance_micro
+""")
+
+_LITE_HOLD_OF = "COALESCE((SELECT amount_micro FROM holds WHERE call_id = :call_id), 0)"
+_LITE_CHARGE = _sql(f"""
+UPDATE wallets SET balance_micro = balance_micro - :amount,
+    held_micro = held_micro - MIN(:amount, {_LITE_HOLD_OF}), updated_at = :now
+WHERE id = 1
+  AND balance_micro - :amount >= held_micro - MIN(:amount, {_LITE_HOLD_OF})
+  AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = :key)
+RETURNING balance_micro, MIN(:amount, {_LITE_HOLD_OF}) AS from_hold, {_LITE_HOLD_OF} AS hold
+""")
+
+_LITE_HOLD = _sql("""
+UPDATE wallets SET held_micro = held_micro + :amount, updated_at = :now
+WHERE id = 1 AND balance_micro - held_micro >= :amount
+  AND NOT EXISTS (SELECT 1 FROM holds WHERE call_id = :call_id)
+RETURNING id
+""")
+
+_LITE_EXTEND_HOLD = _sql("""
+UPDATE wallets SET held_micro = held_micro + :delta, updated_at = :now
+WHERE id = 1 AND balance_micro - held_micro >= :delta
+  AND EXISTS (SELECT 1 FROM holds WHERE call_id = :call_id)
+RETURNING id
+""")
+
+_LITE_ADD_TO_HOLD = _sql("""
+UPDATE holds SET amount_micro = amount_micro + :delta, updated_at = :now
+WHERE call_id = :call_id
+""")
+
+# The hold first, by what the (unchanged) wallet row makes available; RETURNING reads
+# that row too, so the wallet UPDATE after it adds the same amount.
+_LITE_AVAILABLE = "(SELECT balance_micro - held_micro FROM wallets WHERE id = 1)"
+_LITE_HOLD_UP_TO = _sql(f"""
+INSERT INTO holds (call_id, amount_micro, created_at, updated_at)
+VALUES (:call_id, MAX(0, MIN(:wanted, COALESCE({_LITE_AVAILABLE}, 0))), :now, :now)
+ON CONFLICT (call_id) DO UPDATE
+SET amount_micro = amount_micro + excluded.amount_micro, updated_at = excluded.updated_at
+RETURNING {_LITE_AVAILABLE} AS available
+""")
+
+_LITE_ADD_TO_HELD = _sql("""
+UPDATE wallets SET held_micro = held_micro + :amount, updated_at = :now
+WHERE id = 1 AND balance_micro - held_micro >= :amount
+RETURNING id
+""")
+
+_LITE_INSERT_HOLD = _sql("""
+INSERT INTO holds (call_id, amount_micro, created_at, updated_at)
+VALUES (:call_id, :amount, :now, :now)
+""")
+
+_LITE_RELEASE = _sql("DELETE FROM holds WHERE call_id = :call_id RETURNING amount_micro")
+
+_LITE_UNHOLD = _sql("""
+UPDATE wallets SET held_micro = held_micro - :amount, updated_at = :now
+WHERE id = 1 AND held_micro >= :amount
+RETURNING id
+""")
+
+
+class WalletRepository:
+    """The wallet row, its ledger and its holds (statements only; see billing.wallet).
+
+    Works on a session (one transaction) or, for the one-statement writes on
+    PostgreSQL, on a connection in autocommit (each statement its own transaction).
+    """
+
+    def __init__(self, executor: AsyncSession | AsyncConnection) -> None:
+        self._session = executor
+        bind = executor.get_bind() if isinstance(executor, AsyncSession) else executor
+        self._postgres = bind.dialect.name == "postgresql"
 
     # ---- the wallet row ----------------------------------------------------------------
 
@@ -174,29 +443,12 @@ class WalletRepository:
         row = (await self._session.execute(statement)).first()
         return None if row is None else WalletState(balance=row[0], held=row[1])
 
-    async def move(self, *, balance_delta: int = 0, held_delta: int = 0) -> int | None:
-        """Add the deltas to balance and held iff afterwards ``0 <= held <= balance``.
-
-        One conditional UPDATE; the new balance, or None when refused (or no wallet).
-        """
-        balance = WalletRow.balance_micro + balance_delta
-        held = WalletRow.held_micro + held_delta
-        result = await self._session.execute(
-            update(WalletRow)
-            .where(WalletRow.id == WALLET_ID, balance - held >= 0, held >= 0)
-            .values(balance_micro=balance, held_micro=held, updated_at=utcnow())
-            .returning(WalletRow.balance_micro)
-            .execution_options(synchronize_session=False)
-        )
-        new_balance = result.scalar_one_or_none()
-        return None if new_balance is None else int(new_balance)
-
     async def exists(self) -> bool:
         return (await self._session.scalar(select(func.count()).select_from(WalletRow))) == 1
 
-    # ---- the ledger (insert only) --------------------------------------------------------
+    # ---- the writes (one statement on PostgreSQL) -----------------------------------------
 
-    async def append(
+    async def post(
         self,
         *,
         kind: LedgerKind,
@@ -204,25 +456,158 @@ class WalletRepository:
         reference: str | None,
         idempotency_key: str,
         description: str,
-        balance_after: int,
-    ) -> LedgerEntry:
-        """Insert one entry; IntegrityError (-> Conflict) if the key exists."""
+    ) -> Posted | None:
+        """Add ``amount`` (either sign) to the balance and append its entry, iff the key
+        is new and ``available`` stays >= 0. The entry with this key if it exists
+        (``duplicate``; nothing changed). None: refused (or no wallet)."""
+        params = {
+            "now": utcnow(),
+            "kind": kind.value,
+            "amount": amount,
+            "reference": reference,
+            "key": idempotency_key,
+            "description": description[:256],
+        }
+        if self._postgres:
+            row = (await self._session.execute(_PG_POST, params)).first()
+            return None if row is None else _posted(row)
+        balance = (await self._session.execute(_LITE_POST, params)).scalar_one_or_none()
+        if balance is None:
+            existing = await self.entry_by_key(idempotency_key)
+            return None if existing is None else Posted(existing, duplicate=True)
+        entry = await self._append(params, balance_after=int(balance))
+        return Posted(entry, duplicate=False)
+
+    async def charge(
+        self,
+        *,
+        call_id: str,
+        amount: int,
+        reference: str | None,
+        idempotency_key: str,
+        description: str,
+    ) -> Posted | None:
+        """A ``call_charge`` of ``-amount``: the call's hold reduced by as much of it as
+        it covers, the rest from ``available``, iff the key is new and it is affordable.
+        The entry with this key if it exists (``duplicate``; nothing changed). None:
+        refused (or no wallet)."""
+        params = {
+            "now": utcnow(),
+            "kind": LedgerKind.CALL_CHARGE.value,
+            "call_id": call_id,
+            "amount": amount,
+            "reference": reference,
+            "key": idempotency_key,
+            "description": description[:256],
+        }
+        if self._postgres:
+            row = (await self._session.execute(_PG_CHARGE, params)).first()
+            return None if row is None else _posted(row)
+        row = (await self._session.execute(_LITE_CHARGE, params)).first()
+        if row is None:
+            existing = await self.entry_by_key(idempotency_key)
+            if existing is None:
+                return None
+            hold = await self.hold_of(call_id)
+            return Posted(existing, duplicate=True, hold_left=0 if hold is None else hold.amount)
+        balance, from_hold, hold_before = (int(value) for value in row)
+        if from_hold:
+            await self._session.execute(
+                _LITE_ADD_TO_HOLD, {"now": params["now"], "call_id": call_id, "delta": -from_hold}
+            )
+        params["amount"] = -amount
+        entry = await self._append(params, balance_after=balance)
+        return Posted(entry, duplicate=False, hold_left=hold_before - from_hold)
+
+    async def hold(self, call_id: str, amount: int) -> bool:
+        """Create the call's hold of ``amount`` iff available and it has none. False:
+        nothing done (refused, a hold exists, or no wallet: ask ``state``/``hold_of``)."""
+        params = {"now": utcnow(), "call_id": call_id, "amount": amount}
+        if self._postgres:
+            return (await self._session.execute(_PG_HOLD, params)).first() is not None
+        if (await self._session.execute(_LITE_HOLD, params)).first() is None:
+            return False
+        await self._session.execute(_LITE_INSERT_HOLD, params)
+        return True
+
+    async def extend_hold(self, call_id: str, delta: int) -> bool:
+        """Add ``delta`` to the call's hold iff available and it has one. False: nothing
+        done (refused, no hold, or no wallet)."""
+        params = {"now": utcnow(), "call_id": call_id, "delta": delta}
+        if self._postgres:
+            return (await self._session.execute(_PG_EXTEND_HOLD, params)).first() is not None
+        if (await self._session.execute(_LITE_EXTEND_HOLD, params)).first() is None:
+            return False
+        await self._session.execute(_LITE_ADD_TO_HOLD, params)
+        return True
+
+    async def hold_up_to(self, call_id: str, wanted: int) -> int | None:
+        """Hold as much as available up to ``wanted``, creating or extending the call's
+        hold (also by 0); how much was added. None if there is no wallet: the caller
+        must then raise (on SQLite its transaction has a hold to roll back)."""
+        now = utcnow()
+        if self._postgres:
+            params = {"now": now, "call_id": call_id, "wanted": wanted}
+            row = (await self._session.execute(_PG_HOLD_UP_TO, params)).first()
+            return None if row is None else int(row.got)
+        params = {"now": now, "call_id": call_id, "wanted": wanted}
+        available = (await self._session.execute(_LITE_HOLD_UP_TO, params)).scalar_one()
+        if available is None:
+            return None  # the caller raises: its transaction rolls the hold back
+        got = max(0, min(wanted, int(available)))
+        if got:
+            params = {"now": now, "amount": got}
+            if (await self._session.execute(_LITE_ADD_TO_HELD, params)).first() is None:
+                raise StoreError(  # pragma: no cover - the caller holds the write lock
+                    f"the wallet changed under the write lock (hold of call {call_id})"
+                )
+        return got
+
+    async def release(self, call_id: str) -> int | None:
+        """Drop the call's hold; the amount released (0 if none). None if there is no
+        wallet: the caller must then raise (rolling back SQLite's transaction)."""
+        now = utcnow()
+        if self._postgres:
+            params = {"now": now, "call_id": call_id}
+            row = (await self._session.execute(_PG_RELEASE, params)).first()
+            if row is None:
+                return None
+            if row.released and not row.moved:  # pragma: no cover - the CHECKs prevent it
+                raise StoreError(f"held total is below the hold of call {call_id}")
+            return int(row.released)
+        amount = (
+            await self._session.execute(_LITE_RELEASE, {"call_id": call_id})
+        ).scalar_one_or_none()
+        if not amount:
+            return 0 if await self.exists() else None
+        params = {"now": now, "amount": amount}
+        if (await self._session.execute(_LITE_UNHOLD, params)).first() is None:
+            if not await self.exists():
+                return None
+            raise StoreError(  # pragma: no cover - the CHECKs prevent it
+                f"held total is below the hold of call {call_id}"
+            )
+        return int(amount)
+
+    async def _append(self, params: dict[str, Any], *, balance_after: int) -> LedgerEntry:
         row = (
             await self._session.execute(
                 insert(LedgerEntryRow)
                 .values(
-                    created_at=utcnow(),
-                    kind=kind.value,
-                    amount_micro=amount,
-                    reference=reference,
-                    idempotency_key=idempotency_key,
-                    description=description[:256],
+                    created_at=params["now"],
+                    kind=params["kind"],
+                    amount_micro=params["amount"],
+                    reference=params["reference"],
+                    idempotency_key=params["key"],
+                    description=params["description"],
                     balance_after_micro=balance_after,
                 )
                 .returning(*cast(Table, LedgerEntryRow.__table__).c)
             )
         ).one()
         return _entry(row)
+
+    # ---- the ledger (insert only) --------------------------------------------------------
 
     async def entry_by_key(self, idempotency_key: str) -> LedgerEntry | None:
         table = cast(Table, LedgerEntryRow.__table__)
@@ -258,45 +643,6 @@ class WalletRepository:
         table = cast(Table, HoldRow.__table__)
         row = (await self._session.execute(select(table).where(table.c.call_id == call_id))).first()
         return None if row is None else _hold(row)
-
-    async def insert_hold(self, call_id: str, amount: int) -> bool:
-        """Create the call's hold; False (nothing done) if it already has one."""
-        table = cast(Table, HoldRow.__table__)
-        now = utcnow()
-        dialect_insert = (
-            postgresql.insert(table)
-            if self._session.get_bind().dialect.name == "postgresql"
-            else sqlite.insert(table)
-        )
-        result = await self._session.execute(
-            dialect_insert.values(
-                call_id=call_id, amount_micro=amount, created_at=now, updated_at=now
-            )
-            .on_conflict_do_nothing(index_elements=["call_id"])
-            .returning(table.c.id)
-        )
-        return result.first() is not None
-
-    async def add_to_hold(self, call_id: str, delta: int) -> bool:
-        """Change the call's hold by ``delta`` (either sign); False if it has none."""
-        result = await self._session.execute(
-            update(HoldRow)
-            .where(HoldRow.call_id == call_id)
-            .values(amount_micro=HoldRow.amount_micro + delta, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        return _rowcount(result) == 1
-
-    async def delete_hold(self, call_id: str) -> int | None:
-        """Remove the call's hold; its amount, or None if it had none."""
-        result = await self._session.execute(
-            delete(HoldRow)
-            .where(HoldRow.call_id == call_id)
-            .returning(HoldRow.amount_micro)
-            .execution_options(synchronize_session=False)
-        )
-        amount = result.scalar_one_or_none()
-        return None if amount is None else int(amount)
 
     async def holds(self) -> builtins.list[Hold]:
         table = cast(Table, HoldRow.__table__)
