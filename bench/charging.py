@@ -5,10 +5,17 @@
 For each database (SQLite file; PostgreSQL on 127.0.0.1:5432 when it answers) it runs
 ``--calls`` concurrent "calls", each repeating what a live call does per debit
 interval: ``charge`` what was used and ``hold_up_to`` the next slice, then at the end
-``release``. The baseline, in the same run on the same engine, is the cheapest write
-that could do the job: one ``UPDATE wallets SET held_micro = held_micro + 0`` statement per
-operation. The table prints operations per second and the ratio to that baseline
-(how much the ledger, idempotency keys and atomic checks cost).
+``release``. Two baselines, in the same run on the same engine, do the cheapest write
+that could do the job, one ``UPDATE wallets SET held_micro = held_micro + 0`` per
+operation:
+
+- "session": in a session of its own (BEGIN, UPDATE, COMMIT), as the app's other
+  writes run (and as the wallet ran before its writes became single statements);
+- "statement": the way ``Wallet`` runs its writes: on PostgreSQL in autocommit with
+  at most the pool's size at once, on SQLite in one writer's BEGIN IMMEDIATE at a time.
+
+The table prints operations per second and the ratios to both (the ratio to
+"statement" is what the ledger, idempotency keys and atomic checks cost).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 
 import asyncpg
 from sqlalchemy import text
+from sqlalchemy.pool import QueuePool
 
 from callcontrol.billing.wallet import Wallet
 from callcontrol.domain.money import MICRO, LedgerKind
@@ -69,18 +77,44 @@ async def _baseline(db: Database, calls: int, seconds: float) -> int:
     return done
 
 
-async def measure(name: str, url: str, calls: int, seconds: float) -> tuple[str, float, float]:
+async def _statement_baseline(db: Database, calls: int, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    done = 0
+    pool = db.engine.pool
+    gate = asyncio.Semaphore(pool.size() if isinstance(pool, QueuePool) else 5)
+    autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    writer = asyncio.Lock()
+
+    async def worker() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            if db.dialect == "sqlite":
+                async with writer, db.session(immediate=True) as session:
+                    await session.execute(BASELINE)
+            else:
+                async with gate, autocommit.connect() as connection:
+                    await connection.execute(BASELINE)
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(calls)))
+    return done
+
+
+async def measure(
+    name: str, url: str, calls: int, seconds: float
+) -> tuple[str, float, float, float]:
     await asyncio.to_thread(migrate.upgrade, url)
     db = Database.from_url(url)
     try:
-        base = await _baseline(db, calls, seconds) / seconds
+        session = await _baseline(db, calls, seconds) / seconds
+        statement = await _statement_baseline(db, calls, seconds) / seconds
         ops = await _calls(db, calls, seconds) / seconds
         problems = await Wallet(db).audit()
         if problems:
             raise SystemExit(f"{name}: audit failed after the run: {problems}")
     finally:
         await db.dispose()
-    return name, ops, base
+    return name, ops, session, statement
 
 
 async def main() -> None:
@@ -106,9 +140,15 @@ async def main() -> None:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
     print(f"\n{args.calls} concurrent calls on one wallet, {args.seconds:.0f} s per measurement")
-    print(f"{'database':<12}{'charge+hold ops/s':>20}{'baseline UPDATE/s':>20}{'ratio':>8}")
-    for db_name, ops, base in rows:
-        print(f"{db_name:<12}{ops:>20.0f}{base:>20.0f}{ops / base:>8.2f}")
+    print(
+        f"{'database':<12}{'charge+hold ops/s':>19}{'session UPDATE/s':>18}{'ratio':>7}"
+        f"{'statement UPDATE/s':>20}{'ratio':>7}"
+    )
+    for db_name, ops, session, statement in rows:
+        print(
+            f"{db_name:<12}{ops:>19.0f}{session:>18.0f}{ops / session:>7.2f}"
+            f"{statement:>20.0f}{ops / statement:>7.2f}"
+        )
 
 
 if __name__ == "__main__":

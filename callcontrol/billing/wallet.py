@@ -1,20 +1,30 @@
 """The wallet service: credits in, holds for live calls, call charges, the audit.
 
-Each operation is one short transaction (``Database.session``); the money model is
-described in ``callcontrol.domain.money``. How concurrency stays honest:
+The money model is described in ``callcontrol.domain.money``. Each write (``credit``,
+``adjust``, ``hold``, ``extend_hold``, ``hold_up_to``, ``charge``, ``release``) is:
 
-- ``hold``, ``extend_hold``, ``credit`` and ``adjust`` start with ONE conditional
-  UPDATE of the wallet row that checks ``available`` (``WalletRepository.move``):
-  of 50 calls racing for the last credits, exactly the affordable ones pass.
-- ``hold_up_to``, ``charge`` and ``release`` must read before they write (the
-  call's hold, the idempotency key): they lock the wallet row first (``FOR UPDATE``
-  on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and still write with the same
-  conditional UPDATE.
-- Every write transaction uses ``session(immediate=True)`` so that SQLite takes its
-  write lock at BEGIN and waits (busy timeout) instead of failing on a stale snapshot.
+- on PostgreSQL ONE statement (data-modifying CTEs, ``WalletRepository``) run in
+  autocommit: it locks the wallet row first, decides from the row it locked (the
+  newest), writes the wallet, the call's hold and the ledger entry, and commits, with
+  no round trip to the client while the row is locked. At most the pool's size of
+  them run at once per ``Wallet``; the rest wait in order.
+- on SQLite one short transaction (BEGIN IMMEDIATE: the write lock is taken first)
+  of two or three statements (UPDATE/INSERT/DELETE ... RETURNING), queued behind a
+  per-Wallet asyncio.Lock so this process's writers don't sleep in the busy handler.
+
+How concurrency stays honest:
+
+- ``available`` is checked against the locked wallet row, in the same statement (or
+  write transaction) that changes it, and by the CHECK constraints: of 50 calls
+  racing for the last credits, exactly the affordable ones pass.
 - Idempotency: a credit or a charge carries a key, unique in the ledger. A retry
-  (after a timeout, a crash, a reconnect) finds the entry and applies nothing twice,
-  also when two retries race (the loser's INSERT fails; it then returns the winner's).
+  (after a timeout, a crash, a reconnect) finds the entry and applies nothing twice.
+  When two retries race, the loser's statement fails on the unique key (PostgreSQL:
+  nothing of it is applied) or is refused by the wallet; it then returns the
+  winner's entry.
+- A refusal is explained by a look after the statement (a fresh snapshot): a hold
+  that exists, no hold to extend, too few credits. If the look contradicts the
+  refusal (the wallet changed in between), ``hold``/``extend_hold`` try again.
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """Repositories of billing: rate sets, the wallet row, the ledger and holds.
 
 Like ``repositories``, each works inside the caller's session (one transaction) and
-returns frozen values from ``callcontrol.domain``. The statements are written so
-that ``callcontrol.billing.wallet`` can keep each operation short:
+returns frozen values from ``callcontrol.domain``; ``WalletRepository`` also works on
+a connection in autocommit (PostgreSQL: each of its writes is one statement). The
+statements are written so that ``callcontrol.billing.wallet`` keeps each operation
+to one statement on PostgreSQL and a short write transaction on SQLite:
 
-- ``WalletRepository.move`` is the one conditional UPDATE of the wallet row that
-  changes the balance and/or the held amount *only if* ``available`` stays >= 0
-  (and ``held`` >= 0). On PostgreSQL the UPDATE takes the row lock and re-checks
-  its WHERE against the newest committed row, so concurrent transactions cannot
-  both pass; on SQLite the write lock does the same. CHECK constraints back it up.
-- Every transaction that touches a hold touches (or locks) the wallet row *first*,
-  so all wallet work is serialized on one row and locks are always taken in the
-  same order (wallet, then hold): no deadlocks.
+- every write checks ``available`` against the wallet row it has locked and changes
+  balance, held, the call's hold and the ledger together; CHECK constraints back it.
+- Every write that touches a hold locks the wallet row *first*, so all wallet work
+  is serialized on one row and locks are always taken in the same order (wallet,
+  then hold): no deadlocks. (The comment above ``_PG_POST`` explains why this
+  matters inside one PostgreSQL statement.)
 - The ledger is only ever inserted into: there is no UPDATE or DELETE here (and
   the database's triggers refuse them).
 """
@@ -182,28 +182,35 @@ class Posted(NamedTuple):
 # ---- the one-statement writes ----------------------------------------------------------
 #
 # PostgreSQL: every write is ONE statement (data-modifying CTEs), run by the caller in
-# autocommit, so the wallet row is locked only while the server executes it and
-# flushes its commit. All parts of a statement read one snapshot, taken before the
-# statement waited for the wallet row, and only rows the statement locks or changes
-# are re-read at their newest version (READ COMMITTED's EvalPlanQual). So:
+# autocommit, so the wallet row is locked only while the server executes the statement
+# and flushes its commit. All parts of a statement read ONE snapshot, taken when it
+# started, i.e. before it waited for the wallet row; only rows the statement locks or
+# changes are re-read at their newest version (READ COMMITTED's EvalPlanQual), and
+# even then an UPDATE first filters by its WHERE and computes the new row, and checks
+# the CHECK constraints on it, from the snapshot's version: a ``WHERE balance - held
+# >= x`` refuses what the locked row allows, a ``SET held_micro = held_micro - x``
+# fails the CHECK on the snapshot's ``held`` (tests/integration/
+# test_billing_one_statement.py has such races). Hence the pattern of every statement:
 #
-# - the wallet row is the first row locked (an UPDATE of it, or ``cur``: FOR UPDATE),
-#   and a hold row is locked only after it, through a join with ``cur``: every
-#   operation takes the locks in that order (no deadlocks), and a hold row read
-#   FOR UPDATE after the wallet lock is current (no one changes holds without the
-#   wallet lock). A hold inserted after the snapshot stays unseen: the statement then
-#   behaves as if it ran before that hold was taken (still consistent);
-# - ``available`` is checked in the WHERE of the wallet UPDATE (re-checked against the
-#   newest row) and by the CHECK constraint;
-# - the idempotency key's NOT EXISTS reads the snapshot: a same-key entry committed
-#   after it makes the ledger INSERT fail (unique constraint) and the whole statement
-#   with it; the caller then returns the first entry;
-# - nothing depends on the order in which PostgreSQL runs the parts except through
-#   data: each part reads the RETURNING of the one it follows.
+# 1. ``cur``: the wallet row, FOR UPDATE, first. It waits for the lock and returns
+#    the newest version; no one can change the row until the statement commits.
+# 2. ``hl``: the call's hold, FOR UPDATE, joined to ``cur`` so it is locked after the
+#    wallet (every write locks wallet, then hold: no deadlocks). Holds change only
+#    under the wallet lock, so it is current. (A hold inserted after the snapshot is
+#    not seen: the statement then acts as if it ran before that hold was taken.)
+# 3. Decide from ``cur``/``hl`` only, and write ABSOLUTE values computed from them
+#    (``SET balance_micro = cur.balance, held_micro = cur.held``, never ``held_micro +
+#    x``), with a WHERE that does not read the row being updated: the snapshot's
+#    version then filters and CHECKs exactly like the newest one.
+# 4. The idempotency key's NOT EXISTS reads the snapshot: a same-key entry committed
+#    since makes the ledger INSERT fail on the unique key and the whole statement
+#    with it (nothing applied); the caller then returns the first entry.
+# 5. Each part reads the RETURNING of the one before (the ledger row is inserted
+#    FROM the wallet update, the hold updated FROM it): order by data, not by text.
 #
-# SQLite has no data-modifying CTEs; the caller holds the write lock (BEGIN
-# IMMEDIATE), so each operation is the fewest plain statements, UPDATE/INSERT/DELETE
-# ... RETURNING (SQLite >= 3.35), in that one transaction.
+# SQLite has no data-modifying CTEs. The caller holds the write lock (BEGIN IMMEDIATE),
+# so every read is current; each operation is the fewest plain statements (UPDATE,
+# INSERT, DELETE ... RETURNING; SQLite >= 3.35) in that one transaction.
 
 _ENTRY = (
     "id, created_at, kind, amount_micro, reference, idempotency_key, description,"
@@ -239,11 +246,15 @@ def _sql_entries(sql: str) -> TextualSelect:
 
 
 _PG_POST = _sql_entries(f"""
-WITH w AS (
-    UPDATE wallets SET balance_micro = balance_micro + :amount, updated_at = :now
-    WHERE id = 1 AND balance_micro + :amount >= held_micro
+WITH cur AS MATERIALIZED (
+    SELECT balance_micro + :amount AS balance, held_micro AS held
+    FROM wallets WHERE id = 1 FOR UPDATE
+), w AS (
+    UPDATE wallets SET balance_micro = cur.balance, held_micro = cur.held, updated_at = :now
+    FROM cur
+    WHERE wallets.id = 1 AND cur.balance >= cur.held
       AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = :key)
-    RETURNING balance_micro
+    RETURNING wallets.balance_micro
 ), e AS (
     {_INSERT_ENTRY}
     SELECT :now, :kind, :amount, :reference, :key, :description, w.balance_micro FROM w
@@ -256,30 +267,32 @@ SELECT true, {_ENTRY}, 0 FROM ledger_entries WHERE idempotency_key = :key
 
 _PG_CHARGE = _sql_entries(f"""
 WITH cur AS MATERIALIZED (
-    SELECT id FROM wallets WHERE id = 1 FOR UPDATE
+    SELECT balance_micro, held_micro FROM wallets WHERE id = 1 FOR UPDATE
 ), hl AS MATERIALIZED (
     SELECT holds.id, holds.amount_micro FROM holds JOIN cur ON true
     WHERE holds.call_id = :call_id FOR UPDATE OF holds
 ), f AS MATERIALIZED (
-    SELECT LEAST(:amount, COALESCE((SELECT amount_micro FROM hl), 0)) AS from_hold
+    SELECT cur.balance_micro - :amount AS balance,
+        cur.held_micro - LEAST(:amount, COALESCE(hl.amount_micro, 0)) AS held,
+        LEAST(:amount, COALESCE(hl.amount_micro, 0)) AS from_hold,
+        COALESCE(hl.amount_micro, 0) AS hold_before, hl.id AS hold_id
+    FROM cur LEFT JOIN hl ON true
 ), w AS (
-    UPDATE wallets SET balance_micro = wallets.balance_micro - :amount,
-        held_micro = wallets.held_micro - f.from_hold, updated_at = :now
+    UPDATE wallets SET balance_micro = f.balance, held_micro = f.held, updated_at = :now
     FROM f
-    WHERE wallets.id = 1
-      AND wallets.balance_micro - :amount >= wallets.held_micro - f.from_hold
+    WHERE wallets.id = 1 AND f.balance >= f.held
       AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = :key)
-    RETURNING wallets.balance_micro, f.from_hold
+    RETURNING wallets.balance_micro, f.from_hold, f.hold_before, f.hold_id
 ), h AS (
-    UPDATE holds SET amount_micro = holds.amount_micro - w.from_hold, updated_at = :now
-    FROM hl, w WHERE holds.id = hl.id AND w.from_hold > 0
-    RETURNING holds.amount_micro
+    UPDATE holds SET amount_micro = w.hold_before - w.from_hold, updated_at = :now
+    FROM w WHERE holds.id = w.hold_id AND w.from_hold > 0
+    RETURNING holds.id
 ), e AS (
     {_INSERT_ENTRY}
     SELECT :now, :kind, -:amount, :reference, :key, :description, w.balance_micro FROM w
     RETURNING {_ENTRY}
 )
-SELECT false AS duplicate, {_ENTRY}, COALESCE((SELECT amount_micro FROM h), 0) AS hold_left
+SELECT false AS duplicate, {_ENTRY}, (SELECT hold_before - from_hold FROM w) AS hold_left
 FROM e
 UNION ALL
 SELECT true, {_ENTRY}, COALESCE((SELECT amount_micro FROM hl), 0)
@@ -287,11 +300,15 @@ FROM ledger_entries WHERE idempotency_key = :key
 """)
 
 _PG_HOLD = _sql("""
-WITH w AS (
-    UPDATE wallets SET held_micro = held_micro + :amount, updated_at = :now
-    WHERE id = 1 AND balance_micro - held_micro >= :amount
+WITH cur AS MATERIALIZED (
+    SELECT balance_micro AS balance, held_micro + :amount AS held
+    FROM wallets WHERE id = 1 FOR UPDATE
+), w AS (
+    UPDATE wallets SET balance_micro = cur.balance, held_micro = cur.held, updated_at = :now
+    FROM cur
+    WHERE wallets.id = 1 AND cur.balance >= cur.held
       AND NOT EXISTS (SELECT 1 FROM holds WHERE call_id = :call_id)
-    RETURNING id
+    RETURNING wallets.id
 )
 INSERT INTO holds (call_id, amount_micro, created_at, updated_at)
 SELECT :call_id, :amount, :now, :now FROM w
@@ -300,29 +317,32 @@ RETURNING id
 
 _PG_EXTEND_HOLD = _sql("""
 WITH cur AS MATERIALIZED (
-    SELECT id FROM wallets WHERE id = 1 FOR UPDATE
+    SELECT balance_micro AS balance, held_micro + :delta AS held
+    FROM wallets WHERE id = 1 FOR UPDATE
 ), hl AS MATERIALIZED (
-    SELECT holds.id FROM holds JOIN cur ON true
+    SELECT holds.id, holds.amount_micro FROM holds JOIN cur ON true
     WHERE holds.call_id = :call_id FOR UPDATE OF holds
 ), w AS (
-    UPDATE wallets SET held_micro = held_micro + :delta, updated_at = :now
-    WHERE id = 1 AND balance_micro - held_micro >= :delta AND EXISTS (SELECT 1 FROM hl)
-    RETURNING id
+    UPDATE wallets SET balance_micro = cur.balance, held_micro = cur.held, updated_at = :now
+    FROM cur, hl
+    WHERE wallets.id = 1 AND cur.balance >= cur.held
+    RETURNING hl.id, hl.amount_micro + :delta AS amount
 )
-UPDATE holds SET amount_micro = holds.amount_micro + :delta, updated_at = :now
-FROM hl, w WHERE holds.id = hl.id
+UPDATE holds SET amount_micro = w.amount, updated_at = :now
+FROM w WHERE holds.id = w.id
 RETURNING holds.id
 """)
 
 _PG_HOLD_UP_TO = _sql("""
 WITH cur AS MATERIALIZED (
-    SELECT LEAST(:wanted, balance_micro - held_micro) AS got
+    SELECT LEAST(:wanted, balance_micro - held_micro) AS got, balance_micro AS balance,
+        held_micro AS held
     FROM wallets WHERE id = 1 FOR UPDATE
 ), w AS (
-    UPDATE wallets SET held_micro = wallets.held_micro + cur.got, updated_at = :now
+    UPDATE wallets
+    SET balance_micro = cur.balance, held_micro = cur.held + cur.got, updated_at = :now
     FROM cur
     WHERE wallets.id = 1 AND cur.got > 0
-      AND wallets.balance_micro - wallets.held_micro >= cur.got
     RETURNING cur.got
 ), h AS (
     INSERT INTO holds (call_id, amount_micro, created_at, updated_at)
@@ -337,17 +357,23 @@ SELECT COALESCE((SELECT got FROM w), 0) AS got, (SELECT count(*) FROM h) AS hold
 
 _PG_RELEASE = _sql("""
 WITH cur AS MATERIALIZED (
-    SELECT id FROM wallets WHERE id = 1 FOR UPDATE
-), d AS (
-    DELETE FROM holds USING cur WHERE holds.call_id = :call_id
-    RETURNING holds.amount_micro
+    SELECT balance_micro AS balance, held_micro AS held FROM wallets WHERE id = 1 FOR UPDATE
+), hl AS MATERIALIZED (
+    SELECT holds.id, holds.amount_micro FROM holds JOIN cur ON true
+    WHERE holds.call_id = :call_id FOR UPDATE OF holds
 ), w AS (
-    UPDATE wallets SET held_micro = wallets.held_micro - d.amount_micro, updated_at = :now
-    FROM d WHERE wallets.id = 1 AND d.amount_micro > 0
+    UPDATE wallets
+    SET balance_micro = cur.balance, held_micro = cur.held - hl.amount_micro, updated_at = :now
+    FROM cur, hl
+    WHERE wallets.id = 1 AND hl.amount_micro > 0
     RETURNING wallets.id
+), d AS (
+    DELETE FROM holds USING hl
+    WHERE holds.id = hl.id AND (hl.amount_micro = 0 OR EXISTS (SELECT 1 FROM w))
+    RETURNING hl.amount_micro
 )
 SELECT COALESCE((SELECT amount_micro FROM d), 0) AS released,
-    (SELECT count(*) FROM w) AS moved
+    (SELECT count(*) FROM hl) AS found, (SELECT count(*) FROM d) AS deleted
 FROM cur
 """)
 
@@ -546,11 +572,10 @@ class WalletRepository:
         hold (also by 0); how much was added. None if there is no wallet: the caller
         must then raise (on SQLite its transaction has a hold to roll back)."""
         now = utcnow()
+        params = {"now": now, "call_id": call_id, "wanted": wanted}
         if self._postgres:
-            params = {"now": now, "call_id": call_id, "wanted": wanted}
             row = (await self._session.execute(_PG_HOLD_UP_TO, params)).first()
             return None if row is None else int(row.got)
-        params = {"now": now, "call_id": call_id, "wanted": wanted}
         available = (await self._session.execute(_LITE_HOLD_UP_TO, params)).scalar_one()
         if available is None:
             return None  # the caller raises: its transaction rolls the hold back
@@ -572,8 +597,8 @@ class WalletRepository:
             row = (await self._session.execute(_PG_RELEASE, params)).first()
             if row is None:
                 return None
-            if row.released and not row.moved:  # pragma: no cover - the CHECKs prevent it
-                raise StoreError(f"held total is below the hold of call {call_id}")
+            if row.found != row.deleted:  # pragma: no cover - the hold row is locked
+                raise StoreError(f"the hold of call {call_id} was not released")
             return int(row.released)
         amount = (
             await self._session.execute(_LITE_RELEASE, {"call_id": call_id})
