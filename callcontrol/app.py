@@ -82,6 +82,7 @@ class App:
             flows=self.flows,
             ring_timeout=settings.ring_timeout,
             charge_interval=settings.charge_interval,
+            credit_warning=settings.credit_warning,
             timezone=ZoneInfo(settings.timezone),
         )
         self.calls = CallManager(self.ctx)

@@ -258,7 +258,7 @@ def cmd_numbers_route(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_calls_list(settings: Settings, args: argparse.Namespace) -> int:
-    from callcontrol.calls.records import CallStore
+    from callcontrol.domain.money import format_credits
     from callcontrol.store.db import Database
     from callcontrol.store.repositories import CallRecordRepository
 
@@ -270,7 +270,6 @@ def cmd_calls_list(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await db.dispose()
 
-    del CallStore
     records = _run(go)
     if not records:
         print("no calls")
@@ -281,6 +280,11 @@ def cmd_calls_list(settings: Settings, args: argparse.Namespace) -> int:
             f"{r.started_at:%Y-%m-%d %H:%M:%S} {r.call_id[:12]} {r.direction!s:<8} "
             f"{r.caller} -> {r.callee} user={r.user_name or '-'} answered={answered} "
             f"ended={ended} {r.disposition or ''} by={r.ended_by or '-'}"
+            + (
+                f" billed={r.billable_seconds}s cost={format_credits(r.cost_micro)}"
+                if r.cost_micro is not None
+                else ""
+            )
         )
     return 0
 

@@ -99,6 +99,13 @@ class Settings(BaseModel):
         le=3600,
         description="Seconds between debits of a live call; the slice of credits held ahead.",
     )
+    credit_warning: int = Field(
+        60,
+        ge=0,
+        le=600,
+        description="Seconds before the credits run out that the user hears a warning "
+        "(the outside party does not); 0: no warning.",
+    )
     ivr_poll_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between checks of the flow files for edits."
     )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from callcontrol.ari import AriClient
@@ -57,6 +57,8 @@ class CallCharger:
         channels: Callable[[], list[str]],
         *,
         interval: int = DEFAULT_INTERVAL,
+        warning: int = 0,
+        on_low_credit: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.call_id = call_id
         self.quote = quote
@@ -67,6 +69,9 @@ class CallCharger:
         self.store = store
         self.channels = channels
         self.interval = interval
+        self.warning = warning  # seconds before a cut-off that the user is warned; 0: never
+        self.on_low_credit = on_low_credit
+        self._warned = False
         self.started_at: datetime | None = None
         self._t0: float | None = None  # loop time of the answer
         self.charged = 0
@@ -131,18 +136,32 @@ class CallCharger:
         """Credits were added: re-plan now, so the call's limit grows."""
         self._wake.set()
 
+    def _warn_at(self) -> float | None:
+        """When (seconds since answer) to warn that the credits are about to end."""
+        if not (self.cut_off and self.warning and self.on_low_credit) or self._warned:
+            return None
+        at = self.paid_until - self.warning
+        return at if at > 0 else None
+
     async def run(self) -> None:
         """Tick until cancelled (the call's TaskGroup cancels it at the hangup)."""
         while True:
-            # When cut off, nothing more can be bought unless credits arrive (wake).
-            delay = None if self.cut_off else max(0.5, self.paid_until - TICK_LEAD - self.elapsed())
+            warn_at = self._warn_at()
+            if self.cut_off:
+                # Nothing more can be bought unless credits arrive (wake); maybe warn first.
+                delay = None if warn_at is None else max(0.0, warn_at - self.elapsed())
+            else:
+                delay = max(0.5, self.paid_until - TICK_LEAD - self.elapsed())
             self._wake.clear()
             try:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
                 log.info("credits changed: re-planning the call's limit")
             except TimeoutError:
-                pass
+                if warn_at is not None and self.on_low_credit is not None:
+                    self._warned = True
+                    await self.on_low_credit(max(0, round(self.paid_until - self.elapsed())))
+                    continue
             try:
                 await self.tick()
             except StoreError as exc:
@@ -154,6 +173,8 @@ class CallCharger:
                     self.paid_until,
                 )
                 await asyncio.sleep(STORE_RETRY)
+            if not self.cut_off:
+                self._warned = False  # credits arrived: a later cut-off warns again
 
     async def tick(self) -> None:
         async with self._lock:

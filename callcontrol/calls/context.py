@@ -27,4 +27,5 @@ class CallContext:
     flows: FlowRegistry | None = None
     ring_timeout: int = 30
     charge_interval: int = DEFAULT_INTERVAL
+    credit_warning: int = 60
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))

@@ -30,9 +30,10 @@ from callcontrol.domain.call_records import CallDirection, Disposition, EndedBy
 from callcontrol.domain.charging import ChargeState
 from callcontrol.domain.directory import Number, RouteKind
 from callcontrol.domain.rating import Direction
-from callcontrol.errors import AriHttpError, AriNotFound, StoreError
+from callcontrol.errors import AriError, AriHttpError, AriNotFound, CallControlError, StoreError
 from callcontrol.ivr.interpreter import OutcomeKind
 from callcontrol.ivr.interpreter import run_flow as run_ivr
+from callcontrol.ivr.model import Say
 from callcontrol.ivr.port import RingOutcome
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ class RoutedCall(Call):
             self.store,
             self.live_channels,
             interval=self.ctx.charge_interval,
+            warning=self.ctx.credit_warning,
+            on_low_credit=self.warn_low_credit,
         )
         verdict = await charger.authorize()
         if not verdict.allowed:
@@ -136,6 +139,20 @@ class RoutedCall(Call):
             return False
         self.charger = charger
         return True
+
+    async def warn_low_credit(self, seconds: int) -> None:
+        """Tell the user (not the outside party) that the call ends soon: no credits left."""
+        role = "caller" if self.direction is CallDirection.OUTBOUND else "callee"
+        if role not in self.channels or role in self.gone:
+            return
+        when = "one minute" if seconds == 60 else f"{seconds} seconds"
+        try:
+            media = await self.ctx.media.uri(Say(f"This call will end in {when}."))
+            playback = await self.ari.play(self.channels[role], [media])
+        except (AriError, CallControlError) as exc:
+            log.warning("could not warn the user that the credits end: %s", exc)
+            return
+        log.info("warned the %s: the credits end in %d s (playback %s)", role, seconds, playback.id)
 
     async def refuse_no_rate(self, exc: NoRate) -> None:
         log.error("refusing: %s", exc)

@@ -195,3 +195,29 @@ async def test_inbound_toll_free_is_charged_the_toll_free_rate(
     assert record.cost_micro == expected
     balance, problems = await balance_and_audit(org)
     assert (balance, problems) == (10 * MICRO - expected, [])
+
+
+async def test_the_user_is_warned_before_the_credits_run_out(
+    pbx: Settings, tmp_path: Path, phones: Phones, carrier: Carrier
+) -> None:
+    rates = tmp_path / "rates.csv"
+    rates.write_text(RATES_CSV)
+    org = await make_org(
+        pbx,
+        tmp_path,
+        credits=MICRO // 2,  # 5 s
+        rates=rates,
+        env={"CALLCONTROL_CHARGE_INTERVAL": "10", "CALLCONTROL_CREDIT_WARNING": "3"},
+    )
+    app = await AppProcess(org).start()
+    try:
+        phone = await phones.answering("alice")
+        call = await carrier.call(ROUTED)
+        warned = await app.wait_log(r"warned the callee: the credits end in (\d) s")
+        assert int(warned.group(1)) in (2, 3)
+        await app.wait_log(r"call ended: answered, ended by system")
+        assert (await call.wait(30)).ok
+        assert (await phone.wait(30)).ok
+    finally:
+        await app.stop()
+    assert 4.0 <= await talk_seconds(org) <= 6.0
