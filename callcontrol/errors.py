@@ -3,15 +3,23 @@
     CallControlError
      ├── ConfigError            a setting is unknown, mistyped or out of range
      ├── InvalidInput           bad input from an admin (number, name, password, ...)
-     │    └── WeakPassword
+     │    ├── WeakPassword
+     │    ├── FlowValidationError   ivr/: every error of a flow file, file:line:col
+     │    └── RatesFileError        billing/: every error of a rate file, file:line
      ├── NotFound               an unknown user, number, ...
+     │    └── NoRate            billing/: no rate prices the call (never free)
      ├── Conflict               a duplicate extension, name or number
+     │    ├── InsufficientCredits   billing/: the wallet cannot pay
+     │    └── ChargeRefused         billing/: a charge beyond hold + available
      ├── StoreError             the database failed or cannot be reached
      ├── AriError               Asterisk's REST interface failed
      │    ├── AriUnavailable    cannot connect / timed out
-     │    └── AriHttpError      answered with an HTTP error (status, body)
-     │         └── AriNotFound  404: the channel/bridge/object is gone
-     └── PbxError               the development PBX could not be provisioned or run
+     │    ├── AriHttpError      answered with an HTTP error (status, body)
+     │    │    └── AriNotFound  404: the channel/bridge/object is gone
+     │    ├── AriApplicationReplaced   ari/: another process took the Stasis app
+     │    └── ChannelEventsClosed      ari/: a channel's event stream ended
+     ├── PbxError               the development PBX could not be provisioned or run
+     └── TtsError, GraphError   ivr/: espeak-ng or graphviz missing or failing
 
 Adapters translate library errors into these with ``raise ... from exc``; the CLI
 prints ``error: <message>`` and exits non-zero; the web layer maps them to a status

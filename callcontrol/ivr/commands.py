@@ -31,9 +31,8 @@ from callcontrol.ivr.model import Flow
 from callcontrol.ivr.simulate import parse_keys, parse_ring, simulate
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 
-__all__ = ["DEFAULT_TIMEZONE", "register"]
+__all__ = ["register"]
 
-DEFAULT_TIMEZONE = "UTC"  # until a `timezone` setting exists
 
 AddFn = Callable[[Any, str, Callable[..., int], str], argparse.ArgumentParser]
 
@@ -125,7 +124,7 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
             settings.flows_dir,
             known_users=known_users,
             sound_exists=sound_exists,
-            default_timezone=DEFAULT_TIMEZONE,
+            default_timezone=settings.timezone,
         )
         count = len(flows) + len({e.file for e in errors})
         if count == 0:
@@ -140,7 +139,7 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
                 known_users=known_users,
                 known_flows=known_flows,
                 sound_exists=sound_exists,
-                default_timezone=DEFAULT_TIMEZONE,
+                default_timezone=settings.timezone,
             )
         except FlowValidationError as exc:
             errors.extend(exc.errors)
@@ -161,7 +160,7 @@ def _load_for_use(settings: Settings, name: str) -> tuple[Flow, dict[str, Flow]]
     is_path = name.endswith((".yaml", ".yml")) or "/" in name
     directory = Path(name).parent if is_path else settings.flows_dir
     stem = Path(name).stem if is_path else name
-    flows, errors = load_directory(directory, default_timezone=DEFAULT_TIMEZONE)
+    flows, errors = load_directory(directory, default_timezone=settings.timezone)
     mine = [e for e in errors if Path(e.file).stem == stem]
     if mine:
         raise FlowValidationError(mine)
