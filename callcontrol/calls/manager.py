@@ -17,7 +17,9 @@ import contextlib
 import functools
 import logging
 from collections import defaultdict
+from collections.abc import Coroutine
 from dataclasses import replace
+from typing import Any
 
 from callcontrol.ari import ChannelEvents, StasisStart
 from callcontrol.calls.call import CALL_ID_VAR, ROLE_VAR, Call, utcnow
@@ -43,7 +45,7 @@ class CallManager:
         self.calls: dict[str, Call] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.closing = False
-        self.settlements: set[asyncio.Task[None]] = set()
+        self.side_tasks: set[asyncio.Task[None]] = set()  # settlements, hang-ups
         router.on_stasis_start = self.on_stasis_start
 
     @property
@@ -53,8 +55,9 @@ class CallManager:
     def on_stasis_start(self, event: StasisStart, events: ChannelEvents) -> None:
         kind = event.args[0] if event.args else ""
         if self.closing:
-            log.warning("shutting down: channel %s left in the dialplan", event.channel.id)
+            log.warning("shutting down: channel %s goes back to the dialplan", event.channel.id)
             self.router.unsubscribe(event.channel.id)
+            self._side_task(self._fail_closed(event.channel.id))
             return
         if kind == "inbound":
             call: Call = InboundCall(event, events, self.ctx)
@@ -70,7 +73,7 @@ class CallManager:
             event.args,
         )
         self.router.unsubscribe(event.channel.id)
-        asyncio.get_running_loop().create_task(self._hangup_quietly(event.channel.id))
+        self._side_task(self._hangup_quietly(event.channel.id))
 
     def _spawn(self, call: Call) -> None:
         call.settle_later = self._settle_later
@@ -104,6 +107,19 @@ class CallManager:
         )
         if leftovers:
             log.error("call %s left tasks behind: %s", call_id, ", ".join(leftovers))
+
+    def _side_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A short fire-and-forget task, kept referenced until it is done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.side_tasks.add(task)
+        task.add_done_callback(self.side_tasks.discard)
+
+    async def _fail_closed(self, channel_id: str) -> None:
+        """A call that arrives while the app stops: "all circuits are busy", cause 34."""
+        with contextlib.suppress(AriError):
+            await self.ari.continue_in_dialplan(
+                channel_id, context="callcontrol-unavailable", extension="s", priority=1
+            )
 
     async def _hangup_quietly(self, channel_id: str) -> None:
         with contextlib.suppress(AriError):
@@ -245,8 +261,8 @@ class CallManager:
             )
         finally:
             call_id_var.reset(token)
-        self.settlements.add(task)
-        task.add_done_callback(self.settlements.discard)
+        self.side_tasks.add(task)
+        task.add_done_callback(self.side_tasks.discard)
 
     async def _retry_settlement(self, call: Call) -> None:
         delay = 1.0
