@@ -56,56 +56,26 @@ async def seed(url: str) -> None:
         await db.dispose()
 
 
-def sipp_load(workdir: Path, name: str, service: str, rate: int, calls: int, talk_ms: int) -> str:
+async def sipp_load(
+    workdir: Path, name: str, service: str, rate: int, calls: int, talk_ms: int
+) -> str:
+    """Offer ``calls`` calls at ``rate`` per second; sipp's final statistics screen."""
     after = sipp.HANG_UP_AFTER.format(ms=talk_ms)
     xml = sipp.render(
         "carrier.xml", caller="+15550001111", final=sipp.CARRIER_ANSWERED.format(after_ack=after)
     )
-    scenario = workdir / f"{name}.xml"
-    scenario.write_text(xml)
-    stats = workdir / f"{name}.csv"
-    subprocess.run(
-        [
-            "sipp",
-            "-sf",
-            str(scenario),
-            "-s",
-            service,
-            "-i",
-            "127.0.0.1",
-            "-p",
-            "5190",
-            "-r",
-            str(rate),
-            "-m",
-            str(calls),
-            "-l",
-            str(rate * (talk_ms // 1000 + 5)),
-            "-timeout",
-            f"{calls // rate + talk_ms // 1000 + 60}s",
-            "-nostdin",
-            "-trace_err",
-            "-error_file",
-            str(workdir / f"{name}.errors"),
-            "-trace_screen",
-            "-screen_file",
-            str(workdir / f"{name}.screen"),
-            "-trace_stat",
-            "-stf",
-            str(stats),
-            "-fd",
-            "1",
-            "-mp",
-            "30900",
-            "127.0.0.1:5060",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-        cwd=workdir,
+    load = await sipp.run_sipp(
+        workdir,
+        name,
+        xml,
+        service=service,
+        local_port=5190,
+        calls=calls,
+        rate=rate,
+        trace_messages=False,
+        timeout_s=calls // rate + talk_ms // 1000 + 60,
     )
-    return (workdir / f"{name}.screen").read_text(errors="replace")
+    return (await load.wait(calls // rate + talk_ms // 1000 + 90)).screen
 
 
 async def wait_for_line(path: Path, text: str, timeout: float = 30.0) -> None:
@@ -186,10 +156,10 @@ async def main() -> None:
             for rate in (int(r) for r in args.rates.split(",")):
                 calls = rate * args.seconds
                 plain = counts(
-                    sipp_load(work, f"plain-{rate}", PLAIN, rate, calls, args.talk * 1000)
+                    await sipp_load(work, f"plain-{rate}", PLAIN, rate, calls, args.talk * 1000)
                 )
                 via_app = counts(
-                    sipp_load(work, f"app-{rate}", NUMBER, rate, calls, args.talk * 1000)
+                    await sipp_load(work, f"app-{rate}", NUMBER, rate, calls, args.talk * 1000)
                 )
                 rows.append((rate, calls, plain, via_app))
                 print(f"rate {rate}/s: plain {plain}, app {via_app}", flush=True)

@@ -31,6 +31,7 @@ from callcontrol.calls.media import PromptMedia, says_in
 from callcontrol.calls.provisioning import EndpointProvisioner
 from callcontrol.calls.records import CallStore
 from callcontrol.config import Settings
+from callcontrol.domain.directory import User
 from callcontrol.errors import AriError, ConfigError, StoreError
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.registry import FlowRegistry
@@ -125,8 +126,18 @@ class App:
                 await self.media.prepare(says_in(flow))
             await asyncio.sleep(self.settings.ivr_poll_interval)
 
-    async def refresh_users(self) -> None:
-        self.known_users = {user.name for user in await self.store.users()}
+    async def refresh_users(self) -> list[User]:
+        """The users from the database; flows are validated against their names."""
+        users = await self.store.users()
+        self.known_users = {user.name for user in users}
+        return users
+
+    async def provision(self) -> None:
+        """Push every user's SIP endpoint into Asterisk and remove stale ones."""
+        try:
+            await self.provisioner.sync_all(await self.refresh_users())
+        except (AriError, StoreError) as exc:
+            log.error("could not provision users' endpoints: %s", exc)
 
     # ---- ARI ------------------------------------------------------------------------------
 
@@ -137,12 +148,7 @@ class App:
             self.settings.ari_url,
             self.settings.ari_app,
         )
-        try:
-            users = await self.store.users()
-            self.known_users = {user.name for user in users}
-            await self.provisioner.sync_all(users)
-        except (AriError, StoreError) as exc:
-            log.error("could not provision users' endpoints: %s", exc)
+        await self.provision()
         await self._read_sounds()
         await self.calls.adopt()
 
@@ -161,14 +167,8 @@ class App:
         """Re-check the endpoints now and then: changes from the CLI or other instances."""
         while True:
             await asyncio.sleep(self.settings.provision_interval)
-            if not self.stream.is_connected:
-                continue
-            try:
-                users = await self.store.users()
-                self.known_users = {user.name for user in users}
-                await self.provisioner.sync_all(users)
-            except (AriError, StoreError) as exc:
-                log.warning("endpoint re-check failed: %s", exc)
+            if self.stream.is_connected:
+                await self.provision()
 
     async def watch_loop(self) -> None:
         """Credits added by any process extend live calls; imported rates apply to new calls."""
@@ -176,7 +176,7 @@ class App:
         last_rates: int | None = None
         while True:
             try:
-                entry = await self.charging.wallet.last_entry_id()
+                entry = await self.charging.wallet.last_credit_id()
                 if last_entry is not None and entry != last_entry:
                     self.calls.credits_changed()
                 last_entry = entry

@@ -160,6 +160,11 @@ class Wallet:
         """The newest ledger entry's id (0 if none): poll it to notice credits added."""
         return await self._read(lambda repo: repo.last_entry_id())
 
+    async def last_credit_id(self) -> int:
+        """The newest entry that added credits (0 if none). Live calls poll it to extend
+        their limits; call charges do not move it, so a busy wallet does not wake them."""
+        return await self._read(lambda repo: repo.last_credit_id())
+
     async def open_holds(self) -> list[Hold]:
         """Every hold, oldest first: the calls to settle after a crash."""
         return await self._read(lambda repo: repo.holds())

@@ -86,6 +86,7 @@ class Call:
         # Called when the final charge cannot be written now (the database is down).
         self.settle_later: Callable[[Call], None] | None = None
         self._background: list[asyncio.Task[None]] = []
+        self.own_tasks: list[asyncio.Task[None]] = []  # every task the call started
         self.channels: dict[str, str] = {}  # role -> channel id
         self.gone: set[str] = set()  # roles whose channel has hung up
         self.inbox: asyncio.Queue[Incoming] = asyncio.Queue()
@@ -109,14 +110,12 @@ class Call:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for role, events in self._pending:
-                    tg.create_task(
-                        self._forward(role, events), name=f"events-{role}-{self.call_id}"
-                    )
+                    self._start_forwarding(role, events)
                 self._pending.clear()
                 try:
                     await self.handle()
                 except ChannelGone as gone:
-                    self._note_gone(gone.role, gone.cause)
+                    self.note_gone(gone.role, gone.cause)
                 finally:
                     for task in self._background:
                         task.cancel()
@@ -145,7 +144,9 @@ class Call:
         """Run ``coro`` alongside the call's states until the call ends (e.g. the charger)."""
         if self._tg is None:
             raise RuntimeError("the call is not running")
-        self._background.append(self._tg.create_task(coro, name=f"{name}-{self.call_id}"))
+        task = self._tg.create_task(coro, name=f"{name}-{self.call_id}")
+        self._background.append(task)
+        self.own_tasks.append(task)
 
     def live_channels(self) -> list[str]:
         return [cid for role, cid in self.channels.items() if role not in self.gone]
@@ -157,9 +158,14 @@ class Call:
         if self._tg is None:
             self._pending.append((role, subscription))
         else:
-            self._tg.create_task(
-                self._forward(role, subscription), name=f"events-{role}-{self.call_id}"
-            )
+            self._start_forwarding(role, subscription)
+
+    def _start_forwarding(self, role: str, events: ChannelEvents) -> None:
+        assert self._tg is not None
+        task = self._tg.create_task(
+            self._forward(role, events), name=f"events-{role}-{self.call_id}"
+        )
+        self.own_tasks.append(task)
 
     async def _forward(self, role: str, events: ChannelEvents) -> None:
         async for event in events:
@@ -205,11 +211,11 @@ class Call:
             try:
                 await self.next_event()
             except ChannelGone as gone:
-                self._note_gone(gone.role, gone.cause)
+                self.note_gone(gone.role, gone.cause)
                 log.info("the %s hung up", gone.role)
                 return
 
-    def _note_gone(self, role: str, cause: int | None) -> None:
+    def note_gone(self, role: str, cause: int | None) -> None:
         self.gone.add(role)
         charger = self.charger
         if (

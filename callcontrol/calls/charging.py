@@ -22,7 +22,6 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 
 from callcontrol.ari import AriClient
 from callcontrol.billing.service import ChargingService, Quote
@@ -72,13 +71,11 @@ class CallCharger:
         self.warning = warning  # seconds before a cut-off that the user is warned; 0: never
         self.on_low_credit = on_low_credit
         self._warned = False
-        self.started_at: datetime | None = None
         self._t0: float | None = None  # loop time of the answer
         self.charged = 0
         self.held = 0
         self.paid_until = 0  # seconds since answer that the PBX lets the call run
         self.cut_off = False  # the credits end at paid_until
-        self.ticks = 0
         self._ended: float | None = None  # talk time at the hangup, once known
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -110,17 +107,15 @@ class CallCharger:
             return 0.0
         return asyncio.get_running_loop().time() - self._t0
 
-    async def start(self, answered_at: datetime, *, already_elapsed: float = 0.0) -> None:
-        """The caller's leg was answered (``already_elapsed`` s ago, for a re-adopted call)."""
-        self.started_at = answered_at
-        self._t0 = asyncio.get_running_loop().time() - already_elapsed
+    async def start(self) -> None:
+        """The caller's leg was answered just now: hold the first slice, set the limit."""
+        self._t0 = asyncio.get_running_loop().time()
         await self.store.set_charge_state(self.call_id, ChargeState.AUTHORIZED, self.rate.id)
         await self.tick()
 
-    async def resume(self, answered_at: datetime, elapsed: float) -> None:
+    async def resume(self, elapsed: float) -> None:
         """Take over a call answered ``elapsed`` s ago (after a restart): what was
         charged and held is read back from the ledger, then the call is re-planned."""
-        self.started_at = answered_at
         self._t0 = asyncio.get_running_loop().time() - elapsed
         self.charged = await self.wallet.charged_for(self.call_id)
         self.held = await self.wallet.hold_of(self.call_id)
@@ -188,7 +183,6 @@ class CallCharger:
                 available=available,
                 interval=self.interval,
             )
-            self.ticks += 1
             if step.charge_now:
                 # Keyed by the second it pays up to: a retry (or another process
                 # resuming the call) computes the same charge and the same key.
@@ -200,8 +194,6 @@ class CallCharger:
             if step.hold_more:
                 got = await self.wallet.hold_up_to(self.call_id, step.hold_more)
                 self.held += got
-            elif self.ticks == 1:
-                await self.wallet.hold_up_to(self.call_id, 0)  # the call's hold row exists
             paid = paid_seconds(self.rate, self.charged, self.held, limit=elapsed + self.interval)
             self.paid_until = max(paid, elapsed)
             self.cut_off = paid < elapsed + self.interval

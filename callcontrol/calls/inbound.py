@@ -166,7 +166,7 @@ class RoutedCall(Call):
         self.answered_at = utcnow()
         await self.store.mark_answered(self.call_id, self.answered_at)
         if self.charger is not None:
-            await self.charger.start(self.answered_at)
+            await self.charger.start()
             self.background(self.charger.run(), "charging")
 
     # ---- ringing --------------------------------------------------------------------
@@ -249,7 +249,7 @@ class RoutedCall(Call):
         except ChannelGone as gone:
             if gone.role == "caller":
                 log.info("the caller hung up while the phone rang")
-                self._note_gone("caller", gone.cause)
+                self.note_gone("caller", gone.cause)
                 self.disposition = Disposition.ABANDONED
                 await self.hangup("callee")
                 raise
@@ -396,7 +396,7 @@ class AdoptedCall(Call):
     async def handle(self) -> None:
         if self.charger is not None and self.answered_at is not None:
             elapsed = (utcnow() - self.answered_at).total_seconds()
-            await self.charger.resume(self.answered_at, elapsed)
+            await self.charger.resume(elapsed)
             self.background(self.charger.run(), "charging")
         missing = {"caller", "callee"} - set(self.channels)
         if missing:

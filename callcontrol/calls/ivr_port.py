@@ -51,7 +51,7 @@ class AriCallPort:
                     except ChannelGone as gone:
                         if gone.role != "caller":
                             continue  # a stray end of a callee that did not answer
-                        self.call._note_gone("caller", gone.cause)
+                        self.call.note_gone("caller", gone.cause)
                         raise CallerHungUp() from None
                     event = item.event
                     if item.role == "caller" and isinstance(

@@ -87,23 +87,20 @@ class CallManager:
         task.add_done_callback(functools.partial(self._forget, call.call_id))
 
     def _forget(self, call_id: str, _task: object = None) -> None:
-        self.calls.pop(call_id, None)
+        call = self.calls.pop(call_id, None)
         self.tasks.pop(call_id, None)
-        # Nothing of a call may outlive it: no task, no timer, no event subscription.
-        leftovers = [
-            t.get_name()
-            for t in asyncio.all_tasks()
-            if call_id in t.get_name()
-            and not t.done()
-            and t is not _task
-            and not t.get_name().startswith("settle-")  # waits for the database on purpose
-        ]
+        if call is None:
+            return
+        # Nothing of a call may outlive it: none of its tasks (and so none of their
+        # timers), no event subscription of its channels.
+        leftovers = [t.get_name() for t in call.own_tasks if not t.done()]
+        subscribed = sum(self.router.is_subscribed(cid) for cid in call.channels.values())
         log.info(
             "call %s released: %d tasks left, %d live calls, %d channel subscriptions",
             call_id,
             len(leftovers),
             len(self.tasks),
-            self.router.subscribers,
+            subscribed,
         )
         if leftovers:
             log.error("call %s left tasks behind: %s", call_id, ", ".join(leftovers))

@@ -42,11 +42,8 @@ class CallStore:
     async def number_of_user(self, user_name: str) -> str | None:
         """The number a user presents when calling out: one whose routing rings them."""
         async with self.db.session() as session:
-            numbers = await NumberRepository(session).list()
-        for number in numbers:
-            if number.route is not None and number.route.user_name == user_name:
-                return number.e164
-        return None
+            numbers = await NumberRepository(session).routed_to_user(user_name)
+        return numbers[0] if numbers else None
 
     async def users(self) -> list[User]:
         async with self.db.session() as session:

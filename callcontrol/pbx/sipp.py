@@ -193,12 +193,17 @@ async def run_sipp(
     service: str | None = None,
     local_port: int | None = None,
     auth: tuple[str, str] | None = None,
-    variables: dict[str, str] | None = None,
     timeout_s: int = 60,
     pbx: str = "127.0.0.1:5060",
     calls: int = 1,
+    rate: int | None = None,
+    trace_messages: bool = True,
 ) -> SippProcess:
-    """Start one sipp (UAC unless server) for ``calls`` calls (0: no limit); returns at once."""
+    """Start one sipp (UAC unless server) for ``calls`` calls (0: no limit); returns at once.
+
+    ``rate``: new calls per second (load; at most ``rate`` x 10 at once). Message
+    traces are skipped with ``trace_messages=False`` (they slow sipp under load).
+    """
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     xml = workdir / f"{name}.xml"
@@ -215,9 +220,6 @@ async def run_sipp(
         f"{timeout_s}s",
         "-timeout_error",
         "-nostdin",
-        "-trace_msg",
-        "-message_file",
-        str(workdir / f"{name}.messages.log"),
         "-trace_err",
         "-error_file",
         str(workdir / f"{name}.errors.log"),
@@ -231,8 +233,10 @@ async def run_sipp(
         argv += ["-s", service]
     if auth:
         argv += ["-au", auth[0], "-ap", auth[1]]
-    for key, value in (variables or {}).items():
-        argv += ["-set", key, value]
+    if trace_messages:
+        argv += ["-trace_msg", "-message_file", str(workdir / f"{name}.messages.log")]
+    if rate:
+        argv += ["-r", str(rate), "-l", str(rate * 10)]
     if calls:
         argv += ["-m", str(calls)]
     if not server:

@@ -652,6 +652,14 @@ class WalletRepository:
     async def last_entry_id(self) -> int:
         return int(await self._session.scalar(select(func.max(LedgerEntryRow.id))) or 0)
 
+    async def last_credit_id(self) -> int:
+        return int(
+            await self._session.scalar(
+                select(func.max(LedgerEntryRow.id)).where(LedgerEntryRow.amount_micro > 0)
+            )
+            or 0
+        )
+
     async def charged_for(self, reference: str) -> int:
         """Net micro-credits charged for ``reference`` (call charges less refunds), >= 0."""
         total = await self._session.scalar(

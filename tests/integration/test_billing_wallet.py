@@ -54,6 +54,12 @@ async def test_a_purchase_credited_twice_with_one_key_counts_once(database: Data
     assert (await wallet.balance()).balance == 25 * MICRO
     assert first.balance_after == 25 * MICRO
     assert await wallet.last_entry_id() == first.id
+    assert await wallet.last_credit_id() == first.id
+    await wallet.hold("call-1", MICRO)
+    await wallet.charge("call-1", MICRO, "call:call-1:final")
+    assert await wallet.last_credit_id() == first.id  # a charge does not wake live calls
+    assert await wallet.last_entry_id() > first.id
+    await wallet.release("call-1")
     with pytest.raises(Conflict, match=r"was used for purchase 25\.000000"):
         await wallet.credit(30 * MICRO, LedgerKind.PURCHASE, "order-7", "pay:7", "card")
     assert await wallet.audit() == []
