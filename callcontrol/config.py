@@ -10,7 +10,9 @@ error that names the key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,19 +20,35 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
 
 from callcontrol.errors import ConfigError
 
 ENV_PREFIX = "CALLCONTROL_"
 DEFAULT_CONFIG_FILE = Path("callcontrol.toml")
 SECRET_SETTINGS = frozenset({"ari_password", "database_url"})
+MAX_SHOWN = 80  # characters of an admin's value an error message repeats
+
+# Values that reach Asterisk (its .conf files, ARI, SIP headers) are plain tokens: no
+# white space, no ';' (a comment in a .conf file), no brackets, quotes or commas.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_REALM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
+_HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*")
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 class Settings(BaseModel):
     """Every setting of callcontrol, with its default and meaning."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     data_dir: Path = Field(
         Path("var"),
@@ -43,18 +61,25 @@ class Settings(BaseModel):
         "PostgreSQL: postgresql+asyncpg://user:pass@host/db.",
     )
     ari_url: str = Field("http://127.0.0.1:8088", description="Base URL of Asterisk's HTTP server.")
-    ari_username: str = Field("callcontrol", description="ARI user (ari.conf).")
+    ari_username: str = Field(
+        "callcontrol", description="ARI user (ari.conf): letters, digits, '.', '_', '-'."
+    )
     ari_password: str = Field(
         "",
         description="ARI password. Empty: read from <data_dir>/ari.secret, which "
-        "`callcontrol pbx up` generates. Never logged.",
+        "`callcontrol pbx up` generates. Printable ASCII without spaces or ';'. Never logged.",
     )
-    ari_app: str = Field("callcontrol", description="Stasis application name.")
+    ari_app: str = Field(
+        "callcontrol", description="Stasis application name: letters, digits, '.', '_', '-'."
+    )
     ari_timeout: float = Field(5.0, gt=0, le=120, description="Timeout of one ARI request, s.")
     sip_realm: str = Field(
-        "callcontrol", description="SIP digest realm; users' password digests are bound to it."
+        "callcontrol",
+        description="SIP digest realm (a name or domain); users' password digests are bound to it.",
     )
-    sip_bind: str = Field("127.0.0.1:5060", description="PJSIP UDP transport address (dev PBX).")
+    sip_bind: str = Field(
+        "127.0.0.1:5060", description="PJSIP UDP transport, IPv4 address:port (dev PBX)."
+    )
     carrier_ips: str = Field(
         "127.0.0.1",
         description="Comma-separated source addresses/CIDRs that identify the carrier "
@@ -62,9 +87,14 @@ class Settings(BaseModel):
     )
     ring_timeout: int = Field(30, ge=1, le=600, description="Seconds a user's phone rings.")
     provision_interval: float = Field(
-        30.0, gt=0, description="Seconds between re-checks of users' SIP endpoints in Asterisk."
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds between re-checks of users' SIP endpoints in Asterisk.",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severe log lines written to standard error."
+    )
     pbx_root: Path = Field(
         Path("/var/cache/callcontrol/rootfs"),
         description="Root file system of the development PBX (Debian sid + Asterisk 22).",
@@ -78,7 +108,9 @@ class Settings(BaseModel):
         Path(__file__).resolve().parent.parent / "dialplan",
         description="The Asterisk configuration `callcontrol pbx up` installs.",
     )
-    pbx_boot_timeout: float = Field(60.0, gt=0, description="Seconds to wait for Asterisk.")
+    pbx_boot_timeout: float = Field(
+        60.0, gt=0, le=3600, description="Seconds to wait for Asterisk."
+    )
     flows_dir: Path = Field(Path("ivr_flows"), description="Directory of IVR flow files.")
     timezone: str = Field(
         "Europe/London",
@@ -86,7 +118,8 @@ class Settings(BaseModel):
     )
     media_listen: str = Field(
         "127.0.0.1:8099",
-        description="Where the app serves prompts (recordings, speech) over HTTP to Asterisk.",
+        description="Where the app serves prompts (recordings, speech) over HTTP to Asterisk: "
+        "host:port.",
     )
     media_url: str = Field(
         "",
@@ -110,14 +143,97 @@ class Settings(BaseModel):
         1.0, gt=0, le=60, description="Seconds between checks of the flow files for edits."
     )
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_value(cls, value: Any, info: ValidationInfo) -> Any:
+        annotation = cls.model_fields[info.field_name or ""].annotation
+        if isinstance(value, bool) and annotation in (int, float):
+            raise ValueError("must be a number, not true or false")
+        if isinstance(value, str) and not value.isprintable():
+            raise ValueError("must not contain line breaks or other control characters")
+        if annotation is Path and isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty (write . for the current directory)")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+            raise ValueError("unknown time zone (use an IANA name, e.g. Europe/London)") from None
         return value
+
+    @field_validator("ari_username", "ari_app")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(
+                "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("sip_realm")
+    @classmethod
+    def _realm(cls, value: str) -> str:
+        if not _REALM.fullmatch(value):
+            raise ValueError(
+                "must be 1 to 128 letters, digits, '.', '_', '@' or '-', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("ari_password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        if value and not password_fits_asterisk(value):
+            raise ValueError("must be printable ASCII without spaces or ';'")
+        return value
+
+    @field_validator("sip_bind")
+    @classmethod
+    def _ipv4_and_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            host = ""
+        if not host or not _valid_port(port):
+            raise ValueError("must be an IPv4 address and a port, e.g. 0.0.0.0:5060")
+        return value
+
+    @field_validator("media_listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not _HOST.fullmatch(host) or not _valid_port(port):
+            raise ValueError("must be a host (IPv4 address or name) and a port, e.g. 0.0.0.0:8099")
+        return value
+
+    @field_validator("carrier_ips")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        if not entries:
+            raise ValueError("needs at least one IP address or network, e.g. 203.0.113.10")
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{shown(entry)} is not an IP address or network (CIDR, e.g. 198.51.100.0/24)"
+                ) from None
+        return ",".join(entries)
+
+    @field_validator("ari_url", "media_url")
+    @classmethod
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
+        if info.field_name == "media_url" and not value:
+            return value  # derived from media_listen
+        problem = _url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.rstrip("/")
 
     @property
     def effective_media_url(self) -> str:
@@ -126,13 +242,6 @@ class Settings(BaseModel):
     @property
     def tts_cache_dir(self) -> Path:
         return self.data_dir / "tts"
-
-    @field_validator("ari_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
 
     @property
     def effective_database_url(self) -> str:
@@ -170,6 +279,48 @@ class Settings(BaseModel):
                 value = _redact_url(raw) if key == "database_url" else "********"
             out[key] = str(value) if isinstance(value, Path) else value
         return out
+
+
+def shown(value: object) -> str:
+    """An admin's value for an error message: quoted, escaped, cut when long."""
+    if isinstance(value, bool):
+        return str(value).lower()  # as TOML writes it
+    if not isinstance(value, str):
+        return _cut(repr(value))
+    if len(value) <= MAX_SHOWN:
+        return repr(value)
+    return f"{value[:MAX_SHOWN]!r}... ({len(value)} characters)"
+
+
+def password_fits_asterisk(password: str) -> bool:
+    """Printable ASCII without spaces or ';': safe in ari.conf and in HTTP basic auth."""
+    return bool(password) and all("!" <= c <= "~" for c in password) and ";" not in password
+
+
+def _valid_port(text: str) -> bool:
+    return bool(_PORT.fullmatch(text)) and 1 <= int(text) <= 65535
+
+
+def _url_problem(url: str) -> str:
+    """What is wrong with an http(s) URL of a server, or ''."""
+    if not url.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    if any(c.isspace() or c in ',;"' for c in url):
+        return "must not contain white space, ',', ';' or '\"'"
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return "has no host"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "has an invalid port (1 to 65535)"
+    if parts.username is not None or parts.password is not None:
+        return "must not contain a user name or password (see ari_username, ari_password)"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment"
+    return ""
 
 
 def _redact_url(url: str) -> str:
@@ -219,33 +370,52 @@ def load_settings(
             raise ConfigError(f"config file {path}: {exc}") from exc
         for key, value in from_file.items():
             values[key] = value
-            source[key] = f"{path}"
+            source[key] = f"config file {_cut(str(path), limit=1024)}"
 
+    problems: list[str] = []
     known = set(Settings.model_fields)
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
         key = name[len(ENV_PREFIX) :].lower()
         if key not in known:
-            raise ConfigError(f"unknown setting in environment variable {name}")
+            problems.append(
+                f"unknown setting {shown(key)} (from environment variable {_cut(name)}; "
+                f"every {ENV_PREFIX}* variable is a setting)"
+            )
+            continue
         values[key] = value
         source[key] = f"environment variable {name}"
 
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
-            source[key] = "command line"
+            source[key] = "--set on the command line"
 
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "?"
-            where = source.get(key.split(".")[0], "")
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown setting {key!r}"
-            else:
-                msg = f"setting {key!r}: {err['msg']}"
-            problems.append(f"{msg} (from {where})" if where else msg)
-        raise ConfigError("; ".join(problems)) from None
+        problems += [_problem(err, values, source) for err in exc.errors()]
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return settings
+
+
+def _problem(err: ErrorDetails, values: Mapping[str, Any], source: Mapping[str, str]) -> str:
+    """One line: the setting, what is wrong with it, what was given and where."""
+    key = str(err["loc"][0]) if err["loc"] else "?"
+    where = f" (from {source[key]})" if key in source else ""
+    if err["type"] == "extra_forbidden":
+        return f"unknown setting {shown(key)}{where}"
+    text = err["msg"].removeprefix("Value error, ")
+    given = "" if key in SECRET_SETTINGS or key not in values else f", got {shown(values[key])}"
+    return f"setting {key!r}: {text}{given}{where}"
+
+
+def _cut(text: str, limit: int = MAX_SHOWN) -> str:
+    """A name for an error message: on one line, cut when long."""
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"

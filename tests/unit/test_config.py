@@ -50,11 +50,7 @@ def test_defaults_with_no_file_and_no_environment() -> None:
 
 
 def test_every_setting_is_documented() -> None:
-    undocumented = [
-        name
-        for name, field in Settings.model_fields.items()
-        if not field.description and name != "log_level"
-    ]
+    undocumented = [name for name, field in Settings.model_fields.items() if not field.description]
     assert undocumented == []
 
 
@@ -290,10 +286,12 @@ _PASSWORD_CHARS = string.ascii_letters + string.digits + "-_.~!$&'()*+,;=:%"
 def test_redacted_never_shows_a_url_password(password: str) -> None:
     secret = "Zq9" + password  # distinct from the rest of the URL
     url = f"postgresql+asyncpg://cc:{secret}@db.example/callcontrol"
+    ari_password = secret.replace(";", ":")  # no ';' in an ARI password (ari.conf comment)
     s = load_settings(
-        config_file=None, environ={}, overrides={"database_url": url, "ari_password": secret}
+        config_file=None, environ={}, overrides={"database_url": url, "ari_password": ari_password}
     )
     assert secret not in repr(s.redacted())
+    assert ari_password not in repr(s.redacted())
 
 
 def test_redacted_masks_a_password_in_the_query_string() -> None:
