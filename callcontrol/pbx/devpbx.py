@@ -15,6 +15,7 @@ reloads it; ``down`` on a stopped one does nothing.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import os
 import secrets
@@ -27,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from callcontrol.config import Settings
+from callcontrol.config import Settings, password_fits_asterisk, shown
 from callcontrol.errors import PbxError
 
 log = logging.getLogger(__name__)
@@ -169,18 +170,17 @@ class DevPbx:
         src = self.settings.pbx_dialplan_dir
         if not src.is_dir():
             raise PbxError(f"dialplan directory {src} not found (setting pbx_dialplan_dir)")
+        generated = {  # built first: a refused value leaves Asterisk's files untouched
+            "pjsip_local.conf": pjsip_local_conf(self.settings),
+            "ari_user.conf": ari_user_conf(self.settings, secret),
+        }
         self.etc.mkdir(parents=True, exist_ok=True)
         if self.mode == "host":
             self._backup_host_config()
         for conf in sorted(src.glob("*.conf")):
             shutil.copyfile(conf, self.etc / conf.name)
-        self._write(self.etc / "pjsip_local.conf", self._pjsip_local(), 0o640)
-        self._write(
-            self.etc / "ari_user.conf",
-            f"[{self.settings.ari_username}]\ntype = user\nread_only = no\n"
-            f"password_format = plain\npassword = {secret}\n",
-            0o640,
-        )
+        for name, text in generated.items():
+            self._write(self.etc / name, text, 0o640)
         if self.mode == "chroot":
             self._chown_asterisk()
 
@@ -373,24 +373,6 @@ class DevPbx:
                         f"{'sip_bind' if name == 'udp' else 'ari_url'}"
                     ) from exc
 
-    def _pjsip_local(self) -> str:
-        host, _, port = self.settings.sip_bind.rpartition(":")
-        lines = [
-            "; written by `callcontrol pbx up` from the settings sip_bind and carrier_ips",
-            "[transport-udp]",
-            "type = transport",
-            "protocol = udp",
-            f"bind = {host}:{port}",
-            "",
-            "[carrier]",
-            "type = identify",
-            "endpoint = carrier",
-        ]
-        lines += [
-            f"match = {ip.strip()}" for ip in self.settings.carrier_ips.split(",") if ip.strip()
-        ]
-        return "\n".join(lines) + "\n"
-
     def _backup_host_config(self) -> None:
         backup = self.etc.with_name("asterisk.before-callcontrol")
         if not backup.exists() and any(self.etc.iterdir()):
@@ -405,11 +387,72 @@ class DevPbx:
 
     @staticmethod
     def _write(path: Path, text: str, mode: int) -> None:
-        path.write_text(text)
-        path.chmod(mode)
+        """Write ``text`` with ``mode`` set before any of it (ari_user.conf holds a secret)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(text)
 
     @staticmethod
     def _run(argv: list[str]) -> None:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise PbxError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
+
+
+# ---- the generated files ----------------------------------------------------------------
+# The settings are checked when read (config.py); these writers check again, so that no
+# value can add a line, a section or a comment to Asterisk's configuration.
+
+
+def pjsip_local_conf(settings: Settings) -> str:
+    """pjsip_local.conf: the UDP transport and the addresses that identify the carrier."""
+    bind = _conf_value(settings.sip_bind, "the setting sip_bind")
+    lines = [
+        "; written by `callcontrol pbx up` from the settings sip_bind and carrier_ips",
+        "[transport-udp]",
+        "type = transport",
+        "protocol = udp",
+        f"bind = {bind}",
+        "",
+        "[carrier]",
+        "type = identify",
+        "endpoint = carrier",
+    ]
+    for entry in (e.strip() for e in settings.carrier_ips.split(",")):
+        if entry:
+            lines.append(f"match = {_conf_network(entry)}")
+    return "\n".join(lines) + "\n"
+
+
+def ari_user_conf(settings: Settings, secret: str) -> str:
+    """ari_user.conf: the app's ARI user and its password."""
+    user = _conf_value(settings.ari_username, "the setting ari_username", section=True)
+    if not password_fits_asterisk(secret):
+        raise PbxError(
+            "refusing to write the ARI password into ari_user.conf: it must be printable "
+            f"ASCII without spaces or ';' (setting ari_password, else {settings.ari_secret_file})"
+        )
+    return f"[{user}]\ntype = user\nread_only = no\npassword_format = plain\npassword = {secret}\n"
+
+
+def _conf_value(value: str, origin: str, section: bool = False) -> str:
+    """``value`` for one line of a .conf file: a token without ';', white space or control."""
+    forbidden = ";[]:" if section else ";"
+    if value and all("!" <= c <= "~" and c not in forbidden for c in value):
+        return value
+    raise PbxError(
+        f"refusing to write {shown(value)} from {origin} into Asterisk's configuration: "
+        f"it must be printable ASCII without white space or any of {forbidden!r}"
+    )
+
+
+def _conf_network(entry: str) -> str:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        raise PbxError(
+            f"refusing to write {shown(entry)} from the setting carrier_ips into Asterisk's "
+            "configuration: not an IP address or network"
+        ) from None
+    return entry

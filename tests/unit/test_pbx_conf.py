@@ -1,0 +1,100 @@
+"""The Asterisk files `callcontrol pbx up` writes, and their last line of defence.
+
+The settings are checked when read (test_config_values.py); these tests build settings
+that skipped the checks (``model_construct``) to show that the writer refuses a value
+that could add a line, a section or a comment all the same, and writes nothing then.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callcontrol.config import Settings, load_settings
+from callcontrol.errors import PbxError
+from callcontrol.pbx.devpbx import DevPbx, ari_user_conf, pjsip_local_conf
+
+INJECTION = "\n[evil]\ntype = endpoint"
+
+
+def unchecked(**values: Any) -> Settings:
+    """Settings as if a bad value had got past the checks."""
+    return Settings.model_construct(**{**load_settings(environ={}).model_dump(), **values})
+
+
+def test_pjsip_local_from_the_settings() -> None:
+    settings = load_settings(
+        environ={},
+        overrides={"sip_bind": "0.0.0.0:5070", "carrier_ips": "203.0.113.10, 198.51.100.0/24"},
+    )
+    assert pjsip_local_conf(settings).splitlines() == [
+        "; written by `callcontrol pbx up` from the settings sip_bind and carrier_ips",
+        "[transport-udp]",
+        "type = transport",
+        "protocol = udp",
+        "bind = 0.0.0.0:5070",
+        "",
+        "[carrier]",
+        "type = identify",
+        "endpoint = carrier",
+        "match = 203.0.113.10",
+        "match = 198.51.100.0/24",
+    ]
+
+
+def test_ari_user_from_the_settings() -> None:
+    settings = load_settings(environ={}, overrides={"ari_username": "cc-app"})
+    assert ari_user_conf(settings, "Zq9_secret-1") == (
+        "[cc-app]\ntype = user\nread_only = no\npassword_format = plain\npassword = Zq9_secret-1\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("sip_bind", "127.0.0.1:5060" + INJECTION),
+        ("sip_bind", "127.0.0.1:5060;x"),
+        ("carrier_ips", "127.0.0.1" + INJECTION),
+        ("carrier_ips", "127.0.0.1,10.0.0.1 ;x"),
+        ("carrier_ips", "127.0.0.1,carrier.example"),
+    ],
+)
+def test_pjsip_local_refuses_a_value_that_got_past_the_checks(key: str, value: str) -> None:
+    with pytest.raises(PbxError) as info:
+        pjsip_local_conf(unchecked(**{key: value}))
+    assert key in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["cc]" + INJECTION, "cc;x", "[cc", "c c", "", "cc\x00", "cc:x", "ccé"]
+)
+def test_ari_user_refuses_a_user_name_that_got_past_the_checks(name: str) -> None:
+    with pytest.raises(PbxError, match="ari_username"):
+        ari_user_conf(unchecked(ari_username=name), "secret")
+
+
+@pytest.mark.parametrize("secret", ["Zq9" + INJECTION, "Zq9;x", "Zq9 x", "", "Zq9\r", "Zq9é"])
+def test_ari_user_refuses_a_password_that_would_change_the_file(secret: str) -> None:
+    with pytest.raises(PbxError) as info:
+        ari_user_conf(load_settings(environ={}), secret)
+    message = str(info.value)
+    assert "ARI password" in message
+    assert "ari.secret" in message
+    assert "Zq9" not in message  # never echoed
+
+
+def test_a_tampered_secret_file_writes_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    data.mkdir()
+    (data / "ari.secret").write_text("Zq9 ;x\n")
+    settings = load_settings(
+        environ={},
+        overrides={"data_dir": str(data), "pbx_mode": "chroot", "pbx_root": str(tmp_path / "root")},
+    )
+    pbx = DevPbx(settings)
+    with pytest.raises(PbxError, match="ARI password"):
+        pbx.install_config(settings.effective_ari_password)
+    assert not (tmp_path / "root").exists()  # refused before copying anything
