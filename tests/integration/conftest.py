@@ -2,7 +2,7 @@
 
 ``database`` runs each test twice: on a fresh SQLite file and on a PostgreSQL
 database created for this test session (emptied before each test). PostgreSQL is
-reached through ``CALLCONTROL_TEST_PG_URL`` (an admin URL, default
+reached through ``TEST_CALLCONTROL_PG_URL`` (an admin URL, default
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``); when it does not
 answer, the PostgreSQL half is skipped with the reason.
 """
@@ -34,7 +34,7 @@ WALLET_ROW = (
 
 
 def pg_admin_url() -> URL:
-    return make_url(os.environ.get("CALLCONTROL_TEST_PG_URL", DEFAULT_PG_ADMIN_URL))
+    return make_url(os.environ.get("TEST_CALLCONTROL_PG_URL", DEFAULT_PG_ADMIN_URL))
 
 
 def _asyncpg_dsn(url: URL) -> str:

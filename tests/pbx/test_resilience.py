@@ -19,7 +19,7 @@ from callcontrol.pbx.devpbx import DevPbx
 pytestmark = pytest.mark.pbx
 
 PG_ADMIN = os.environ.get(
-    "CALLCONTROL_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+    "TEST_CALLCONTROL_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 
 

@@ -8,6 +8,7 @@ working directory.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +365,31 @@ def test_unknown_environment_variables_are_reported_with_the_other_problems() ->
     )
     assert "every CALLCONTROL_* variable is a setting" in message
     assert "setting 'ring_timeout'" in message
+
+
+# ---- the project's own environment variables --------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _channel_variables() -> set[str]:
+    text = (REPO / "dialplan" / "ari.conf").read_text()
+    line = re.search(r"^channelvars\s*=\s*(.+)$", text, re.M)
+    assert line is not None
+    return {name.strip() for name in line.group(1).split(",")}
+
+
+def test_every_callcontrol_variable_the_project_names_is_a_setting() -> None:
+    """A test or a doc must not ask for a CALLCONTROL_* variable: every command refuses it."""
+    allowed = {f"CALLCONTROL_{k.upper()}" for k in Settings.model_fields} | {"CALLCONTROL_CONFIG"}
+    allowed |= _channel_variables()
+    named: dict[str, str] = {}
+    for name in re.findall(r"`\$?(CALLCONTROL_[A-Z0-9_]+)`", (REPO / "README.md").read_text()):
+        named[name] = "README.md"
+    read = re.compile(r"""(?:environ\.get|environ\[|getenv)\(?\s*["'](CALLCONTROL_[A-Z0-9_]+)""")
+    for tree in ("callcontrol", "tests", "bench"):
+        for path in (REPO / tree).rglob("*.py"):
+            for name in read.findall(path.read_text()):
+                named[name] = str(path.relative_to(REPO))
+    assert named  # the scan finds the settings the docs name
+    assert {name: where for name, where in named.items() if name not in allowed} == {}
