@@ -25,14 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from callcontrol.billing.service import ChargingService
-from callcontrol.config import load_settings
-from callcontrol.directory.service import DirectoryService
+from callcontrol.config import Settings, load_settings
 from callcontrol.domain.money import MICRO, LedgerKind
 from callcontrol.pbx import sipp
 from callcontrol.pbx.devpbx import DevPbx, ensure_ari_secret
+from callcontrol.services import open_services
 from callcontrol.store import migrate
-from callcontrol.store.db import Database
 
 REPO = Path(__file__).resolve().parents[1]
 NUMBER = "+442079460000"
@@ -41,19 +39,16 @@ PHONE_PORT = 5091
 BASELINE = "exten => *9991,1,Dial(PJSIP/1001,10)\n same => n,Hangup()\n"
 
 
-async def seed(url: str) -> None:
-    await asyncio.to_thread(migrate.upgrade, url)
-    db = Database.from_url(url)
-    try:
-        directory = DirectoryService(db, "callcontrol")
+async def seed(settings: Settings) -> None:
+    await asyncio.to_thread(migrate.upgrade, settings.effective_database_url)
+    async with open_services(settings) as services:
+        directory = services.directory
         await directory.add_user("alice", "1001", "wonderland-7291")
         await directory.add_number(NUMBER)
         await directory.route_to_user(NUMBER, "alice")
-        service = ChargingService(db)
-        await service.import_rates(REPO / "rates" / "example_rates.csv")
-        await service.wallet.credit(10**5 * MICRO, LedgerKind.PURCHASE, "bench", "bench:c", "")
-    finally:
-        await db.dispose()
+        charging = services.charging
+        await charging.import_rates(REPO / "rates" / "example_rates.csv")
+        await charging.wallet.credit(10**5 * MICRO, LedgerKind.PURCHASE, "bench", "bench:c", "")
 
 
 async def sipp_load(
@@ -114,7 +109,7 @@ async def main() -> None:
         work = Path(os.environ.get("BENCH_WORKDIR") or tmp)
         work.mkdir(parents=True, exist_ok=True)
         url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
-        await seed(url)
+        await seed(settings.model_copy(update={"database_url": url}))
         env = {
             **os.environ,
             "CALLCONTROL_DATA_DIR": str(work),

@@ -32,7 +32,9 @@ from sqlalchemy import text
 from sqlalchemy.pool import QueuePool
 
 from callcontrol.billing.wallet import Wallet
+from callcontrol.config import Settings
 from callcontrol.domain.money import MICRO, LedgerKind
+from callcontrol.services import open_services
 from callcontrol.store import migrate
 from callcontrol.store.db import Database
 
@@ -40,8 +42,7 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BASELINE = text("UPDATE wallets SET held_micro = held_micro + 0 WHERE id = 1")
 
 
-async def _calls(db: Database, calls: int, seconds: float) -> int:
-    wallet = Wallet(db)
+async def _calls(wallet: Wallet, calls: int, seconds: float) -> int:
     await wallet.credit(10**6 * MICRO, LedgerKind.PURCHASE, "bench", f"bench:{uuid.uuid4()}", "")
     deadline = time.monotonic() + seconds
     done = 0
@@ -104,16 +105,14 @@ async def measure(
     name: str, url: str, calls: int, seconds: float
 ) -> tuple[str, float, float, float]:
     await asyncio.to_thread(migrate.upgrade, url)
-    db = Database.from_url(url)
-    try:
+    async with open_services(Settings(database_url=url)) as services:
+        db, wallet = services.db, services.charging.wallet
         session = await _baseline(db, calls, seconds) / seconds
         statement = await _statement_baseline(db, calls, seconds) / seconds
-        ops = await _calls(db, calls, seconds) / seconds
-        problems = await Wallet(db).audit()
+        ops = await _calls(wallet, calls, seconds) / seconds
+        problems = await wallet.audit()
         if problems:
             raise SystemExit(f"{name}: audit failed after the run: {problems}")
-    finally:
-        await db.dispose()
     return name, ops, session, statement
 
 

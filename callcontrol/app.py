@@ -1,7 +1,7 @@
-"""The composition root: builds every object from the settings and runs the app.
+"""The app behind ``callcontrol serve``: builds the call handling on the services and runs it.
 
-    Settings -> Database -> CallStore, ChargingService (rates, wallet)
-             -> AriClient -> EndpointProvisioner
+    Services (services.py): Database -> CallStore, ChargingService (rates, wallet)
+                            AriClient -> EndpointProvisioner
              -> FlowRegistry (ivr_flows/, hot reload) -> PromptMedia <- MediaServer (HTTP)
              -> EventRouter <- AriEventStream
              -> CallContext -> CallManager (InboundCall / AdoptedCall per call)
@@ -23,21 +23,16 @@ import logging
 import signal
 from zoneinfo import ZoneInfo
 
-from callcontrol.ari import AriClient, AriEventStream, EventRouter
-from callcontrol.billing.service import ChargingService
+from callcontrol.ari import AriEventStream, EventRouter
 from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia, says_in
-from callcontrol.calls.provisioning import EndpointProvisioner
-from callcontrol.calls.records import CallStore
-from callcontrol.config import Settings
 from callcontrol.domain.directory import User
 from callcontrol.errors import AriError, ConfigError, StoreError
 from callcontrol.ivr.model import Flow
-from callcontrol.ivr.registry import FlowRegistry
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
+from callcontrol.services import Services
 from callcontrol.store import migrate
-from callcontrol.store.db import Database
 from callcontrol.web.media import MediaServer
 
 log = logging.getLogger(__name__)
@@ -46,19 +41,16 @@ WATCH_INTERVAL = 1.0  # seconds between checks of the wallet and the rate table
 
 
 class App:
-    def __init__(self, settings: Settings) -> None:
+    """The running app on ``services`` (their owner closes them after ``run``)."""
+
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
         self.settings = settings
+        self.ari = services.ari
         password = settings.effective_ari_password
-        self.db = Database.from_url(settings.effective_database_url)
-        self.store = CallStore(self.db)
-        self.charging = ChargingService(self.db)
-        self.ari = AriClient(
-            settings.ari_url,
-            settings.ari_username,
-            password,
-            app=settings.ari_app,
-            timeout=settings.ari_timeout,
-        )
+        self.db = services.db
+        self.store = services.store
+        self.charging = services.charging
         self.router = EventRouter()
         flows_dir = settings.flows_dir.resolve()
         self.media = PromptMedia(settings.effective_media_url, flows_dir, settings.tts_cache_dir)
@@ -66,12 +58,9 @@ class App:
         self.known_users: set[str] | None = None  # None until read: the check is skipped
         sounds_dir = system_sounds_dir(settings.pbx_root)
         self.sounds: set[str] = sounds_in_dir(sounds_dir) if sounds_dir else set()
-        self.flows = FlowRegistry(
-            flows_dir,
+        self.flows = services.flow_registry(
             known_users=lambda: self.known_users,
             sound_exists=lambda name: not self.sounds or name in self.sounds,
-            default_timezone=settings.timezone,
-            poll_interval=settings.ivr_poll_interval,
             on_change=self._flow_changed,
         )
         self.ctx = CallContext(
@@ -87,7 +76,7 @@ class App:
             timezone=ZoneInfo(settings.timezone),
         )
         self.calls = CallManager(self.ctx)
-        self.provisioner = EndpointProvisioner(self.ari)
+        self.provisioner = services.provisioner
         self.stream = AriEventStream(
             settings.ari_url,
             settings.ari_username,
@@ -222,8 +211,4 @@ class App:
                 loop.remove_signal_handler(sig)
             with contextlib.suppress(Exception):
                 await self.media_server.stop()
-            with contextlib.suppress(Exception):
-                await self.ari.close()
-            with contextlib.suppress(Exception):
-                await self.db.dispose()
         log.info("stopped")

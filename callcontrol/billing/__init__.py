@@ -4,7 +4,6 @@
     rates_file.py  CSV / YAML rate files, validated whole (file:line errors)
     wallet.py      Wallet: credits, holds, call charges, release, audit (atomic SQL)
     service.py     ChargingService: cached rates + quote + the wallet, for the call path
-    commands.py    the ``rates`` and ``credits`` commands
 
 The arithmetic (money, rating, charging slices) is pure and lives in
 ``callcontrol.domain``; the SQL in ``callcontrol.store.billing``.

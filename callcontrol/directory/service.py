@@ -10,12 +10,18 @@ Removing a user who receives a number's calls fails with a Conflict naming those
 numbers, unless ``force=True``: then the numbers lose their routing (and receive
 no calls until routed again) and the user is removed. Their call records stay,
 with the user's name.
+
+Given the PBX's ``endpoints`` (the EndpointProvisioner), ``apply_endpoint`` pushes
+a user's change to Asterisk at once; the app re-checks every endpoint anyway, so a
+PBX that does not answer only delays it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
+from typing import Protocol
 
 from callcontrol.domain.directory import Number, User
 from callcontrol.domain.numbers import NumberType, infer_number_type, number_country, parse_e164
@@ -25,11 +31,11 @@ from callcontrol.domain.users import (
     validate_extension,
     validate_user_name,
 )
-from callcontrol.errors import Conflict, InvalidInput, NotFound
+from callcontrol.errors import AriError, Conflict, InvalidInput, NotFound
 from callcontrol.store.db import Database
 from callcontrol.store.repositories import NumberRepository, UserRepository
 
-__all__ = ["DirectoryService"]
+__all__ = ["DirectoryService", "EndpointUpdate", "Endpoints"]
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +60,37 @@ def _flow_name(text: str) -> str:
     return name
 
 
-class DirectoryService:
-    """Users, numbers and routing, validated. ``realm`` is the SIP digest realm."""
+class Endpoints(Protocol):
+    """Users' SIP endpoints in the PBX (calls/provisioning.py's EndpointProvisioner)."""
 
-    def __init__(self, db: Database, realm: str) -> None:
+    async def push(self, user: User) -> None: ...
+
+    async def remove(self, extension: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointUpdate:
+    """What became of a user's endpoint change in the PBX."""
+
+    extension: str
+    removed: bool
+    error: str | None = None  # why the PBX was not updated now (it is, when the app connects)
+
+    @property
+    def applied(self) -> bool:
+        return self.error is None
+
+
+class DirectoryService:
+    """Users, numbers and routing, validated. ``realm`` is the SIP digest realm;
+    ``endpoints`` the PBX's users' endpoints (None: no PBX configured)."""
+
+    def __init__(self, db: Database, realm: str, endpoints: Endpoints | None = None) -> None:
         if not realm or ":" in realm:
             raise InvalidInput(f"SIP realm {realm!r} must be non-empty and contain no ':'")
         self._db = db
         self._realm = realm
+        self._endpoints = endpoints
 
     # users
 
@@ -123,6 +152,23 @@ class DirectoryService:
             raise NotFound(f"no user named {name!r}")
         log.info("changed the password of user %s", name)
         return updated
+
+    async def apply_endpoint(self, user: User, *, removed: bool = False) -> EndpointUpdate | None:
+        """Push the user's endpoint (or its removal) to the PBX now, if it answers.
+
+        None when no PBX is configured; otherwise the update, with the PBX's error if
+        it failed (the app applies the change when it next connects).
+        """
+        if self._endpoints is None:
+            return None
+        try:
+            if removed:
+                await self._endpoints.remove(user.extension)
+            else:
+                await self._endpoints.push(user)
+        except AriError as exc:
+            return EndpointUpdate(user.extension, removed, str(exc))
+        return EndpointUpdate(user.extension, removed)
 
     async def list_users(self) -> list[User]:
         async with self._db.session() as session:

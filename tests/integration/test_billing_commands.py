@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from callcontrol.billing import commands
+from callcontrol.cli import credits, rates
 from callcontrol.config import Settings
 from callcontrol.errors import CallControlError
 
@@ -25,7 +25,8 @@ def parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    commands.register(sub, add)
+    rates.register(sub, add)
+    credits.register(sub, add)
     return top
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from callcontrol.cli import ivr as commands
 from callcontrol.config import Settings
 from callcontrol.errors import InvalidInput, NotFound
-from callcontrol.ivr import commands
 from callcontrol.ivr.errors import FlowValidationError
 from callcontrol.ivr.loader import load_flow
 from callcontrol.ivr.port import RingOutcome

@@ -1,7 +1,5 @@
 """The ``callcontrol ivr`` commands: validate, simulate, graph.
 
-``register(sub, add)`` adds them to the top parser (cli.py's ``add`` helper).
-
 - ``ivr validate [FILE...]``: every error as ``file:line:col: message``; exit 1 on
   any, else ``N flows OK``. Users come from the database (skipped with a warning
   when it cannot be read), sounds from the PBX's sounds directory (skipped with a
@@ -16,12 +14,12 @@ FLOW is a flow name in ``flows_dir`` or a path to a flow file.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
 from callcontrol.errors import CallControlError, InvalidInput, NotFound
 from callcontrol.ivr.errors import FlowError, FlowValidationError
@@ -30,14 +28,12 @@ from callcontrol.ivr.loader import load_directory, load_flow
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.simulate import parse_keys, parse_ring, simulate
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
+from callcontrol.services import Services
 
 __all__ = ["register"]
 
 
-AddFn = Callable[[Any, str, Callable[..., int], str], argparse.ArgumentParser]
-
-
-def register(sub: Any, add: AddFn) -> None:
+def register(sub: Any, add: AddCommand) -> None:
     """Add ``ivr validate|simulate|graph`` to the ``callcontrol`` subparsers."""
     ivr = sub.add_parser("ivr", help="IVR flow files").add_subparsers(required=True)
     p = add(ivr, "validate", cmd_validate, "check flow files; every error with file:line:col")
@@ -73,16 +69,10 @@ def _warn(text: str) -> None:
 
 def _directory_users(settings: Settings) -> dict[str, str] | None:
     """User name -> extension from the database; None (warned) if it cannot be read."""
-    from callcontrol.directory.service import DirectoryService
-    from callcontrol.store.db import Database
 
-    async def go() -> dict[str, str]:
-        db = Database.from_url(settings.effective_database_url)
-        try:
-            users = await DirectoryService(db, settings.sip_realm).list_users()
-            return {u.name: u.extension for u in users}
-        finally:
-            await db.dispose()
+    async def go(services: Services) -> dict[str, str]:
+        users = await services.directory.list_users()
+        return {u.name: u.extension for u in users}
 
     url = settings.effective_database_url
     if url.startswith("sqlite") and "///" in url:
@@ -91,7 +81,7 @@ def _directory_users(settings: Settings) -> dict[str, str] | None:
             _warn(f"users not checked: no database at {file}")
             return None
     try:
-        return asyncio.run(go())
+        return with_services(settings, go)
     except (CallControlError, OSError) as exc:
         _warn(f"users not checked: the database cannot be read ({exc})")
         return None

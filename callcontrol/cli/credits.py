@@ -1,0 +1,73 @@
+"""``callcontrol credits balance|ledger|adjust|audit``: the wallet.
+
+    callcontrol credits balance               balance, held, available
+    callcontrol credits ledger [--limit N]    newest entries first
+    callcontrol credits adjust AMOUNT --reason TEXT   a correction (either sign)
+    callcontrol credits audit                 exit 1 and list the problems unless clean
+
+Amounts are printed with ``format_credits`` (6 decimals).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from callcontrol.cli.common import AddCommand, with_services
+from callcontrol.config import Settings
+from callcontrol.domain.money import format_credits, parse_credits
+
+__all__ = ["register"]
+
+
+def cmd_credits_balance(settings: Settings, args: argparse.Namespace) -> int:
+    state = with_services(settings, lambda s: s.charging.wallet.balance())
+    print(f"balance   {format_credits(state.balance):>20}")
+    print(f"held      {format_credits(state.held):>20}")
+    print(f"available {format_credits(state.available):>20}")
+    return 0
+
+
+def cmd_credits_ledger(settings: Settings, args: argparse.Namespace) -> int:
+    entries = with_services(settings, lambda s: s.charging.wallet.ledger(args.limit))
+    if not entries:
+        print("no ledger entries")
+    for entry in entries:
+        print(
+            f"#{entry.id:<6} {entry.created_at:%Y-%m-%d %H:%M:%S} {entry.kind!s:<15} "
+            f"{format_credits(entry.amount):>16} -> {format_credits(entry.balance_after):>16}  "
+            f"{entry.reference or '-'}  {entry.description}"
+        )
+    return 0
+
+
+def cmd_credits_adjust(settings: Settings, args: argparse.Namespace) -> int:
+    amount = parse_credits(args.amount, allow_negative=True)
+    entry = with_services(settings, lambda s: s.charging.wallet.adjust(amount, args.reason))
+    print(
+        f"adjusted by {format_credits(entry.amount)} (entry #{entry.id}); "
+        f"balance {format_credits(entry.balance_after)}"
+    )
+    return 0
+
+
+def cmd_credits_audit(settings: Settings, args: argparse.Namespace) -> int:
+    problems = with_services(settings, lambda s: s.charging.wallet.audit())
+    if not problems:
+        print("wallet audit: clean")
+        return 0
+    print(f"wallet audit: {len(problems)} problem(s)")
+    for problem in problems:
+        print(f"  - {problem}")
+    return 1
+
+
+def register(sub: Any, add: AddCommand) -> None:
+    credits = sub.add_parser("credits", help="the wallet").add_subparsers(required=True)
+    add(credits, "balance", cmd_credits_balance, "balance, held and available credits")
+    p = add(credits, "ledger", cmd_credits_ledger, "the latest ledger entries")
+    p.add_argument("--limit", type=int, default=20)
+    p = add(credits, "adjust", cmd_credits_adjust, "correct the balance (recorded in the ledger)")
+    p.add_argument("amount", help="credits, e.g. 10 or -2.5 (at most 6 decimals)")
+    p.add_argument("--reason", required=True, help="why (kept in the ledger)")
+    add(credits, "audit", cmd_credits_audit, "check every wallet invariant; exit 1 if broken")

@@ -1,0 +1,55 @@
+"""The demo data: two users, three numbers (one per kind of routing), rates and credits.
+
+``seed_demo(services)`` is idempotent: what exists is left alone, and the demo
+credits are one idempotent wallet credit (``demo:initial-credits``). The schema
+must be current (``callcontrol db upgrade``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from callcontrol.domain.money import MICRO, LedgerKind
+from callcontrol.services import Services
+
+__all__ = ["DEMO_CREDITS", "DEMO_PASSWORDS", "DEMO_RATES", "describe_demo", "seed_demo"]
+
+DEMO_RATES = Path(__file__).resolve().parent.parent / "rates" / "example_rates.csv"
+DEMO_PASSWORDS = {"alice": "wonderland-7291", "bob": "builder-5813-x"}
+DEMO_EXTENSIONS = {"alice": "1001", "bob": "1002"}
+DEMO_CREDITS = 20 * MICRO
+
+
+async def seed_demo(services: Services) -> None:
+    """Create whatever of the demo data is missing."""
+    directory = services.directory
+    users = {u.name for u in await directory.list_users()}
+    for name, extension in DEMO_EXTENSIONS.items():
+        if name not in users:
+            await directory.add_user(name, extension, DEMO_PASSWORDS[name])
+    numbers = {n.e164 for n in await directory.list_numbers()}
+    if "+442079460000" not in numbers:
+        await directory.add_number("+442079460000")
+        await directory.route_to_user("+442079460000", "alice")
+    if "+442079460001" not in numbers:
+        await directory.add_number("+442079460001")
+    if "+442079460002" not in numbers:
+        await directory.add_number("+442079460002")
+        await directory.route_to_flow("+442079460002", "main")
+
+    charging = services.charging
+    if await charging.current_rate_set() is None:
+        await charging.import_rates(DEMO_RATES)
+    await charging.wallet.credit(
+        DEMO_CREDITS, LedgerKind.PURCHASE, "demo", "demo:initial-credits", "demo credits"
+    )
+
+
+def describe_demo() -> str:
+    """What ``seed_demo`` creates, in one paragraph."""
+    return (
+        "demo data: users alice (1001, password wonderland-7291) and bob (1002, "
+        "password builder-5813-x); +442079460000 rings alice; +442079460001 has no "
+        "routing; +442079460002 runs the IVR flow 'main'; rates from "
+        f"{DEMO_RATES.name}; 20 credits in the wallet"
+    )

@@ -1,0 +1,123 @@
+"""The composition root: the long-lived objects of a process, built once from the settings.
+
+    async with open_services(settings) as services:
+        services.db          Database (the one engine and pool)
+        services.store       CallStore: what a call reads and writes
+        services.directory   DirectoryService: users, numbers, routing (pushes endpoints)
+        services.charging    ChargingService: rates and the wallet
+        services.ari         AriClient (not connected until first used)
+        services.provisioner EndpointProvisioner on that client
+        services.flow_registry(...)  a FlowRegistry on the settings' flows directory
+
+Every entry point uses it: ``callcontrol serve`` (app.py), every CLI command and
+the benchmarks. Leaving the block closes the ARI client and disposes the database.
+
+When no ARI password can be found (no ``ari_password`` and no secret file), the
+ARI objects are not built: ``ari`` and ``provisioner`` raise the ConfigError that
+says why, and the directory updates only the database, so commands that need no
+PBX work without one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from callcontrol.ari import AriClient
+from callcontrol.billing.service import ChargingService
+from callcontrol.calls.provisioning import EndpointProvisioner
+from callcontrol.calls.records import CallStore
+from callcontrol.config import Settings
+from callcontrol.directory.service import DirectoryService
+from callcontrol.errors import ConfigError
+from callcontrol.ivr.registry import FlowRegistry, KnownUsers, Listener
+from callcontrol.store.db import Database
+
+__all__ = ["Services", "open_services"]
+
+log = logging.getLogger(__name__)
+
+
+class Services:
+    """The objects every entry point shares; build them with ``open_services``."""
+
+    def __init__(self, settings: Settings, db: Database, ari: AriClient | ConfigError) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = CallStore(db)
+        self.charging = ChargingService(db)
+        self._ari = ari
+        self._provisioner = EndpointProvisioner(ari) if isinstance(ari, AriClient) else None
+        self.directory = DirectoryService(db, settings.sip_realm, endpoints=self._provisioner)
+
+    @property
+    def ari_configured(self) -> bool:
+        """Whether an ARI password was found (not whether Asterisk answers)."""
+        return isinstance(self._ari, AriClient)
+
+    @property
+    def ari(self) -> AriClient:
+        """The ARI client; ConfigError when no ARI password can be found."""
+        if isinstance(self._ari, ConfigError):
+            raise ConfigError(str(self._ari))
+        return self._ari
+
+    @property
+    def provisioner(self) -> EndpointProvisioner:
+        """Users' endpoints in Asterisk; ConfigError when no ARI password can be found."""
+        if self._provisioner is None:
+            raise ConfigError(str(self._ari))
+        return self._provisioner
+
+    def flow_registry(
+        self,
+        *,
+        known_users: KnownUsers = None,
+        sound_exists: Callable[[str], bool] | None = None,
+        on_change: Listener | None = None,
+    ) -> FlowRegistry:
+        """A registry of the flows in ``flows_dir`` (not loaded yet), per the settings."""
+        return FlowRegistry(
+            self.settings.flows_dir.resolve(),
+            known_users=known_users,
+            sound_exists=sound_exists,
+            default_timezone=self.settings.timezone,
+            poll_interval=self.settings.ivr_poll_interval,
+            on_change=on_change,
+        )
+
+
+def _ari_client(settings: Settings) -> AriClient | ConfigError:
+    """The ARI client (constructing it does not connect), or why there is none."""
+    try:
+        password = settings.effective_ari_password
+    except ConfigError as exc:
+        return exc
+    return AriClient(
+        settings.ari_url,
+        settings.ari_username,
+        password,
+        app=settings.ari_app,
+        timeout=settings.ari_timeout,
+    )
+
+
+async def _close(what: str, close: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await close()
+    except Exception as exc:  # closing must not hide the outcome of the work
+        log.warning("could not close the %s: %s", what, exc)
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Build the services once; close the ARI client and dispose the database on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        db = Database.from_url(settings.effective_database_url)
+        stack.push_async_callback(_close, "database", db.dispose)
+        ari = _ari_client(settings)
+        if isinstance(ari, AriClient):
+            stack.push_async_callback(_close, "ARI client", ari.close)
+        yield Services(settings, db, ari)
