@@ -2,6 +2,7 @@
 
     Services (services.py): Database -> CallStore, ChargingService (rates, wallet)
                             AriClient -> EndpointProvisioner
+    here:    ChargingService + CallStore -> CallCharging (a session per rated call)
              -> FlowRegistry (ivr_flows/, hot reload) -> PromptMedia <- MediaServer (HTTP)
              -> EventRouter <- AriEventStream
              -> CallContext -> CallManager (InboundCall / AdoptedCall per call)
@@ -10,7 +11,8 @@ Start-up: check the schema is current, serve prompts over HTTP, load the flows,
 connect ARI (the event stream retries with backoff until Asterisk answers), and on
 every (re)connect provision the users' endpoints and re-adopt or settle our calls.
 While running: flows are re-read when edited; the wallet is watched so credits added
-by any process extend live calls; rates imported by any process are reloaded.
+by any process extend live calls (a rate table imported by any process is picked up
+by the next call's quote).
 SIGTERM/SIGINT: stop taking calls, detach the calls in progress (they stay up in
 Asterisk, which still enforces their paid time), close everything, exit 0.
 """
@@ -24,6 +26,7 @@ import signal
 from zoneinfo import ZoneInfo
 
 from callcontrol.ari import AriEventStream, EventRouter
+from callcontrol.billing.session import CallCharging, ChargingPolicy
 from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia, says_in
@@ -37,7 +40,7 @@ from callcontrol.web.media import MediaServer
 
 log = logging.getLogger(__name__)
 
-WATCH_INTERVAL = 1.0  # seconds between checks of the wallet and the rate table
+WATCH_INTERVAL = 1.0  # seconds between checks of the wallet for credits added
 
 
 class App:
@@ -67,12 +70,14 @@ class App:
             ari=self.ari,
             router=self.router,
             store=self.store,
-            charging=self.charging,
+            charging=CallCharging(
+                self.charging,
+                self.store,
+                ChargingPolicy(settings.charge_interval, settings.credit_warning),
+            ),
             media=self.media,
             flows=self.flows,
             ring_timeout=settings.ring_timeout,
-            charge_interval=settings.charge_interval,
-            credit_warning=settings.credit_warning,
             timezone=ZoneInfo(settings.timezone),
         )
         self.calls = CallManager(self.ctx)
@@ -160,20 +165,14 @@ class App:
                 await self.provision()
 
     async def watch_loop(self) -> None:
-        """Credits added by any process extend live calls; imported rates apply to new calls."""
+        """Credits added by any process extend live calls."""
         last_entry: int | None = None
-        last_rates: int | None = None
         while True:
             try:
                 entry = await self.charging.wallet.last_credit_id()
                 if last_entry is not None and entry != last_entry:
                     self.calls.credits_changed()
                 last_entry = entry
-                rate_set = await self.charging.current_rate_set()
-                rates = rate_set.id if rate_set is not None else 0
-                if last_rates is not None and rates != last_rates:
-                    await self.charging.reload()
-                last_rates = rates
             except StoreError as exc:
                 log.warning("wallet watch: %s", exc)
             await asyncio.sleep(WATCH_INTERVAL)

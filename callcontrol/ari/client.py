@@ -285,6 +285,14 @@ class AriClient:
         data = _list(await self.request("GET", "/channels"), "GET", "/channels")
         return [Channel.from_json(item) for item in data]
 
+    async def subscribe(self, channel_id: str) -> None:
+        """Receive a channel's events in this application (a call found after a restart)."""
+        await self.request(
+            "POST",
+            f"/applications/{_seg(self.app)}/subscription",
+            params={"eventSource": f"channel:{channel_id}"},
+        )
+
     async def continue_in_dialplan(
         self,
         channel_id: str,

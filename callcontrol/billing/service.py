@@ -1,9 +1,10 @@
 """The charging service for the call path: which rate prices a call, and the wallet.
 
 ``ChargingService(db)`` is built once in the composition root. ``quote`` answers
-from the rates in memory (loaded with one query on first use; ``reload()`` after an
-import, e.g. when ``rate_set_id`` changed); no file or database read per call.
-A number no rate prices raises ``NoRate``: the call is refused, never free.
+from the rates in memory, after one cheap look at which rate set is in force: when
+another process (``callcontrol rates import``) made a newer one current, the rates
+are read again first, so the very next call is priced by the new table. A number no
+rate prices raises ``NoRate``: the call is refused, never free.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class ChargingService:
         self.db = db
         self.wallet = Wallet(db)
         self._rates: list[Rate] | None = None
+        self._rate_set_id: int | None = None  # the set the cached rates belong to
         self._lock = asyncio.Lock()
 
     async def load_rates(self) -> list[Rate]:
@@ -54,12 +56,24 @@ class ChargingService:
                 rates = self._rates if self._rates is not None else await self.reload()
         return rates
 
+    async def fresh_rates(self) -> list[Rate]:
+        """The rates in force now: reloaded first if a newer set became current."""
+        rates = await self.load_rates()
+        current = await self.current_rate_set()
+        if (current.id if current is not None else None) != self._rate_set_id:
+            async with self._lock:
+                rates = await self.reload()
+        return rates
+
     async def reload(self) -> list[Rate]:
         """Read the rates in force again (after an import)."""
         async with self.db.session() as session:
-            rates = await RateRepository(session).current_rates()
+            repo = RateRepository(session)
+            current = await repo.current_set()
+            rates = await repo.current_rates()
         self._rates = rates
-        log.info("rates loaded: %d", len(rates))
+        self._rate_set_id = current.id if current is not None else None
+        log.info("rates loaded: %d (rate set %s)", len(rates), self._rate_set_id)
         return rates
 
     async def quote(
@@ -72,7 +86,7 @@ class ChargingService:
         number = parse_e164(e164)
         country = number_country(number)
         kind = number_type or infer_number_type(number)
-        rate = select_rate(await self.load_rates(), direction, number, country, kind)
+        rate = select_rate(await self.fresh_rates(), direction, number, country, kind)
         if rate is None:
             raise NoRate(f"no {direction} rate for {number} ({country}, {kind}): not allowed")
         return Quote(e164=number, direction=direction, country=country, number_type=kind, rate=rate)

@@ -36,7 +36,7 @@ from callcontrol.errors import AriError, AriNotFound, CallControlError, StoreErr
 from callcontrol.logs import call_id_var
 
 if TYPE_CHECKING:
-    from callcontrol.calls.charging import CallCharger
+    from callcontrol.billing.session import CallChargingSession
     from callcontrol.calls.context import CallContext
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,13 @@ class ChannelGone(Exception):
 class Call:
     """Base of every call: channels by role, a merged inbox, and a guaranteed end."""
 
-    def __init__(self, call_id: str, ctx: CallContext) -> None:
+    def __init__(self, call_id: str, ctx: CallContext, *, recorded: bool) -> None:
         self.call_id = call_id
         self.ctx = ctx
         self.ari = ctx.ari
         self.router = ctx.router
         self.store = ctx.store
-        self.charger: CallCharger | None = None
+        self.charging: CallChargingSession | None = None  # rated calls, once authorized
         self.ended_at: datetime | None = None
         # Called when the final charge cannot be written now (the database is down).
         self.settle_later: Callable[[Call], None] | None = None
@@ -99,7 +99,7 @@ class Call:
         self._tg: asyncio.TaskGroup | None = None
         self._pending: list[tuple[str, ChannelEvents]] = []
         self._finished = False
-        self.recorded = True  # False until the call record exists
+        self.recorded = recorded  # whether the call record exists (finish completes it)
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -217,19 +217,12 @@ class Call:
 
     def note_gone(self, role: str, cause: int | None) -> None:
         self.gone.add(role)
-        charger = self.charger
-        if (
-            self.ended_by is None
-            and charger is not None
-            and charger.paid_until > 0
-            and charger.elapsed() >= charger.paid_until - 1.5
-        ):
-            # A healthy call's limit is always extended TICK_LEAD s before it ends, so
-            # an end this close to it is the PBX enforcing the paid time.
+        charging = self.charging
+        if self.ended_by is None and charging is not None and charging.ended_at_limit():
             log.info(
                 "the paid time ran out (%s): the PBX ended the call at %d s",
-                "no credits left" if charger.cut_off else "charging was unavailable",
-                charger.paid_until,
+                "no credits left" if charging.cut_off else "charging was unavailable",
+                charging.paid_until,
             )
             self.ended_by = EndedBy.SYSTEM
         if self.ended_by is None:
@@ -321,8 +314,8 @@ class Call:
             log.info("call ended before it was recorded: %s", self.disposition)
             return
         self.ended_at = utcnow()
-        if self.charger is not None:
-            self.charger.freeze()  # the talk time ends now, however late the settlement
+        if self.charging is not None:
+            self.charging.hung_up()  # the talk time ends now, however late the settlement
         try:
             await self.complete_record()
         except StoreError as exc:
@@ -332,8 +325,8 @@ class Call:
 
     async def complete_record(self) -> None:
         """Settle the charge and close the record; idempotent, so it may be retried."""
-        if self.charger is not None:
-            await self.charger.settle()
+        if self.charging is not None:
+            await self.charging.settle()
         disposition = self.disposition or (
             Disposition.ANSWERED if self.answered_at else Disposition.FAILED
         )

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from callcontrol.ari import AriClient, EventRouter
-from callcontrol.billing.service import ChargingService
+from callcontrol.billing.session import CallCharging
 from callcontrol.calls.media import PromptMedia
 from callcontrol.calls.records import CallStore
-from callcontrol.domain.charging import DEFAULT_INTERVAL
 from callcontrol.ivr.registry import FlowRegistry
 
 
@@ -22,10 +21,8 @@ class CallContext:
     ari: AriClient
     router: EventRouter
     store: CallStore
-    charging: ChargingService
+    charging: CallCharging  # quotes, and a charging session per rated call
     media: PromptMedia
     flows: FlowRegistry | None = None
     ring_timeout: int = 30
-    charge_interval: int = DEFAULT_INTERVAL
-    credit_warning: int = 60
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))

@@ -3,8 +3,9 @@
 One consumer of the call's events at a time: each port method reads the call's
 inbox itself while it waits (a playback to finish, a digit, the phone to answer),
 so no pump task competes with ringing or bridging. Digits that arrive while they
-cannot be used yet (a non-interruptible prompt) wait in a small buffer; a flood of
-keys beyond it is dropped. The caller hanging up surfaces as ``CallerHungUp``.
+cannot be used yet (a non-interruptible prompt) wait in the IVR's ``DigitBuffer``,
+with the same overflow rule as every port. The caller hanging up surfaces as
+``CallerHungUp``. The port needs only what ``IvrCall`` names of the call.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
-from callcontrol.ari import ChannelDtmfReceived, PlaybackFinished
-from callcontrol.calls.call import ChannelGone
+from callcontrol.ari import AriClient, ChannelDtmfReceived, PlaybackFinished
+from callcontrol.calls.call import ChannelGone, Incoming
+from callcontrol.calls.callee import Callee
+from callcontrol.calls.media import PromptMedia
+from callcontrol.calls.records import CallStore
 from callcontrol.errors import AriNotFound
 from callcontrol.ivr.model import Prompt
-from callcontrol.ivr.port import CallerHungUp, RingOutcome
+from callcontrol.ivr.port import CallerHungUp, DigitBuffer, RingOutcome
 
-if TYPE_CHECKING:
-    from callcontrol.calls.inbound import InboundCall
+__all__ = ["AriCallPort", "IvrCall"]
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +36,31 @@ DIGIT_BUFFER = 32
 PLAYBACK_DEADLINE = 120.0  # a prompt that never finishes must not hold the call
 
 
+class IvrCall(Protocol):
+    """What the port uses of an answered call (``InboundCall`` is one)."""
+
+    call_id: str
+    channels: dict[str, str]
+    ari: AriClient
+    store: CallStore
+
+    async def next_event(self, timeout: float | None = None) -> Incoming: ...  # noqa: ASYNC109
+
+    def note_gone(self, role: str, cause: int | None) -> None: ...
+
+    async def ring(self, user: Callee) -> RingOutcome: ...
+
+    def ended_by_flow(self) -> None: ...
+
+    async def hangup(self, role: str, reason: str = "normal") -> None: ...
+
+
 class AriCallPort:
-    def __init__(self, call: InboundCall) -> None:
+    def __init__(self, call: IvrCall, media: PromptMedia, timezone: ZoneInfo) -> None:
         self.call = call
-        self.media = call.ctx.media
-        self.digits: deque[str] = deque(maxlen=DIGIT_BUFFER)
+        self.media = media
+        self.timezone = timezone
+        self.digits = DigitBuffer(DIGIT_BUFFER)
 
     # ---- events --------------------------------------------------------------------------
 
@@ -64,8 +87,8 @@ class AriCallPort:
     # ---- CallPort ------------------------------------------------------------------------
 
     async def play(self, prompts: Sequence[Prompt], *, interruptible: bool) -> str | None:
-        if interruptible and self.digits:
-            return self.digits.popleft()
+        if interruptible and (digit := self.digits.pop()) is not None:
+            return digit
         if not prompts:
             return None
         media = await self.media.uris(prompts)
@@ -90,7 +113,7 @@ class AriCallPort:
                             log.debug("barge-in: %s stops the prompt", event.digit)
                             await self._stop(playback_id)
                             return event.digit
-                        self.digits.append(event.digit)
+                        self.digits.push(event.digit)
         except TimeoutError:
             log.warning("a prompt did not finish within %.0f s: stopping it", PLAYBACK_DEADLINE)
             await self._stop(playback_id)
@@ -101,8 +124,8 @@ class AriCallPort:
             await self.call.ari.stop_playback(playback_id)
 
     async def read_digit(self, timeout: float) -> str | None:  # noqa: ASYNC109
-        if self.digits:
-            return self.digits.popleft()
+        if (digit := self.digits.pop()) is not None:
+            return digit
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -116,7 +139,7 @@ class AriCallPort:
                 return event.digit
 
     def flush_digits(self) -> None:
-        self.digits.clear()
+        self.digits.flush()
 
     async def ring_user(self, user_name: str) -> RingOutcome:
         user = await self.call.store.user_by_name(user_name)
@@ -132,8 +155,6 @@ class AriCallPort:
         return await self._ring(user.name, user.extension)
 
     async def _ring(self, name: str, extension: str) -> RingOutcome:
-        from callcontrol.calls.inbound import Callee
-
         try:
             return await self.call.ring(Callee(name, extension))
         except ChannelGone as gone:
@@ -146,4 +167,4 @@ class AriCallPort:
         await self.call.hangup("caller")
 
     def now(self) -> datetime:
-        return datetime.now(self.call.ctx.timezone)
+        return datetime.now(self.timezone)

@@ -6,8 +6,11 @@ carrier calls (``inbound,<number>``) become an InboundCall; a callee entering
 subscription, never here; anything else is hung up.
 
 ``adopt`` runs after every (re)connect of the events WebSocket: channels tagged with
-a call id that no live call owns are re-adopted; open call records whose channels
-are gone are completed by the documented rule (ended now, by the PBX).
+a call id that no live call owns are re-adopted, their charging resumed at the rate
+they started with; open call records whose channels are gone are settled by the
+crash rule (``CallCharging.settle_lost``) and completed (ended now, by the PBX).
+One record that cannot be re-adopted or closed is logged and skipped: it never
+stops the others.
 """
 
 from __future__ import annotations
@@ -18,18 +21,16 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Coroutine
-from dataclasses import replace
 from typing import Any
 
 from callcontrol.ari import ChannelEvents, StasisStart
+from callcontrol.calls.adopted import AdoptedCall
 from callcontrol.calls.call import CALL_ID_VAR, ROLE_VAR, Call, utcnow
-from callcontrol.calls.charging import CallCharger, settle_call
 from callcontrol.calls.context import CallContext
-from callcontrol.calls.inbound import AdoptedCall, InboundCall
+from callcontrol.calls.inbound import InboundCall
 from callcontrol.calls.outbound import OutboundCall
 from callcontrol.domain.call_records import CallRecord, Disposition, EndedBy
-from callcontrol.domain.charging import ChargeState, paid_seconds
-from callcontrol.errors import AriError, AriNotFound, StoreError
+from callcontrol.errors import AriError, AriNotFound, CallControlError, StoreError
 from callcontrol.logs import call_id_var
 
 log = logging.getLogger(__name__)
@@ -149,15 +150,17 @@ class CallManager:
         for record in await self.store.open_records():
             if record.call_id in self.calls:
                 continue
-            owned = by_call.get(record.call_id, {})
-            if owned:
-                await self._readopt(record, owned)
-            else:
-                token = call_id_var.set(record.call_id)
-                try:
+            token = call_id_var.set(record.call_id)
+            try:
+                owned = by_call.get(record.call_id, {})
+                if owned:
+                    await self._readopt(record, owned)
+                else:
                     await self._close_lost(record)
-                finally:
-                    call_id_var.reset(token)
+            except CallControlError as exc:
+                log.error("could not re-adopt or close the call: %s", exc)
+            finally:
+                call_id_var.reset(token)
         # Tagged channels with no open record (e.g. the record was completed by hand).
         for call_id, owned in by_call.items():
             if call_id not in self.calls and not await self.store.is_open(call_id):
@@ -166,38 +169,12 @@ class CallManager:
                     await self._hangup_quietly(channel_id)
 
     async def _close_lost(self, record: CallRecord) -> None:
-        """A call that ended while no app was connected: settle it by the documented
-        rule, then close its record.
-
-        Asterisk enforced the paid time (TIMEOUT(absolute)), so the call lasted at
-        most what its charges and hold paid for, and at most until now: it is charged
-        for the smaller of the two. Without a CDR feed the app cannot know better; it
-        never charges beyond what was held for the call.
-        """
+        """A call that ended while no app was connected: settle it by the crash rule,
+        then close its record."""
+        now = utcnow()
+        await self.ctx.charging.settle_lost(record, now)
         disposition = Disposition.ANSWERED if record.answered_at else Disposition.FAILED
-        if record.rate_id is not None and record.charge_state in (
-            ChargeState.AUTHORIZED,
-            ChargeState.CHARGING,
-        ):
-            rate = await self.ctx.charging.rate(record.rate_id)
-            if rate is not None:
-                wallet = self.ctx.charging.wallet
-                charged = await wallet.charged_for(record.call_id)
-                held = await wallet.hold_of(record.call_id)
-                duration = 0
-                if record.answered_at is not None:
-                    since = int((utcnow() - record.answered_at).total_seconds())
-                    paid = paid_seconds(rate, charged, held, limit=max(since, 1))
-                    duration = min(since, paid)
-                await settle_call(
-                    self.ctx.charging,
-                    self.store,
-                    record.call_id,
-                    rate,
-                    duration,
-                    answered=record.answered_at is not None,
-                )
-        applied = await self.store.finish(record.call_id, utcnow(), disposition, None, EndedBy.PBX)
+        applied = await self.store.finish(record.call_id, now, disposition, None, EndedBy.PBX)
         if applied:
             log.info(
                 "the call ended while the app was away: recorded as %s, ended by the PBX",
@@ -205,40 +182,13 @@ class CallManager:
             )
 
     async def _readopt(self, record: CallRecord, owned: dict[str, str]) -> None:
-        call_id = record.call_id
         for channel_id in owned.values():
             try:
-                await self.ari.request(
-                    "POST",
-                    f"/applications/{self.ari.app}/subscription",
-                    params={"eventSource": f"channel:{channel_id}"},
-                )
+                await self.ari.subscribe(channel_id)
             except AriError as exc:
                 log.warning("could not subscribe to channel %s: %s", channel_id, exc)
-        call = AdoptedCall(call_id, owned, self.ctx, record.answered_at)
-        if (
-            record.rate_id is not None
-            and record.number_e164
-            and record.charge_state
-            in (
-                ChargeState.AUTHORIZED,
-                ChargeState.CHARGING,
-            )
-        ):
-            rate = await self.ctx.charging.rate(record.rate_id)
-            if rate is not None:
-                quote = await self.ctx.charging.quote(
-                    record.number_e164, rate.direction, number_type=rate.number_type
-                )
-                call.charger = CallCharger(
-                    call_id,
-                    replace(quote, rate=rate),  # the call keeps the rate it started with
-                    self.ctx.charging,
-                    self.ari,
-                    self.store,
-                    call.live_channels,
-                    interval=self.ctx.charge_interval,
-                )
+        call = AdoptedCall(record, owned, self.ctx)
+        await call.resume_charging()
         self._spawn(call)
         # A channel may have hung up between the listing and the subscription.
         for role, channel_id in owned.items():
@@ -275,8 +225,8 @@ class CallManager:
     def credits_changed(self) -> None:
         """Credits were added (by any process): every live call re-plans its limit."""
         for call in list(self.calls.values()):
-            if call.charger is not None:
-                call.charger.wake()
+            if call.charging is not None:
+                call.charging.credits_added()
 
     async def shutdown(self, detach: bool = True) -> None:
         """Stop every call task; detached calls stay up in Asterisk for the next start."""

@@ -18,7 +18,8 @@ import logging
 
 from callcontrol.billing.errors import NoRate
 from callcontrol.calls import prompts
-from callcontrol.calls.inbound import Callee, RoutedCall, normalise_dialled
+from callcontrol.calls.callee import Callee, normalise_dialled
+from callcontrol.calls.routed import RoutedCall
 from callcontrol.domain.call_records import CallDirection, Disposition
 from callcontrol.domain.numbers import parse_e164
 from callcontrol.domain.rating import Direction
@@ -35,6 +36,7 @@ def endpoint_of(channel_name: str) -> str:
 
 class OutboundCall(RoutedCall):
     direction = CallDirection.OUTBOUND
+    user_role = "caller"
 
     async def route(self) -> None:
         caller = self.channels["caller"]

@@ -1,11 +1,14 @@
 """The call as the IVR interpreter sees it: ``CallPort``, and a digit buffer for ports.
 
 The interpreter (``interpreter.py``) knows nothing of ARI: it plays prompts, reads
-digits and rings users through a ``CallPort``. The app implements one over ARI;
-``simulate.py`` implements one from a key script. ``DigitBuffer`` is the part every
-real port needs: DTMF events pushed in from the call's event reader, read out with
-timeouts, and a hangup that wakes any reader with ``CallerHungUp``. It creates no
-task, so nothing outlives the await that uses it.
+digits and rings users through a ``CallPort``. The app implements one over ARI
+(``calls/ivr_port.py``); ``simulate.py`` implements one from a key script.
+``DigitBuffer`` holds the digits a port has received but not yet used, with one
+overflow rule for every port: at most ``limit`` wait, and a flood beyond that drops
+the *newest* keys (the first keys a caller pressed are the ones they meant). The ARI
+port pushes and pops (it reads the call's events itself); a port fed from another
+task can also ``read`` with a timeout, and ``close`` wakes that reader with
+``CallerHungUp``. It creates no task, so nothing outlives the await that uses it.
 """
 
 from __future__ import annotations
@@ -107,6 +110,10 @@ class DigitBuffer:
 
     def flush(self) -> None:
         self._digits.clear()
+
+    def pop(self) -> str | None:
+        """The oldest waiting digit, or None (never waits)."""
+        return self._digits.popleft() if self._digits else None
 
     def pending(self) -> int:
         return len(self._digits)

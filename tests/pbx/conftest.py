@@ -226,6 +226,25 @@ class AppProcess:
             tail = "\n".join(self.lines[-25:])
             raise AssertionError(f"no log line {pattern!r} in {timeout} s:\n{tail}") from None
 
+    async def wait_count(self, pattern: str, count: int, *, timeout: float = 30) -> int:
+        """Wait until ``count`` log lines match ``pattern``; the index after the last."""
+        regex = re.compile(pattern)
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    while True:
+                        seen = [i for i, line in enumerate(self.lines) if regex.search(line)]
+                        if len(seen) >= count:
+                            return seen[count - 1] + 1
+                        if self._reader is not None and self._reader.done():
+                            raise AssertionError(f"app exited before {count} x {pattern!r}")
+                        await self._changed.wait()
+        except TimeoutError:
+            tail = "\n".join(self.lines[-25:])
+            raise AssertionError(
+                f"not {count} log lines {pattern!r} in {timeout} s:\n{tail}"
+            ) from None
+
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None:
             return 0
@@ -267,13 +286,16 @@ class Phones:
         assert result.ok, result.explain()
         return result
 
-    async def answering(self, user: str, *, ring_ms: int = 300, talk_ms: int = 0) -> SippProcess:
-        """A registered phone that answers; hangs up after talk_ms, or waits for a BYE."""
+    async def answering(
+        self, user: str, *, ring_ms: int = 300, talk_ms: int = 0, calls: int = 1
+    ) -> SippProcess:
+        """A registered phone that answers ``calls`` calls; each hangs up after talk_ms,
+        or waits for a BYE."""
         after_ack = (
             HANG_UP_AFTER_UAS.format(ms=talk_ms) if talk_ms else WAIT_FOR_BYE.format(ms=30000)
         )
         xml = render("phone_answer.xml", ring_ms=ring_ms, after_ack=after_ack)
-        return await self._phone(user, "answer", xml)
+        return await self._phone(user, "answer", xml, calls=calls)
 
     async def busy(self, user: str) -> SippProcess:
         return await self._phone(user, "busy", render("phone_busy.xml"))
@@ -281,7 +303,7 @@ class Phones:
     async def not_answering(self, user: str) -> SippProcess:
         return await self._phone(user, "noanswer", render("phone_noanswer.xml"))
 
-    async def _phone(self, user: str, kind: str, xml: str) -> SippProcess:
+    async def _phone(self, user: str, kind: str, xml: str, *, calls: int = 1) -> SippProcess:
         port = free_port()
         await self.register(user, port)
         self.registered.append((user, port))
@@ -292,6 +314,7 @@ class Phones:
             server=True,
             local_port=port,
             timeout_s=60,
+            calls=calls,
         )
         self.running.append(sipp)
         return sipp

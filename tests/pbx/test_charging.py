@@ -221,3 +221,75 @@ async def test_the_user_is_warned_before_the_credits_run_out(
     finally:
         await app.stop()
     assert 4.0 <= await talk_seconds(org) <= 6.0
+
+
+async def test_three_calls_share_the_last_credits_and_every_answered_call_is_paid(
+    pbx: Settings, tmp_path: Path, phones: Phones, carrier: Carrier
+) -> None:
+    """0.09 credits at 0.6 a minute (9 s), three calls at once. Each call's first
+    second is reserved before the phone rings; the first to answer does not take it
+    all. (Before: the second was answered and cut at 0 s, the third refused.)"""
+    rates = tmp_path / "rates.csv"
+    rates.write_text(RATES_CSV.replace("inbound,,GB,local,6,0", "inbound,,GB,local,0.6,0"))
+    org = await make_org(
+        pbx,
+        tmp_path,
+        credits=9 * MICRO // 100,
+        rates=rates,
+        env={"CALLCONTROL_CHARGE_INTERVAL": "10"},
+    )
+    app = await AppProcess(org).start()
+    try:
+        phone = await phones.answering("alice", calls=3)
+        calls = [await carrier.call(ROUTED) for _ in range(3)]  # each waits for the PBX's BYE
+        for call in calls:
+            c = await call.wait(40)
+            assert c.ok, c.explain()  # answered, then ended by the PBX
+        assert (await phone.wait(30)).ok
+        await app.wait_count(r"call ended: answered", 3)
+    finally:
+        await app.stop()
+    records = [r for r in await org.records() if r.direction == "inbound"]
+    assert len(records) == 3
+    for record in records:
+        assert record.answered_at is not None and record.charge_state == "settled"
+        assert record.cost_micro is not None and record.cost_micro >= MICRO // 100
+        assert record.billable_seconds is not None and record.billable_seconds >= 1
+    spent = sum(r.cost_micro or 0 for r in records)
+    assert spent <= 9 * MICRO // 100
+    assert await balance_and_audit(org) == (9 * MICRO // 100 - spent, [])
+
+
+async def test_a_readopted_call_warns_the_user_before_its_credits_run_out(
+    pbx: Settings, tmp_path: Path, phones: Phones, carrier: Carrier
+) -> None:
+    rates = tmp_path / "rates.csv"
+    rates.write_text(RATES_CSV)
+    org = await make_org(
+        pbx,
+        tmp_path,
+        credits=3 * MICRO // 2,  # 15 s at 0.1 a second
+        rates=rates,
+        env={"CALLCONTROL_CHARGE_INTERVAL": "10", "CALLCONTROL_CREDIT_WARNING": "3"},
+    )
+    app = await AppProcess(org).start()
+    phone = await phones.answering("alice")
+    call = await carrier.call(ROUTED)
+    await app.wait_log(r"paid until 10 s")
+    await app.stop(signal.SIGKILL)
+    second = AppProcess(org, "app2")
+    await second.start()
+    try:
+        await second.wait_log(r"re-adopted the call")
+        await second.wait_log(r"paid until 15 s \(credits end there")
+        warned = await second.wait_log(r"warned the callee: the credits end in (\d) s")
+        assert int(warned.group(1)) in (2, 3)
+        c = await call.wait(40)
+        assert c.ok, c.explain()
+        assert (await phone.wait(30)).ok
+        await second.wait_log(r"call ended: answered, ended by system")
+    finally:
+        await second.stop()
+    record = await org.record()
+    assert (record.cost_micro, record.charge_state) == (3 * MICRO // 2, "settled")
+    assert await balance_and_audit(org) == (0, [])

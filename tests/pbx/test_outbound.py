@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 from conftest import ROUTED, USERS, AppProcess, Org, Phones, make_org
 
+from callcontrol.billing.service import ChargingService
 from callcontrol.config import Settings
 from callcontrol.domain.money import MICRO
 from callcontrol.pbx.sipp import (
@@ -19,6 +21,7 @@ from callcontrol.pbx.sipp import (
     render,
     run_sipp,
 )
+from callcontrol.store.db import Database
 
 pytestmark = pytest.mark.pbx
 
@@ -127,3 +130,72 @@ async def test_a_user_without_a_number_cannot_call_out(pbx: Settings, tmp_path: 
         await app.wait_log(r"call ended: not_allowed")
     finally:
         await app.stop()
+
+
+async def test_app_killed_during_an_outbound_call_restart_charges_it_once_at_its_rate(
+    pbx: Settings, tmp_path: Path
+) -> None:
+    """The review's bug: a re-adopted outbound call was charged 0 and its hold kept.
+    Here the rate table also loses the call's rate while the app is down: the call
+    keeps the rate it started with."""
+    org = await outbound_org(pbx, tmp_path)
+    app = await AppProcess(org).start()
+    far_end = await carrier_answers(tmp_path)
+    call = await user_dials(tmp_path, "alice", DESTINATION, hang_up_after_ms=6000)
+    await app.wait_log(r"paid until 60 s")
+    await app.stop(signal.SIGKILL)
+    no_germany = tmp_path / "no_germany.csv"
+    no_germany.write_text(RATES_CSV.splitlines()[0] + "\n" + RATES_CSV.splitlines()[1] + "\n")
+    db = Database.from_url(org.db_url)
+    try:
+        await ChargingService(db).import_rates(no_germany)
+    finally:
+        await db.dispose()
+    second = AppProcess(org, "app2")
+    await second.start()
+    try:
+        await second.wait_log(r"re-adopted the call")
+        c, f = await call.wait(40), await far_end.wait(40)
+        assert c.ok, c.explain()
+        assert f.ok, f.explain()
+        await second.wait_log(r"call ended: answered, ended by caller")
+    finally:
+        await second.stop()
+    record = await org.record()
+    assert record.direction == "outbound" and record.charge_state == "settled"
+    assert record.billable_seconds is not None and 5 <= record.billable_seconds <= 7
+    assert record.cost_micro == MICRO // 10 + record.billable_seconds * MICRO // 10
+    wallet, db = await org.wallet()
+    try:
+        state = await wallet.balance()
+        assert (state.balance, state.held) == (10 * MICRO - record.cost_micro, 0)
+        assert await wallet.audit() == []
+    finally:
+        await db.dispose()
+
+
+async def test_a_call_right_after_a_rates_import_uses_the_new_rates(
+    pbx: Settings, tmp_path: Path
+) -> None:
+    rates = tmp_path / "inbound_only.csv"
+    rates.write_text(RATES_CSV.splitlines()[0] + "\n" + RATES_CSV.splitlines()[1] + "\n")
+    org = await make_org(pbx, tmp_path, credits=10 * MICRO, rates=rates)
+    app = await AppProcess(org).start()
+    try:
+        with_germany = tmp_path / "rates.csv"
+        with_germany.write_text(RATES_CSV)
+        db = Database.from_url(org.db_url)
+        try:
+            await ChargingService(db).import_rates(with_germany)  # as `rates import` does
+        finally:
+            await db.dispose()
+        far_end = await carrier_answers(tmp_path)
+        call = await user_dials(tmp_path, "alice", DESTINATION, hang_up_after_ms=1000)
+        c, f = await call.wait(40), await far_end.wait(40)
+        assert c.ok, c.explain()
+        assert f.ok, f.explain()
+        await app.wait_log(r"call ended: answered, ended by caller")
+    finally:
+        await app.stop()
+    record = await org.record()
+    assert record.charge_state == "settled" and record.cost_micro is not None

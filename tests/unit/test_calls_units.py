@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callcontrol.calls import prompts
-from callcontrol.calls.inbound import normalise_dialled
+from callcontrol.calls.callee import normalise_dialled
 from callcontrol.calls.provisioning import endpoint_fields
 from callcontrol.domain.directory import User
 from callcontrol.domain.users import sip_digests

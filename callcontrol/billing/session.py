@@ -1,0 +1,441 @@
+"""One call's charging session: authorize, start, tick, credits added, settle, recover.
+
+The debit loop of a call lives here and only here (the way CGRateS keeps it in its
+session): the telephony side (``callcontrol.calls``) turns channel events into calls
+of this session and obeys what it asks through ``CallLimits``: "the PBX ends this
+call in N seconds" and "warn the user that the credits end". It never computes
+money, and this module never speaks ARI.
+
+    CallCharging (one, built by the composition root)
+      .authorize(call_id, quote, limits)  -> CallChargingSession | Refused
+      .resume(record, limits)             -> CallChargingSession | None  (after a restart)
+      .settle_lost(record, now)           the crash rule: a call that ended unseen
+
+    CallChargingSession (one per rated call)
+      .start()          the caller's leg was answered: charge the fee, hold the slice
+      .run()            tick until cancelled (the call's TaskGroup owns it)
+      .credits_added()  re-plan at once: the limit grows
+      .hung_up()        the talk time is fixed now, however late the settlement
+      .ended_at_limit() did the PBX end the call at its paid second?
+      .settle()         the final charge by increments, hold released, cost recorded
+
+The rules (DESIGN.md, "Charging"; the arithmetic is ``domain.charging``):
+
+* **Authorize reserves the first block.** Before anything rings, the connection fee
+  and the first billing block are *held* for the call in one atomic wallet write. A
+  call that cannot be paid is refused there; a call that is answered has its first
+  block paid, however many calls race for the last credits.
+* **The PBX enforces the paid time.** Each tick charges what was used, holds the
+  next slice and sets the call's limit (``TIMEOUT(absolute)`` on every channel) to
+  the second the charges and hold pay for. Ticks run ``TICK_LEAD`` seconds before
+  that second, so extending the limit never races the PBX. When the credits end
+  inside a slice, the limit is the exact second they run out.
+* **Low credit is shared.** When the wallet cannot pay a whole slice and other calls
+  hold credits too, a call holds at most half of what is available (but at least its
+  next block), so concurrent calls on a nearly empty wallet share it instead of the
+  first one taking it all; they re-plan before their shorter limits and split what
+  is left again. A call alone on the wallet takes what there is, in one step.
+* **Settlement is idempotent.** Every debit has its own key
+  (``call:<id>:at:<second>``, ``call:<id>:final``) and what was charged is read
+  back from the ledger, so a retry, or another process resuming the call, never
+  charges twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from callcontrol.billing.service import ChargingService, Quote
+from callcontrol.billing.wallet import Wallet
+from callcontrol.domain.call_records import CallRecord
+from callcontrol.domain.charging import (
+    DEFAULT_INTERVAL,
+    ChargeState,
+    final_charge,
+    next_step,
+    paid_seconds,
+)
+from callcontrol.domain.money import LedgerKind, format_credits
+from callcontrol.domain.numbers import NumberType
+from callcontrol.domain.rating import Direction, Rate, call_cost
+from callcontrol.errors import StoreError
+
+__all__ = [
+    "CallCharging",
+    "CallChargingSession",
+    "CallLimits",
+    "ChargeRecords",
+    "ChargingPolicy",
+    "Refused",
+    "settle_call",
+]
+
+log = logging.getLogger(__name__)
+
+TICK_LEAD = 5.0  # seconds before the paid time ends that the next tick runs
+LIMIT_SLACK = 1.5  # an end this close to the paid second is the PBX enforcing it
+STORE_RETRY = 2.0  # seconds between attempts while the database is unavailable
+MIN_TICK = 0.5  # seconds: the shortest pause between two ticks
+
+
+class CallLimits(Protocol):
+    """What a session asks of its call; the telephony adapter obeys."""
+
+    async def set_paid_time(self, seconds: float, channel_id: str | None = None) -> None:
+        """The PBX must end the call ``seconds`` from now (every live channel, or one)."""
+        ...
+
+    async def warn_low_credit(self, seconds: int) -> None:
+        """Tell the user (never the outside party) that the call ends in ``seconds``."""
+        ...
+
+
+class ChargeRecords(Protocol):
+    """The charging fields of call records (``calls.records.CallStore`` has them)."""
+
+    async def set_charge_state(
+        self, call_id: str, state: ChargeState, rate_id: int | None = None
+    ) -> None: ...
+
+    async def settle(
+        self, call_id: str, rate_id: int, billable_seconds: int, cost: int
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingPolicy:
+    interval: int = DEFAULT_INTERVAL  # seconds of talk held in advance (a slice)
+    warning: int = 0  # seconds before a cut-off that the user is warned; 0: never
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Authorization said no: the call is released uncharged."""
+
+    reason: str
+
+
+class CallCharging:
+    """Opens a charging session per rated call; recovers calls after a restart."""
+
+    def __init__(
+        self,
+        service: ChargingService,
+        records: ChargeRecords,
+        policy: ChargingPolicy | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.service = service
+        self.wallet: Wallet = service.wallet
+        self.records = records
+        self.policy = policy or ChargingPolicy()
+        self.clock = clock  # seconds, monotonic; None: the event loop's clock
+
+    async def quote(
+        self, e164: str, direction: Direction, *, number_type: NumberType | None = None
+    ) -> Quote:
+        """The rate for a call (``ChargingService.quote``); NoRate: refuse the call."""
+        return await self.service.quote(e164, direction, number_type=number_type)
+
+    async def authorize(
+        self, call_id: str, quote: Quote, limits: CallLimits
+    ) -> CallChargingSession | Refused:
+        """Reserve the connection fee and the first block, or refuse (nothing held)."""
+        rate = quote.rate
+        rate_id = _rate_id(rate)
+        required = call_cost(rate, rate.first_increment)
+        # The record names the rate before any credit is held: a crash in between
+        # leaves a record that recovery settles (and releases) by that rate.
+        await self.records.set_charge_state(call_id, ChargeState.AUTHORIZED, rate_id)
+        reserved = await self.wallet.hold(call_id, required)
+        log.info(
+            "rate %s (%s %s %s): %s/min, fee %s, %d/%d; first block %s %s",
+            rate_id,
+            quote.direction,
+            quote.country,
+            quote.number_type,
+            format_credits(rate.price_per_minute),
+            format_credits(rate.connection_fee),
+            rate.first_increment,
+            rate.next_increment,
+            format_credits(required),
+            "reserved" if reserved else "not available",
+        )
+        if not reserved:
+            await self.records.set_charge_state(call_id, ChargeState.REFUSED_NO_CREDIT, rate_id)
+            return Refused(
+                f"insufficient credits: {format_credits(required)} needed for the "
+                f"connection fee and the first {rate.first_increment} s"
+            )
+        return CallChargingSession(call_id, rate, self, limits, held=required)
+
+    async def resume(self, record: CallRecord, limits: CallLimits) -> CallChargingSession | None:
+        """The session of a call found again after a restart, at the rate it started
+        with (never re-quoted: the rate table may have changed since). None when the
+        record was never rated or is already settled."""
+        if record.rate_id is None or record.charge_state not in (
+            ChargeState.AUTHORIZED,
+            ChargeState.CHARGING,
+        ):
+            return None
+        rate = await self.service.rate(record.rate_id)
+        if rate is None:
+            raise StoreError(f"call {record.call_id}: its rate {record.rate_id} is missing")
+        charged = await self.wallet.charged_for(record.call_id)
+        held = await self.wallet.hold_of(record.call_id)
+        return CallChargingSession(record.call_id, rate, self, limits, held=held, charged=charged)
+
+    async def settle_lost(self, record: CallRecord, now: datetime) -> None:
+        """The crash rule: a call that ended while no app was connected.
+
+        Asterisk enforced the paid time (TIMEOUT(absolute)), so the call lasted at
+        most what its charges and hold paid for, and at most until ``now``: it is
+        charged for the smaller of the two, never beyond what was held for it.
+        """
+        if record.rate_id is None or record.charge_state not in (
+            ChargeState.AUTHORIZED,
+            ChargeState.CHARGING,
+        ):
+            return
+        rate = await self.service.rate(record.rate_id)
+        if rate is None:
+            raise StoreError(f"call {record.call_id}: its rate {record.rate_id} is missing")
+        duration = 0
+        if record.answered_at is not None:
+            charged = await self.wallet.charged_for(record.call_id)
+            held = await self.wallet.hold_of(record.call_id)
+            since = int((now - record.answered_at).total_seconds())
+            duration = min(since, paid_seconds(rate, charged, held, limit=max(since, 1)))
+        await settle_call(
+            self, record.call_id, rate, duration, answered=record.answered_at is not None
+        )
+
+
+class CallChargingSession:
+    """The debit loop of one call (see the module docstring)."""
+
+    def __init__(
+        self,
+        call_id: str,
+        rate: Rate,
+        charging: CallCharging,
+        limits: CallLimits,
+        *,
+        held: int = 0,
+        charged: int = 0,
+    ) -> None:
+        self.call_id = call_id
+        self.rate = rate
+        self.charging = charging
+        self.wallet = charging.wallet
+        self.limits = limits
+        self.interval = charging.policy.interval
+        self.warning = charging.policy.warning
+        self.charged = charged
+        self.held = held
+        self.paid_until = 0  # seconds since answer that the PBX lets the call run
+        self.cut_off = False  # the credits end at paid_until (nothing more to hold)
+        self._clock = charging.clock or asyncio.get_running_loop().time
+        self._t0: float | None = None  # clock time of the answer
+        self._ended: float | None = None  # talk time at the hangup, once known
+        self._warned = False
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    # ---- while up ------------------------------------------------------------------------
+
+    @property
+    def answered(self) -> bool:
+        return self._t0 is not None
+
+    def elapsed(self) -> float:
+        if self._t0 is None:
+            return 0.0
+        end = self._clock() if self._ended is None else self._t0 + self._ended
+        return end - self._t0
+
+    async def start(self) -> None:
+        """The caller's leg was answered just now: charge the fee, hold the slice."""
+        self._t0 = self._clock()
+        await self.tick()
+
+    async def resume(self, elapsed: float) -> None:
+        """Take over a call answered ``elapsed`` seconds ago (after a restart)."""
+        self._t0 = self._clock() - elapsed
+        log.info(
+            "resuming charging at %d s: charged %s, holding %s",
+            int(elapsed),
+            format_credits(self.charged),
+            format_credits(self.held),
+        )
+        await self.tick()
+
+    def credits_added(self) -> None:
+        """Credits arrived (any process): re-plan now, so the call's limit grows."""
+        self._wake.set()
+
+    async def enforce_on(self, channel_id: str) -> None:
+        """A channel joined the call (the callee answered): it ends at the paid second too."""
+        await self.limits.set_paid_time(self._remaining(), channel_id)
+
+    def _remaining(self) -> float:
+        return max(0.001, self.paid_until - self.elapsed())
+
+    def _warn_at(self) -> float | None:
+        """When (seconds since answer) to warn that the credits are about to end."""
+        if not (self.cut_off and self.warning) or self._warned:
+            return None
+        at = self.paid_until - self.warning
+        return at if at > 0 else None
+
+    def _next_tick_in(self) -> float:
+        """Seconds until the next tick: before the paid time ends, never racing it."""
+        left = self.paid_until - self.elapsed()
+        return max(MIN_TICK, left - min(TICK_LEAD, left / 2))
+
+    async def run(self) -> None:
+        """Tick until cancelled (the call's TaskGroup cancels it at the hangup)."""
+        while True:
+            warn_at = self._warn_at()
+            if self.cut_off:
+                # Nothing more can be held unless credits arrive; maybe warn first.
+                delay = None if warn_at is None else max(0.0, warn_at - self.elapsed())
+            else:
+                delay = self._next_tick_in()
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+                log.info("credits changed: re-planning the call's limit")
+            except TimeoutError:
+                if warn_at is not None:
+                    self._warned = True
+                    await self.limits.warn_low_credit(max(0, round(self._remaining())))
+                    continue
+            try:
+                await self.tick()
+            except StoreError as exc:
+                # The PBX still ends the call at the paid second: nothing runs unpaid.
+                log.error(
+                    "cannot charge (%s): the PBX ends the call at %d s unless the "
+                    "database returns first",
+                    exc,
+                    self.paid_until,
+                )
+                await asyncio.sleep(STORE_RETRY)
+            if not self.cut_off:
+                self._warned = False  # credits arrived: a later cut-off warns again
+
+    async def tick(self) -> None:
+        """Charge what was used, hold the next slice, set the PBX limit."""
+        async with self._lock:
+            elapsed = int(self.elapsed())
+            wallet = await self.wallet.balance()
+            step = next_step(
+                self.rate,
+                elapsed_s=elapsed,
+                charged=self.charged,
+                held=self.held,
+                available=wallet.available,
+                interval=self.interval,
+            )
+            others_hold = wallet.held > self.held  # other live calls draw on the wallet
+            if step.charge_now:
+                # Keyed by the second it pays up to: a retry (or another process
+                # resuming the call) computes the same charge and the same key.
+                result = await self.wallet.charge(
+                    self.call_id, step.charge_now, f"call:{self.call_id}:at:{elapsed}"
+                )
+                self.charged += step.charge_now
+                self.held = result.hold_left
+            hold_more, shared = step.hold_more, False
+            if step.cut_off and hold_more > 0 and others_hold:
+                # The wallet cannot pay this slice: take a share, leave the rest.
+                share = max(hold_more // 2, self._next_block(elapsed))
+                if share < hold_more:
+                    hold_more, shared = share, True
+            if hold_more:
+                self.held += await self.wallet.hold_up_to(self.call_id, hold_more)
+            slice_end = elapsed + self.interval
+            paid = paid_seconds(self.rate, self.charged, self.held, limit=slice_end)
+            self.paid_until = max(paid, elapsed)
+            self.cut_off = paid < slice_end and not shared
+            await self.limits.set_paid_time(self._remaining())
+            log.info(
+                "charged %s so far, holding %s: paid until %d s%s",
+                format_credits(self.charged),
+                format_credits(self.held),
+                self.paid_until,
+                " (credits end there: the PBX cuts the call)"
+                if self.cut_off
+                else (" (a share of the last credits)" if shared else ""),
+            )
+
+    def _next_block(self, elapsed: int) -> int:
+        """What the billing block after ``elapsed`` seconds costs beyond what is paid."""
+        paid = paid_seconds(self.rate, self.charged, self.held, limit=elapsed + self.interval)
+        upto = max(paid, elapsed) + max(1, self.rate.next_increment)
+        return max(0, call_cost(self.rate, upto) - self.charged - self.held)
+
+    # ---- after the hangup ------------------------------------------------------------------
+
+    def hung_up(self) -> None:
+        """The call has ended: its talk time is fixed now (settlement may come later)."""
+        if self._ended is None and self._t0 is not None:
+            self._ended = self._clock() - self._t0
+
+    def ended_at_limit(self) -> bool:
+        """Whether an end now is the PBX enforcing the paid time (not a person)."""
+        return self.paid_until > 0 and self.elapsed() >= self.paid_until - LIMIT_SLACK
+
+    async def settle(self) -> None:
+        """Final charge by increments, release the hold, record the cost. Idempotent."""
+        async with self._lock:
+            # The PBX ends the call at paid_until; a late hangup event is not billable.
+            duration = min(math.floor(self.elapsed()), self.paid_until) if self.answered else 0
+            await settle_call(
+                self.charging, self.call_id, self.rate, duration, answered=self.answered
+            )
+
+
+def _rate_id(rate: Rate) -> int:
+    if rate.id is None:
+        raise ValueError("a stored rate has an id")
+    return rate.id
+
+
+async def settle_call(
+    charging: CallCharging, call_id: str, rate: Rate, duration: int, *, answered: bool
+) -> None:
+    """Settle a call that talked ``duration`` seconds: the live path and recovery."""
+    rate_id = _rate_id(rate)
+    wallet = charging.wallet
+    await charging.records.set_charge_state(call_id, ChargeState.CHARGING, rate_id)
+    charged = await wallet.charged_for(call_id)
+    settlement = final_charge(rate, duration, charged, answered=answered)
+    if settlement.charge_now:
+        await wallet.charge(call_id, settlement.charge_now, f"call:{call_id}:final")
+    if settlement.excess:
+        await wallet.credit(
+            settlement.excess,
+            LedgerKind.REFUND,
+            call_id,
+            f"call:{call_id}:refund",
+            f"call {call_id}: charged beyond its final cost",
+        )
+    released = await wallet.release(call_id)
+    await charging.records.settle(call_id, rate_id, settlement.billable_seconds, settlement.cost)
+    log.info(
+        "settled: %d s talk, %d s billable, cost %s (released %s held)",
+        duration,
+        settlement.billable_seconds,
+        format_credits(settlement.cost),
+        format_credits(released),
+    )

@@ -1,0 +1,67 @@
+"""A call found again after a restart: wait for its end, charge it, record it.
+
+The manager re-subscribes to the call's channels and resumes its charging session
+from the ledger (``CallCharging.resume``) before the call runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from callcontrol.calls.call import Call, utcnow
+from callcontrol.calls.limits import PbxLimits
+from callcontrol.domain.call_records import CallDirection, CallRecord, Disposition, EndedBy
+from callcontrol.errors import CallControlError
+
+if TYPE_CHECKING:
+    from callcontrol.calls.context import CallContext
+
+__all__ = ["AdoptedCall"]
+
+log = logging.getLogger(__name__)
+
+
+class AdoptedCall(Call):
+    """A call found again after a restart: wait for its end, charge it, record it.
+
+    A bridged call is followed to its end. A call that was in an IVR menu cannot be
+    resumed where it was (the menu state died with the old process): it is ended,
+    and charged for the time it ran.
+    """
+
+    def __init__(self, record: CallRecord, channels: dict[str, str], ctx: CallContext) -> None:
+        super().__init__(record.call_id, ctx, recorded=True)
+        self.record = record
+        for role, channel_id in channels.items():
+            self.attach(role, channel_id)
+        self.bridge_id = record.call_id if "callee" in channels else None
+        self.answered_at = record.answered_at
+        self.disposition = Disposition.ANSWERED if record.answered_at else None
+
+    async def resume_charging(self) -> None:
+        """The call's charging session, at the rate it started with, from the ledger.
+
+        Without one (the record cannot be read back), the call is still followed to
+        its end: the PBX ends it at the paid second it was given before the restart.
+        """
+        user_role = "caller" if self.record.direction is CallDirection.OUTBOUND else "callee"
+        limits = PbxLimits(self, self.ari, self.ctx.media, user_role)
+        try:
+            self.charging = await self.ctx.charging.resume(self.record, limits)
+        except CallControlError as exc:
+            log.error("cannot resume charging (%s): the PBX still ends the call when paid", exc)
+
+    async def handle(self) -> None:
+        if self.charging is not None and self.answered_at is not None:
+            elapsed = (utcnow() - self.answered_at).total_seconds()
+            await self.charging.resume(elapsed)
+            self.background(self.charging.run(), "charging")
+        missing = {"caller", "callee"} - set(self.channels)
+        if missing:
+            # One side hung up while the app was away (or the caller was in a menu).
+            log.info("re-adopted call has no %s: ending it", ", ".join(sorted(missing)))
+            self.ended_by = EndedBy.CALLER if "caller" in missing else EndedBy.SYSTEM
+            return
+        log.info("re-adopted the call (channels %s)", ", ".join(self.channels.values()))
+        await self.wait_for_hangup()
