@@ -7,5 +7,6 @@
     commands.py    the ``rates`` and ``credits`` commands
 
 The arithmetic (money, rating, charging slices) is pure and lives in
-``callcontrol.domain``; the SQL in ``callcontrol.store.billing``.
+``callcontrol.domain``; the SQL in ``callcontrol.store.wallet`` (one store per
+database) and ``callcontrol.store.rates``.
 """
