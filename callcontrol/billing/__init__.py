@@ -6,5 +6,6 @@
     service.py     ChargingService: cached rates + quote + the wallet, for the call path
 
 The arithmetic (money, rating, charging slices) is pure and lives in
-``callcontrol.domain``; the SQL in ``callcontrol.store.billing``.
+``callcontrol.domain``; the SQL in ``callcontrol.store.wallet`` (one store per
+database) and ``callcontrol.store.rates``.
 """

@@ -19,8 +19,8 @@ from callcontrol.billing.rates_file import load_rates_file
 from callcontrol.billing.wallet import Wallet
 from callcontrol.domain.numbers import NumberType, infer_number_type, number_country, parse_e164
 from callcontrol.domain.rating import Direction, Rate, RateSet, select_rate
-from callcontrol.store.billing import RateRepository
 from callcontrol.store.db import Database
+from callcontrol.store.rates import RateRepository
 
 __all__ = ["ChargingService", "Quote"]
 

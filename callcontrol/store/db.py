@@ -6,8 +6,10 @@ is upgraded to aiosqlite) and ``postgresql+asyncpg://user:pass@host/db`` (plain
 ``foreign_keys=ON`` and a busy timeout; transactions are started by an explicit
 ``BEGIN`` (deferred, or ``BEGIN IMMEDIATE`` with ``session(immediate=True)`` for
 read-then-write work), which also makes SAVEPOINTs work under pysqlite.
+``autocommit()`` hands out a connection on which each statement is its own
+transaction (the wallet's one-statement writes on PostgreSQL).
 
-Errors leaving ``session()``:
+Errors leaving ``session()`` and ``autocommit()``:
 
 - connection failures, timeouts, locked database -> ``StoreError("database unavailable: ...")``
 - a constraint violation no repository caught more precisely -> ``Conflict``
@@ -27,6 +29,7 @@ from typing import Any
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -121,6 +124,7 @@ class Database:
             expire_on_commit=False,
             autoflush=False,
         )
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @classmethod
     def from_url(
@@ -186,6 +190,16 @@ class Database:
                 await session.close()
             except TRANSLATED_ERRORS:  # the connection is already gone; nothing to release
                 log.debug("closing a session on a failed connection", exc_info=True)
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in autocommit: each statement commits on its own, with
+        no BEGIN/COMMIT round trips. Errors are translated as in ``session``."""
+        try:
+            async with self._autocommit.connect() as connection:
+                yield connection
+        except TRANSLATED_ERRORS as error:
+            raise translate_error(error, self._url) from error
 
     async def ping(self) -> None:
         """Round trip to the database; StoreError when it does not answer."""

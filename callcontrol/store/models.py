@@ -59,6 +59,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "WALLET_ID",
     "Base",
     "CallRecordRow",
     "HoldRow",
@@ -72,6 +73,9 @@ __all__ = [
     "WalletRow",
     "utcnow",
 ]
+
+#: The id of the organisation's one wallet row (a CHECK allows no other).
+WALLET_ID = 1
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -264,11 +268,11 @@ class RateRow(Base):
 
 
 class WalletRow(Base):
-    """The organisation's wallet: one row, id 1, created by migration 0002."""
+    """The organisation's wallet: one row, id ``WALLET_ID``, created by migration 0002."""
 
     __tablename__ = "wallets"
     __table_args__ = (
-        CheckConstraint("id = 1", name="single"),
+        CheckConstraint(f"id = {WALLET_ID}", name="single"),
         CheckConstraint("held_micro >= 0 AND balance_micro >= held_micro", name="available"),
     )
 

@@ -20,13 +20,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from callcontrol.billing.wallet import Wallet
 from callcontrol.domain.money import MICRO, LedgerKind
-from callcontrol.errors import Conflict, NotFound
-from callcontrol.store.billing import WalletRepository
+from callcontrol.errors import Conflict
 from callcontrol.store.db import Database
+from callcontrol.store.models import WalletRow
+from callcontrol.store.wallet.postgres import PostgresStatements
+from callcontrol.store.wallet.sqlite import SqliteStatements
+
+#: The store's writes, run inside the blocker's transaction.
+Statements = PostgresStatements | SqliteStatements
 
 WAITING = text(
     "SELECT count(*) FROM pg_stat_activity"
@@ -59,17 +64,19 @@ async def until_waiting(db: Database, count: int) -> None:
 
 
 @asynccontextmanager
-async def blocker(db: Database) -> AsyncIterator[WalletRepository]:
+async def blocker(db: Database) -> AsyncIterator[Statements]:
     """A transaction holding the wallet row (SQLite: the write lock) until it ends."""
     async with db.session(immediate=True) as session:
-        repo = WalletRepository(session)
-        assert await repo.state(lock=True) is not None
-        yield repo
+        locked = await session.scalar(select(WalletRow.id).with_for_update())
+        assert locked is not None
+        yield (
+            PostgresStatements(session) if db.dialect == "postgresql" else SqliteStatements(session)
+        )
 
 
 async def behind(
     engines: list[Database],
-    change: Callable[[WalletRepository], Awaitable[Any]],
+    change: Callable[[Statements], Awaitable[Any]],
     *operations: Awaitable[Any],
 ) -> list[Any]:
     """Start ``operations`` while the blocker holds the wallet, let the blocker make
@@ -142,7 +149,7 @@ async def test_a_charge_committed_meanwhile_with_the_same_key_is_returned(
     two = Wallet(engines[1])
     charged: list[Any] = []
 
-    async def charge_first(repo: WalletRepository) -> None:
+    async def charge_first(repo: Statements) -> None:
         charged.append(
             await repo.charge(
                 call_id="call",
@@ -181,7 +188,7 @@ async def test_a_charge_after_its_hold_was_charged_meanwhile_uses_the_rest(
 ) -> None:
     first = await funded(engines[0], 5, {"x": 2 * MICRO})
 
-    async def charge_one(repo: WalletRepository) -> None:
+    async def charge_one(repo: Statements) -> None:
         await repo.charge(
             call_id="x", amount=MICRO, reference="x", idempotency_key="x:1", description="x"
         )
@@ -218,18 +225,6 @@ async def test_releases_racing_from_two_engines_release_once(engines: list[Datab
     await clean(first)
 
 
-async def test_an_extension_of_a_hold_released_meanwhile_is_not_found(
-    engines: list[Database],
-) -> None:
-    first = await funded(engines[0], 5, {"x": MICRO})
-    [error] = await behind(
-        engines, lambda repo: repo.release("x"), Wallet(engines[1]).extend_hold("x", MICRO)
-    )
-    assert isinstance(error, NotFound)
-    assert (await first.balance()).held == 0
-    await clean(first)
-
-
 async def test_hold_up_to_after_a_release_meanwhile_holds_anew(engines: list[Database]) -> None:
     first = await funded(engines[0], 5, {"x": 2 * MICRO})
     [got] = await behind(
@@ -246,7 +241,7 @@ async def test_hold_up_to_after_credits_were_spent_meanwhile_takes_what_is_left(
 ) -> None:
     first = await funded(engines[0], 5, {"x": MICRO})
 
-    async def spend(repo: WalletRepository) -> None:
+    async def spend(repo: Statements) -> None:
         await repo.post(
             kind=LedgerKind.ADJUSTMENT,
             amount=-3 * MICRO,
@@ -325,7 +320,7 @@ async def test_a_charge_affordable_only_after_a_credit_meanwhile_goes_through(
 ) -> None:
     first = await funded(engines[0], 1, {"x": MICRO})
 
-    async def top_up(repo: WalletRepository) -> None:
+    async def top_up(repo: Statements) -> None:
         await repo.post(
             kind=LedgerKind.PURCHASE,
             amount=5 * MICRO,
@@ -338,10 +333,10 @@ async def test_a_charge_affordable_only_after_a_credit_meanwhile_goes_through(
         engines,
         top_up,
         Wallet(engines[1]).charge("x", 3 * MICRO, "x:1"),
-        Wallet(engines[2]).extend_hold("x", MICRO),
+        Wallet(engines[2]).hold_up_to("x", MICRO),
     )
     assert not isinstance(charged, BaseException), charged
-    assert extended is True
+    assert extended == MICRO
     state = await first.balance()
     assert state.balance == 3 * MICRO
     assert state.held == sum(hold.amount for hold in await first.open_holds())
@@ -351,7 +346,7 @@ async def test_a_charge_affordable_only_after_a_credit_meanwhile_goes_through(
 async def test_every_operation_racing_from_five_engines_keeps_the_books(
     database_url: str,
 ) -> None:
-    """Random holds, extensions, charges (some retried), releases, credits and debits
+    """Random holds, top-ups of holds, charges (some retried), releases, credits and debits
     on a few calls from five engines at once: no deadlock, no error but the refusals,
     and the books balance: every charge that was not a duplicate is in the ledger."""
     dbs = [Database.from_url(database_url) for _ in range(5)]
@@ -366,26 +361,24 @@ async def test_every_operation_racing_from_five_engines_keeps_the_books(
             wallet = wallets[i % len(wallets)]
             call_id = f"c{rng.randrange(6)}"
             amount = rng.randrange(1, 3 * MICRO)
-            kind = rng.randrange(7)
+            kind = rng.randrange(6)
             try:
                 if kind == 0:
                     await wallet.hold(call_id, amount)
                 elif kind == 1:
-                    await wallet.extend_hold(call_id, amount)
-                elif kind == 2:
                     await wallet.hold_up_to(call_id, amount)
-                elif kind == 3:
+                elif kind == 2:
                     key = f"{call_id}:{rng.randrange(20)}"
                     result = await wallet.charge(call_id, MICRO // 4, key)
                     if not result.duplicate:
                         charged[result.entry.id] = -result.entry.amount
-                elif kind == 4:
+                elif kind == 3:
                     await wallet.release(call_id)
-                elif kind == 5:
+                elif kind == 4:
                     await wallet.credit(MICRO, LedgerKind.PURCHASE, None, f"p{rng.randrange(10)}")
                 else:
                     await wallet.adjust(-MICRO // 2, "correction")
-            except (Conflict, NotFound):  # refusals, a hold that exists or does not
+            except Conflict:  # refusals, a hold that exists
                 pass
 
         await asyncio.gather(*(one(i) for i in range(300)))

@@ -15,7 +15,7 @@ from callcontrol.billing.errors import ChargeRefused, InsufficientCredits
 from callcontrol.billing.wallet import Wallet
 from callcontrol.domain.call_records import CallDirection
 from callcontrol.domain.money import MICRO, LedgerKind
-from callcontrol.errors import Conflict, InvalidInput, NotFound, StoreError
+from callcontrol.errors import Conflict, InvalidInput, StoreError
 from callcontrol.store.db import Database
 from callcontrol.store.repositories import CallRecordRepository
 
@@ -42,7 +42,8 @@ async def test_a_new_wallet_is_empty_and_clean(database: Database) -> None:
     wallet = Wallet(database)
     state = await wallet.balance()
     assert (state.balance, state.held, state.available) == (0, 0, 0)
-    assert await wallet.last_entry_id() == 0
+    assert await wallet.ledger() == []
+    assert await wallet.last_credit_id() == 0
     assert await wallet.audit() == []
 
 
@@ -53,12 +54,11 @@ async def test_a_purchase_credited_twice_with_one_key_counts_once(database: Data
     assert again == first
     assert (await wallet.balance()).balance == 25 * MICRO
     assert first.balance_after == 25 * MICRO
-    assert await wallet.last_entry_id() == first.id
     assert await wallet.last_credit_id() == first.id
     await wallet.hold("call-1", MICRO)
     await wallet.charge("call-1", MICRO, "call:call-1:final")
     assert await wallet.last_credit_id() == first.id  # a charge does not wake live calls
-    assert await wallet.last_entry_id() > first.id
+    assert (await wallet.ledger(limit=1))[0].kind == LedgerKind.CALL_CHARGE
     await wallet.release("call-1")
     with pytest.raises(Conflict, match=r"was used for purchase 25\.000000"):
         await wallet.credit(30 * MICRO, LedgerKind.PURCHASE, "order-7", "pay:7", "card")
@@ -108,7 +108,7 @@ async def test_a_call_holds_charges_and_releases(database: Database) -> None:
         -1 * MICRO,
         "call-a",
     )
-    assert await wallet.extend_hold("call-a", 1 * MICRO)
+    assert await wallet.hold_up_to("call-a", 1 * MICRO) == 1 * MICRO  # tops its hold up from 0
     await wallet.charge("call-a", 1 * MICRO, "call-a:2")
     assert await wallet.hold_up_to("call-a", 1 * MICRO) == 1 * MICRO
     final = await wallet.charge("call-a", MICRO // 2, "call-a:final")
@@ -144,7 +144,6 @@ async def test_holds_never_exceed_available(database: Database) -> None:
     assert await wallet.hold("a", 3 * MICRO)
     assert not await wallet.hold("b", 3 * MICRO)
     assert await wallet.hold("b", 2 * MICRO)
-    assert not await wallet.extend_hold("a", 1)
     assert await wallet.hold_up_to("c", 1 * MICRO) == 0
     assert [hold.call_id for hold in await wallet.open_holds()] == ["a", "b", "c"]
     await wallet.release("a")
@@ -152,8 +151,6 @@ async def test_holds_never_exceed_available(database: Database) -> None:
     with pytest.raises(Conflict, match="already has a hold"):
         await wallet.hold("c", 0)
     assert await wallet.release("b") == 2 * MICRO
-    with pytest.raises(NotFound):
-        await wallet.extend_hold("nobody", 1)
     state = await wallet.balance()
     assert (state.held, state.available) == (3 * MICRO, 2 * MICRO)
     assert await wallet.audit() == []

@@ -1,0 +1,159 @@
+"""The wallet's audit: every broken money invariant, in words.
+
+The invariants are those of ``callcontrol.domain.money``: the wallet row's balance is
+the sum of the ledger and the last entry's ``balance_after``, each entry's
+``balance_after`` continues the chain, held is the sum of the holds, nothing is
+negative, an idempotency key is used once, a hold belongs to a live call, and a
+settled call record's cost is what the ledger charged for it. Each query reports at
+most ``MAX_PROBLEMS`` rows.
+
+``audit_wallet`` runs in the caller's session, which must be able to lock the
+wallet row (see ``callcontrol.store.wallet``: each store runs it under its own write
+strategy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callcontrol.store.models import WALLET_ID, CallRecordRow, HoldRow, LedgerEntryRow, WalletRow
+
+__all__ = ["MAX_PROBLEMS", "audit_wallet"]
+
+MAX_PROBLEMS = 20
+
+
+async def audit_wallet(session: AsyncSession) -> list[str]:
+    """Every broken invariant, in words; [] when the wallet is consistent.
+
+    Locks the wallet row first (FOR UPDATE; on SQLite the caller's BEGIN IMMEDIATE
+    already holds the write lock): every writer waits, so all the reads below see
+    one consistent state (also under PostgreSQL's READ COMMITTED).
+    """
+    wallet = (
+        await session.execute(
+            select(WalletRow.balance_micro, WalletRow.held_micro)
+            .where(WalletRow.id == WALLET_ID)
+            .with_for_update()
+        )
+    ).first()
+    if wallet is None:
+        return [f"the wallet row (id {WALLET_ID}) is missing: run `callcontrol db upgrade`"]
+    balance, held = int(wallet[0]), int(wallet[1])
+    problems: list[str] = []
+    ledger_sum = int(
+        await session.scalar(select(func.coalesce(func.sum(LedgerEntryRow.amount_micro), 0))) or 0
+    )
+    holds_sum = int(
+        await session.scalar(select(func.coalesce(func.sum(HoldRow.amount_micro), 0))) or 0
+    )
+    if balance != ledger_sum:
+        problems.append(f"balance {balance} micro-credits != sum of the ledger {ledger_sum}")
+    if held != holds_sum:
+        problems.append(f"held {held} micro-credits != sum of the holds {holds_sum}")
+    if held < 0 or balance - held < 0:
+        problems.append(f"negative amounts: held {held}, available {balance - held} micro-credits")
+    last = (
+        await session.execute(
+            select(LedgerEntryRow.id, LedgerEntryRow.balance_after_micro)
+            .order_by(LedgerEntryRow.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if last is not None and last[1] != balance:
+        problems.append(
+            f"balance {balance} != balance_after {last[1]} of the last entry #{last[0]}"
+        )
+    problems.extend(await _broken_chain(session))
+    problems.extend(await _negative_holds(session))
+    problems.extend(await _duplicate_keys(session))
+    problems.extend(await _orphan_holds(session))
+    problems.extend(await _settled_mismatches(session))
+    return problems
+
+
+async def _rows(session: AsyncSession, sql: str) -> list[Any]:
+    return list((await session.execute(text(sql))).all())
+
+
+async def _broken_chain(session: AsyncSession) -> list[str]:
+    rows = await _rows(
+        session,
+        "SELECT id, amount_micro, balance_after_micro, previous FROM ("
+        " SELECT id, amount_micro, balance_after_micro,"
+        " COALESCE(LAG(balance_after_micro) OVER (ORDER BY id), 0) AS previous"
+        " FROM ledger_entries) AS chain"
+        " WHERE balance_after_micro <> previous + amount_micro"
+        f" ORDER BY id LIMIT {MAX_PROBLEMS}",
+    )
+    return [
+        f"ledger entry #{id_}: balance_after {after} != previous {previous} + amount {amount}"
+        for id_, amount, after, previous in rows
+    ]
+
+
+async def _negative_holds(session: AsyncSession) -> list[str]:
+    rows = await _rows(
+        session,
+        f"SELECT call_id, amount_micro FROM holds WHERE amount_micro < 0 LIMIT {MAX_PROBLEMS}",
+    )
+    return [f"hold of call {call_id} is negative: {amount}" for call_id, amount in rows]
+
+
+async def _duplicate_keys(session: AsyncSession) -> list[str]:
+    rows = await _rows(
+        session,
+        "SELECT idempotency_key, COUNT(*) FROM ledger_entries GROUP BY idempotency_key"
+        f" HAVING COUNT(*) > 1 LIMIT {MAX_PROBLEMS}",
+    )
+    return [f"idempotency key {key!r} is used by {n} ledger entries" for key, n in rows]
+
+
+async def _orphan_holds(session: AsyncSession) -> list[str]:
+    statement = (
+        select(HoldRow.call_id, CallRecordRow.call_id, CallRecordRow.charge_state)
+        .outerjoin(CallRecordRow, CallRecordRow.call_id == HoldRow.call_id)
+        .where(
+            (CallRecordRow.call_id.is_(None))
+            | (
+                CallRecordRow.ended_at.is_not(None)
+                & (
+                    CallRecordRow.charge_state.is_(None)
+                    | (CallRecordRow.charge_state != "charging")
+                )
+            )
+        )
+        .order_by(HoldRow.call_id)
+        .limit(MAX_PROBLEMS)
+    )
+    problems = []
+    for call_id, record_id, charge_state in await session.execute(statement):
+        if record_id is None:
+            problems.append(f"hold of call {call_id}: no such call record")
+        else:
+            problems.append(
+                f"hold of call {call_id}: the call ended ({charge_state or 'not charged'})"
+                " but its hold was not released"
+            )
+    return problems
+
+
+async def _settled_mismatches(session: AsyncSession) -> list[str]:
+    rows = await _rows(
+        session,
+        "SELECT r.call_id, r.cost_micro,"
+        " CAST(COALESCE(-SUM(l.amount_micro), 0) AS BIGINT) AS charged"
+        " FROM call_records r LEFT JOIN ledger_entries l ON l.reference = r.call_id"
+        " AND l.kind IN ('call_charge', 'refund')"
+        " WHERE r.charge_state = 'settled' AND r.cost_micro IS NOT NULL"
+        " GROUP BY r.call_id, r.cost_micro"
+        " HAVING COALESCE(-SUM(l.amount_micro), 0) <> r.cost_micro"
+        f" ORDER BY r.call_id LIMIT {MAX_PROBLEMS}",
+    )
+    return [
+        f"call {call_id}: charged {charged} micro-credits in the ledger, its record says {cost}"
+        for call_id, cost, charged in rows
+    ]

@@ -1,0 +1,102 @@
+"""Rate sets and their rates: an import adds a set; the newest set is in force.
+
+Like ``repositories``, ``RateRepository`` works inside the caller's session (one
+transaction) and returns frozen values from ``callcontrol.domain.rating``. Rates are
+never changed or deleted: call records point at the price they were charged at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callcontrol.domain.numbers import NumberType
+from callcontrol.domain.rating import Direction, Rate, RateSet
+from callcontrol.store.models import RateRow, RateSetRow
+
+__all__ = ["RateRepository"]
+
+
+def _rate(row: RateRow) -> Rate:
+    return Rate(
+        id=row.id,
+        direction=Direction(row.direction),
+        prefix=row.prefix,
+        country=row.country,
+        number_type=None if row.number_type is None else NumberType(row.number_type),
+        price_per_minute=row.price_per_minute_micro,
+        connection_fee=row.connection_fee_micro,
+        first_increment=row.first_increment,
+        next_increment=row.next_increment,
+        description=row.description,
+    )
+
+
+def _rate_set(row: RateSetRow) -> RateSet:
+    return RateSet(
+        id=row.id,
+        source=row.source,
+        sha256=row.sha256,
+        rate_count=row.rate_count,
+        imported_at=row.imported_at,
+    )
+
+
+class RateRepository:
+    """Rate sets: an import adds a set; the newest set is in force."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add_set(self, source: str, sha256: str, rates: Sequence[Rate]) -> RateSet:
+        """Insert a rate set and all its rates (in the caller's one transaction)."""
+        row = RateSetRow(source=source[-256:], sha256=sha256, rate_count=len(rates))
+        self._session.add(row)
+        await self._session.flush()
+        if rates:
+            await self._session.execute(
+                insert(RateRow),
+                [
+                    {
+                        "rate_set_id": row.id,
+                        "direction": rate.direction.value,
+                        "prefix": rate.prefix,
+                        "country": rate.country,
+                        "number_type": None if rate.number_type is None else rate.number_type,
+                        "price_per_minute_micro": rate.price_per_minute,
+                        "connection_fee_micro": rate.connection_fee,
+                        "first_increment": rate.first_increment,
+                        "next_increment": rate.next_increment,
+                        "description": rate.description[:256],
+                    }
+                    for rate in rates
+                ],
+            )
+        return _rate_set(row)
+
+    async def current_set(self) -> RateSet | None:
+        row = await self._session.scalar(
+            select(RateSetRow)
+            .order_by(RateSetRow.id.desc())
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
+        return None if row is None else _rate_set(row)
+
+    async def current_rates(self) -> list[Rate]:
+        """The rates in force (of the newest set), in one query; [] before any import."""
+        newest = select(func.max(RateSetRow.id)).scalar_subquery()
+        rows = await self._session.scalars(
+            select(RateRow)
+            .where(RateRow.rate_set_id == newest)
+            .order_by(RateRow.direction, RateRow.country, RateRow.prefix, RateRow.number_type)
+            .execution_options(populate_existing=True)
+        )
+        return [_rate(row) for row in rows]
+
+    async def get(self, rate_id: int) -> Rate | None:
+        """Any rate by id, in force or from an older set (call records point at them)."""
+        row = await self._session.get(RateRow, rate_id)
+        return None if row is None else _rate(row)

@@ -1,0 +1,280 @@
+"""What both wallet stores share: results, row mappers, typed SQL, reads, refusals.
+
+``WalletReads`` runs the plain queries on whatever executor it is given (a session,
+or the connection a write ran on, to look at a refusal). ``SessionReads`` is the
+read half of ``WalletStore``: each read in a short transaction of its own. The
+``explain_*`` functions say why a write was not applied, from a look after it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
+
+from sqlalchemy import BigInteger, Integer, String, Table, TextClause, bindparam, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.selectable import TextualSelect
+from sqlalchemy.types import TypeEngine
+
+from callcontrol.domain.money import Hold, LedgerEntry, LedgerKind, WalletState
+from callcontrol.errors import Conflict, StoreError
+from callcontrol.store.db import Database
+from callcontrol.store.models import WALLET_ID, HoldRow, LedgerEntryRow, UTCDateTime, WalletRow
+
+__all__ = [
+    "NO_WALLET",
+    "Executor",
+    "Posted",
+    "Refused",
+    "SessionReads",
+    "WalletReads",
+    "entry",
+    "explain_charge",
+    "explain_hold",
+    "explain_post",
+    "posted",
+    "sql",
+    "sql_entries",
+]
+
+NO_WALLET = "the wallet row is missing: run `callcontrol db upgrade`"
+
+Executor = AsyncSession | AsyncConnection
+
+
+class Posted(NamedTuple):
+    """A ledger entry written (or found: ``duplicate``) and, for a call charge, the
+    call's hold left after it."""
+
+    entry: LedgerEntry
+    duplicate: bool
+    hold_left: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A debit the wallet could not pay: what was available, and the call's hold (a
+    charge), when looked at after the refusal."""
+
+    available: int
+    hold: int = 0
+
+
+# ---- typed text SQL --------------------------------------------------------------------
+
+ENTRY = (
+    "id, created_at, kind, amount_micro, reference, idempotency_key, description,"
+    " balance_after_micro"
+)
+INSERT_ENTRY = (
+    "INSERT INTO ledger_entries (created_at, kind, amount_micro, reference, idempotency_key,"
+    " description, balance_after_micro)"
+)
+_BIND_TYPES: dict[str, TypeEngine[Any]] = {
+    "amount": BigInteger(),
+    "delta": BigInteger(),
+    "wanted": BigInteger(),
+    "call_id": String(),
+    "key": String(),
+    "kind": String(),
+    "reference": String(),
+    "description": String(),
+    "now": UTCDateTime(),
+}
+_ENTRY_TYPES: dict[str, TypeEngine[Any]] = {"created_at": UTCDateTime()}
+
+
+def _param(name: str) -> BindParameter[Any]:
+    if name == "wallet_id":  # bound once here: callers never pass it
+        return bindparam(name, WALLET_ID, type_=Integer())
+    return bindparam(name, type_=_BIND_TYPES[name])
+
+
+def sql(statement: str) -> TextClause:
+    """``statement`` with typed parameters (asyncpg then casts them: ``$1::BIGINT``);
+    ``:wallet_id`` is bound to ``WALLET_ID``."""
+    names = sorted(set(re.findall(r"(?<![:\w]):(\w+)", statement)))
+    return text(statement).bindparams(*(_param(name) for name in names))
+
+
+def sql_entries(statement: str) -> TextualSelect:
+    """``sql`` for a statement that returns ledger entries (``ENTRY``)."""
+    return sql(statement).columns(**_ENTRY_TYPES)
+
+
+# ---- rows to domain values -------------------------------------------------------------
+
+
+def entry(row: Any) -> LedgerEntry:
+    return LedgerEntry(
+        id=row.id,
+        created_at=row.created_at,
+        kind=LedgerKind(row.kind),
+        amount=row.amount_micro,
+        reference=row.reference,
+        idempotency_key=row.idempotency_key,
+        description=row.description,
+        balance_after=row.balance_after_micro,
+    )
+
+
+def posted(row: Any) -> Posted:
+    """A row of a one-statement write: ``duplicate``, the entry's columns, ``hold_left``."""
+    return Posted(entry=entry(row), duplicate=bool(row.duplicate), hold_left=int(row.hold_left))
+
+
+def _hold(row: Any) -> Hold:
+    return Hold(
+        call_id=row.call_id,
+        amount=row.amount_micro,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        expires_at=row.expires_at,
+    )
+
+
+# ---- reads -----------------------------------------------------------------------------
+
+_LEDGER = cast(Table, LedgerEntryRow.__table__)
+_HOLDS = cast(Table, HoldRow.__table__)
+
+
+class WalletReads:
+    """The wallet row, its ledger and its holds, read on the caller's executor."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    async def state(self) -> WalletState | None:
+        """Balance and held; None: no wallet row."""
+        row = (
+            await self._executor.execute(
+                select(WalletRow.balance_micro, WalletRow.held_micro).where(
+                    WalletRow.id == WALLET_ID
+                )
+            )
+        ).first()
+        return None if row is None else WalletState(balance=row[0], held=row[1])
+
+    async def entry_by_key(self, idempotency_key: str) -> LedgerEntry | None:
+        row = (
+            await self._executor.execute(
+                select(_LEDGER).where(_LEDGER.c.idempotency_key == idempotency_key)
+            )
+        ).first()
+        return None if row is None else entry(row)
+
+    async def entries(self, limit: int) -> list[LedgerEntry]:
+        """The newest entries first."""
+        rows = await self._executor.execute(
+            select(_LEDGER).order_by(_LEDGER.c.id.desc()).limit(limit)
+        )
+        return [entry(row) for row in rows]
+
+    async def last_credit_id(self) -> int:
+        return int(
+            await self._executor.scalar(
+                select(func.max(LedgerEntryRow.id)).where(LedgerEntryRow.amount_micro > 0)
+            )
+            or 0
+        )
+
+    async def charged_for(self, reference: str) -> int:
+        """Net micro-credits charged for ``reference`` (call charges less refunds), >= 0."""
+        total = await self._executor.scalar(
+            select(func.coalesce(func.sum(LedgerEntryRow.amount_micro), 0)).where(
+                LedgerEntryRow.reference == reference,
+                LedgerEntryRow.kind.in_([LedgerKind.CALL_CHARGE.value, LedgerKind.REFUND.value]),
+            )
+        )
+        return -int(total or 0)
+
+    async def hold_of(self, call_id: str) -> Hold | None:
+        statement = select(_HOLDS).where(_HOLDS.c.call_id == call_id)
+        row = (await self._executor.execute(statement)).first()
+        return None if row is None else _hold(row)
+
+    async def holds(self) -> list[Hold]:
+        rows = await self._executor.execute(
+            select(_HOLDS).order_by(_HOLDS.c.created_at, _HOLDS.c.id)
+        )
+        return [_hold(row) for row in rows]
+
+
+class SessionReads:
+    """The reads of a ``WalletStore``, the same on both databases: each in a short
+    read transaction of its own (``Database.session``)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def state(self) -> WalletState:
+        async with self._db.session() as session:
+            state = await WalletReads(session).state()
+        if state is None:
+            raise StoreError(NO_WALLET)
+        return state
+
+    async def entries(self, limit: int) -> list[LedgerEntry]:
+        async with self._db.session() as session:
+            return await WalletReads(session).entries(limit)
+
+    async def last_credit_id(self) -> int:
+        async with self._db.session() as session:
+            return await WalletReads(session).last_credit_id()
+
+    async def holds(self) -> list[Hold]:
+        async with self._db.session() as session:
+            return await WalletReads(session).holds()
+
+    async def hold_of(self, call_id: str) -> Hold | None:
+        async with self._db.session() as session:
+            return await WalletReads(session).hold_of(call_id)
+
+    async def charged_for(self, reference: str) -> int:
+        async with self._db.session() as session:
+            return await WalletReads(session).charged_for(reference)
+
+
+# ---- why a write was not applied -------------------------------------------------------
+
+
+async def explain_post(reads: WalletReads, key: str) -> Posted | Refused:
+    """A credit or debit not applied: the entry with its key (a retry), else refused."""
+    existing = await reads.entry_by_key(key)
+    if existing is not None:
+        return Posted(existing, duplicate=True)
+    state = await reads.state()
+    if state is None:
+        raise StoreError(NO_WALLET)
+    return Refused(available=state.available)
+
+
+async def explain_charge(reads: WalletReads, call_id: str, key: str) -> Posted | Refused:
+    """A call charge not applied: the entry with its key (a retry), else refused."""
+    existing = await reads.entry_by_key(key)
+    hold = await reads.hold_of(call_id)
+    held = 0 if hold is None else hold.amount
+    if existing is not None:
+        return Posted(existing, duplicate=True, hold_left=held)
+    state = await reads.state()
+    if state is None:
+        raise StoreError(NO_WALLET)
+    return Refused(available=state.available, hold=held)
+
+
+def explain_hold(
+    call_id: str, amount: int, state: WalletState | None, hold: Hold | None
+) -> bool | None:
+    """A hold not taken, from the wallet and the call's hold looked at after it:
+    False if ``amount`` is not available, Conflict if the call has a hold; None if
+    the look contradicts the refusal (the wallet changed in between)."""
+    if state is None:
+        raise StoreError(NO_WALLET)
+    if state.available < amount:
+        return False
+    if hold is not None:
+        raise Conflict(f"call {call_id} already has a hold")
+    return None
