@@ -22,8 +22,8 @@
      └── TtsError, GraphError   ivr/: espeak-ng or graphviz missing or failing
 
 Adapters translate library errors into these with ``raise ... from exc``; the CLI
-prints ``error: <message>`` and exits non-zero; the web layer maps them to a status
-and the stable ``error_id`` below.
+prints ``error: <message>`` and exits non-zero. Each class names a stable
+``error_id``, for the HTTP API (the console issue) to report with a status.
 """
 
 from __future__ import annotations

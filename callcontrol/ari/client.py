@@ -21,7 +21,6 @@ import json as jsonlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -117,12 +116,7 @@ class AriClient:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         await self.close()
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -183,9 +177,6 @@ class AriClient:
     async def ring(self, channel_id: str) -> None:
         await self.request("POST", f"/channels/{_seg(channel_id)}/ring")
 
-    async def ring_stop(self, channel_id: str) -> None:
-        await self.request("DELETE", f"/channels/{_seg(channel_id)}/ring")
-
     async def play(
         self,
         channel_id: str,
@@ -231,51 +222,9 @@ class AriClient:
         data = await self.request("POST", "/channels", params=params, json=body)
         return Channel.from_json(_object(data, "POST", "/channels"))
 
-    async def create_channel(
-        self,
-        endpoint: str,
-        *,
-        app_args: str = "",
-        channel_id: str | None = None,
-        originator: str | None = None,
-        formats: str | None = None,
-        variables: Mapping[str, str] | None = None,
-    ) -> Channel:
-        """Create a channel without dialling it yet (see :meth:`dial`)."""
-        params: dict[str, ParamValue] = {
-            "endpoint": endpoint,
-            "app": self.app,
-            "appArgs": app_args or None,
-            "channelId": channel_id,
-            "originator": originator,
-            "formats": formats,
-        }
-        body = {"variables": dict(variables)} if variables else None
-        data = await self.request("POST", "/channels/create", params=params, json=body)
-        return Channel.from_json(_object(data, "POST", "/channels/create"))
-
-    async def dial(
-        self,
-        channel_id: str,
-        caller: str | None = None,
-        timeout: int | None = None,  # noqa: ASYNC109 (ARI's ring timeout, in seconds)
-    ) -> None:
-        params: dict[str, ParamValue] = {"caller": caller, "timeout": timeout}
-        await self.request("POST", f"/channels/{_seg(channel_id)}/dial", params=params)
-
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
         params = {"variable": variable, "value": value}
         await self.request("POST", f"/channels/{_seg(channel_id)}/variable", params=params)
-
-    async def get_variable(self, channel_id: str, variable: str) -> str | None:
-        """The variable's value; None when the channel or the variable does not exist."""
-        path = f"/channels/{_seg(channel_id)}/variable"
-        try:
-            data = await self.request("GET", path, params={"variable": variable})
-        except AriNotFound:
-            return None
-        value = _object(data, "GET", path).get("value")
-        return None if value is None else str(value)
 
     async def get_channel(self, channel_id: str) -> Channel:
         path = f"/channels/{_seg(channel_id)}"
@@ -321,18 +270,8 @@ class AriClient:
         path = f"/bridges/{_seg(bridge_id)}/addChannel"
         await self.request("POST", path, params={"channel": ",".join(ids)})
 
-    async def remove_channel(self, bridge_id: str, channel_id: str) -> None:
-        path = f"/bridges/{_seg(bridge_id)}/removeChannel"
-        await self.request("POST", path, params={"channel": channel_id})
-
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self.request("DELETE", f"/bridges/{_seg(bridge_id)}")
-
-    async def list_bridges(self) -> list[Bridge]:
-        data = _list(await self.request("GET", "/bridges"), "GET", "/bridges")
-        return [Bridge.from_json(item) for item in data]
-
-    # --- asterisk -------------------------------------------------------------
 
     async def info(self) -> dict[str, Any]:
         return _object(await self.request("GET", "/asterisk/info"), "GET", "/asterisk/info")
@@ -354,17 +293,6 @@ class AriClient:
         path = self._config_path(config_class, object_type, object_id)
         body = {"fields": [{"attribute": k, "value": v} for k, v in fields.items()]}
         return _list(await self.request("PUT", path, json=body), "PUT", path)
-
-    async def get_dynamic_config(
-        self, config_class: str, object_type: str, object_id: str
-    ) -> dict[str, str] | None:
-        """The object's attributes, or None when it does not exist."""
-        path = self._config_path(config_class, object_type, object_id)
-        try:
-            data = await self.request("GET", path)
-        except AriNotFound:
-            return None
-        return {str(t.get("attribute")): str(t.get("value")) for t in _list(data, "GET", path)}
 
     async def delete_dynamic_config(
         self, config_class: str, object_type: str, object_id: str

@@ -49,10 +49,6 @@ class CallManager:
         self.side_tasks: set[asyncio.Task[None]] = set()  # settlements, hang-ups
         router.on_stasis_start = self.on_stasis_start
 
-    @property
-    def live(self) -> int:
-        return len(self.tasks)
-
     def on_stasis_start(self, event: StasisStart, events: ChannelEvents) -> None:
         kind = event.args[0] if event.args else ""
         if self.closing:

@@ -21,6 +21,7 @@ from callcontrol.calls import prompts
 from callcontrol.calls.callee import Callee, normalise_dialled
 from callcontrol.calls.routed import RoutedCall
 from callcontrol.domain.call_records import CallDirection, Disposition
+from callcontrol.domain.charging import ChargeState
 from callcontrol.domain.numbers import parse_e164
 from callcontrol.domain.rating import Direction
 from callcontrol.errors import InvalidInput
@@ -64,6 +65,7 @@ class OutboundCall(RoutedCall):
             return
         if target is not None:
             log.info("internal call from %s to %s: free", user.name, target.name)
+            await self.store.set_charge_state(self.call_id, ChargeState.FREE)
             self.caller_name, self.caller_number = user.name, user.extension
             await self.ring_user(Callee(target.name, target.extension))
             return

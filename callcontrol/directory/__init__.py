@@ -1,4 +1,4 @@
-"""The directory: the admin's users, numbers and routing (used by the CLI and web console)."""
+"""The directory: the admin's users, numbers and routing (used by the CLI, through services)."""
 
 from callcontrol.directory.service import DirectoryService
 

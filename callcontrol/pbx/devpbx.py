@@ -34,7 +34,6 @@ from callcontrol.errors import PbxError
 log = logging.getLogger(__name__)
 
 PACKAGES = "asterisk,asterisk-core-sounds-en-gsm"
-GENERATED_FILES = ("pjsip_local.conf", "ari_user.conf")
 OWNED_DIRS = (
     "run/asterisk",
     "var/lib/asterisk",

@@ -112,6 +112,7 @@ async def test_calls_between_users_are_free(pbx: Settings, tmp_path: Path, phone
         await app.stop()
     record = await org.record()
     assert (record.direction, record.cost_micro, record.rate_id) == ("internal", None, None)
+    assert record.charge_state == "free"
     wallet, db = await org.wallet()
     try:
         assert (await wallet.balance()).balance == 10 * MICRO
