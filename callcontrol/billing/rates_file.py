@@ -18,7 +18,8 @@ Each row names a ``prefix`` (E.164 digits, ``+`` optional) *or* a ``country``
 (any type) or local/national/mobile/toll_free; prices are credits with at most 6
 decimals; ``increments`` is ``first/next`` seconds. Every error is reported as
 ``file:line: field: message`` (``file:line:column:`` for YAML), all at once, in a
-``RatesFileError``; a file with any error imports nothing.
+``RatesFileError``; a file with any error imports nothing. YAML nested more than 32
+levels deep is refused at its position (``callcontrol/yamllimits.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from callcontrol.domain.money import MICRO, parse_credits
 from callcontrol.domain.numbers import NumberType
 from callcontrol.domain.rating import Direction, Rate, rate_key
 from callcontrol.errors import InvalidInput
+from callcontrol.yamllimits import YamlLimitError, compose
 
 __all__ = ["FIELDS", "RatesFile", "load_rates_file", "parse_rates"]
 
@@ -191,7 +193,10 @@ def _mark(name: str, mark: yaml.Mark | None) -> str:
 
 def _yaml_rows(content: str, name: str, errors: _Collector) -> list[tuple[str, dict[str, _Cell]]]:
     try:
-        root = yaml.compose(content, Loader=yaml.SafeLoader)
+        root = compose(content)
+    except YamlLimitError as error:
+        errors.add(_mark(name, error.problem_mark), f"{error.problem} (the limit of a rate file)")
+        return []
     except yaml.MarkedYAMLError as error:
         errors.add(_mark(name, error.problem_mark), f"not valid YAML: {error.problem}")
         return []

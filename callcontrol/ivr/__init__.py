@@ -2,7 +2,8 @@
 
     model.py        the flow as frozen values (Flow, Menu, TimeSwitch, actions, prompts)
     loader.py       YAML -> model, every error as file:line:col (build.py, yamlnodes.py,
-                    validate.py)
+                    validate.py, cycles.py), within limits (../yamllimits.py)
+    loops.py        loops with no key across flows (a's on_failure -> b -> a)
     interpreter.py  runs a flow on a call through a CallPort (port.py); knows no ARI
     simulate.py     a scripted CallPort: the path a caller takes, without a PBX
     registry.py     the served flows, reloaded when their files change

@@ -41,9 +41,9 @@ from callcontrol.ivr.model import (
     Sound,
     TimeSwitch,
 )
-from callcontrol.ivr.yamlnodes import NULL, STR, TIMESTAMP, Entry, NodeReader, kind_of, suggest
+from callcontrol.ivr.yamlnodes import NULL, STR, TIMESTAMP, Entry, NodeReader, kind_of
 
-__all__ = ["FLOW_NAME", "FlowBuilder"]
+__all__ = ["FLOW_NAME", "MAX_NODES", "FlowBuilder"]
 
 FLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
@@ -70,6 +70,7 @@ ACTION_EXTRAS = {"ring": ("fallback",), "dial": ("fallback",), "play": ("then",)
 DIAL_KEYS = ("prompts", "max_digits", "digit_timeout")
 PROMPT_KINDS = ("sound", "file", "say")
 
+MAX_NODES = 1000  # menus and time switches of one flow
 MAX_RETRIES = 10
 TIMEOUT_RANGE = (1.0, 60.0)
 DIGIT_TIMEOUT_RANGE = (1.0, 30.0)
@@ -125,6 +126,13 @@ class FlowBuilder:
                 continue
             if section == "menus" and not entries:
                 r.error(top[section].value, "menus must name at least one menu")
+            if len(self.node_positions) + len(entries) > MAX_NODES:
+                r.error(
+                    top[section].key_node,
+                    f"too many menus and time switches: more than {MAX_NODES} in one flow "
+                    "(the limit; split it into flows)",
+                )
+                return None
             for entry in entries.values():
                 if not self.node_name(entry, what):
                     continue
@@ -170,7 +178,7 @@ class FlowBuilder:
         except (ZoneInfoNotFoundError, ValueError):
             self.r.error(
                 node,
-                f"unknown time zone {name!r}{suggest(name, available_timezones())} "
+                f"unknown time zone {name!r}{self.r.suggest(name, available_timezones())} "
                 "(use an IANA name such as Europe/London)",
             )
             return None
@@ -294,7 +302,7 @@ class FlowBuilder:
             bad = next(n for n in names if n not in WEEKDAYS)
             self.r.error(
                 entry.key_node,
-                f"unknown day {bad!r}{suggest(bad, WEEKDAYS)} in hours: use mon, tue, wed, "
+                f"unknown day {bad!r}{self.r.suggest(bad, WEEKDAYS)} in hours: use mon, tue, wed, "
                 "thu, fri, sat, sun or a range such as mon-fri",
             )
             return None

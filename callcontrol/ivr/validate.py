@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
+from callcontrol.ivr.cycles import find_cycles
 from callcontrol.ivr.model import (
     Action,
     Flow,
@@ -34,7 +35,7 @@ from callcontrol.ivr.model import (
     TimeSwitch,
     action_targets,
 )
-from callcontrol.ivr.yamlnodes import NodeReader, suggest
+from callcontrol.ivr.yamlnodes import NodeReader
 
 __all__ = ["Edge", "check_flow", "edges", "node_actions"]
 
@@ -96,7 +97,7 @@ def check_flow(
     nodes = flow.nodes
     if flow.start and flow.start not in nodes:
         reader.error(
-            start_pos, f"unknown menu {flow.start!r} for start{suggest(flow.start, nodes)}"
+            start_pos, f"unknown menu {flow.start!r} for start{reader.suggest(flow.start, nodes)}"
         )
     for node in nodes.values():
         for top, _silent, _label in node_actions(node):
@@ -116,28 +117,32 @@ def _check_reference(
     known_flows: Collection[str] | None,
 ) -> None:
     if isinstance(action, GotoMenu) and action.menu not in flow.nodes:
-        hint = suggest(action.menu, [*flow.nodes, "hangup", "repeat"])
+        hint = reader.suggest(action.menu, flow.nodes, ("hangup", "repeat"))
         reader.error(action.pos, f"unknown menu {action.menu!r}{hint}")
     elif isinstance(action, Ring) and known_users is not None and action.user not in known_users:
-        reader.error(action.pos, f"unknown user {action.user!r}{suggest(action.user, known_users)}")
+        hint = reader.suggest(action.user, known_users)
+        reader.error(action.pos, f"unknown user {action.user!r}{hint}")
     elif (
         isinstance(action, GotoFlow)
         and known_flows is not None
         and action.flow != flow.name
         and action.flow not in known_flows
     ):
-        reader.error(action.pos, f"unknown flow {action.flow!r}{suggest(action.flow, known_flows)}")
+        hint = reader.suggest(action.flow, known_flows)
+        reader.error(action.pos, f"unknown flow {action.flow!r}{hint}")
 
 
 def _check_reachable(flow: Flow, all_edges: list[Edge], reader: NodeReader) -> None:
+    following: dict[str, list[str]] = {}
+    for edge in all_edges:
+        following.setdefault(edge.source, []).append(edge.target)
     seen = {flow.start}
     todo = [flow.start]
     while todo:
-        current = todo.pop()
-        for edge in all_edges:
-            if edge.source == current and edge.target not in seen:
-                seen.add(edge.target)
-                todo.append(edge.target)
+        for target in following.get(todo.pop(), []):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
     for name, node in flow.nodes.items():
         if name not in seen:
             what = "menu" if isinstance(node, Menu) else "time switch"
@@ -148,18 +153,11 @@ def _check_reachable(flow: Flow, all_edges: list[Edge], reader: NodeReader) -> N
 
 def _check_silent_loops(flow: Flow, silent: list[Edge], reader: NodeReader) -> None:
     """One error per group of nodes that silent edges connect in a cycle."""
-    following: dict[str, list[Edge]] = {}
+    following: dict[str, list[tuple[str, Edge]]] = {}
     for edge in silent:
-        following.setdefault(edge.source, []).append(edge)
-    reported: set[str] = set()
+        following.setdefault(edge.source, []).append((edge.target, edge))
     order = sorted(flow.nodes, key=lambda n: (flow.nodes[n].pos.line, flow.nodes[n].pos.column))
-    for name in order:
-        if name in reported:
-            continue
-        cycle = _cycle_from(name, following)
-        if cycle is None:
-            continue
-        reported.update(e.source for e in cycle)
+    for cycle in find_cycles(order, following):
         path = " -> ".join([*(e.source for e in cycle), cycle[0].source])
         reader.error(
             cycle[0].pos,
@@ -167,21 +165,3 @@ def _check_silent_loops(flow: Flow, silent: list[Edge], reader: NodeReader) -> N
             "(on_failure, time switch or fallback); a silent caller would never leave it - "
             "end it with hangup or a play",
         )
-
-
-def _cycle_from(start: str, following: dict[str, list[Edge]]) -> list[Edge] | None:
-    """The shortest cycle of edges from ``start`` back to it, or None."""
-    paths: dict[str, list[Edge]] = {start: []}
-    frontier = [start]
-    while frontier:
-        nxt: list[str] = []
-        for node in frontier:
-            for edge in following.get(node, []):
-                path = [*paths[node], edge]
-                if edge.target == start:
-                    return path
-                if edge.target not in paths:
-                    paths[edge.target] = path
-                    nxt.append(edge.target)
-        frontier = nxt
-    return None

@@ -17,7 +17,9 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from callcontrol.ivr.errors import FlowError
 from callcontrol.ivr.model import Pos
 
-__all__ = ["Entry", "NodeReader", "kind_of", "suggest"]
+__all__ = ["MAX_SUGGESTIONS", "Entry", "NodeReader", "kind_of", "suggest"]
+
+MAX_SUGGESTIONS = 20  # "did you mean" hints per file
 
 STR = "tag:yaml.org,2002:str"
 INT = "tag:yaml.org,2002:int"
@@ -69,6 +71,18 @@ class NodeReader:
         self.file = file
         self.errors: list[FlowError] = []
         self._constructor = SafeConstructor()
+        self._suggestions_left = MAX_SUGGESTIONS
+
+    def suggest(self, word: str, *choices: Iterable[str]) -> str:
+        """``suggest`` for the first ``MAX_SUGGESTIONS`` calls of a file, then nothing.
+
+        Each suggestion compares the word with every choice: without a budget, a file
+        with thousands of unknown names would take quadratic time.
+        """
+        if self._suggestions_left <= 0:
+            return ""
+        self._suggestions_left -= 1
+        return suggest(word, (c for group in choices for c in group))
 
     # ---- positions and errors --------------------------------------------------------
 
@@ -112,7 +126,7 @@ class NodeReader:
         """Report unknown keys (with the close match) and missing required keys."""
         for entry in entries.values():
             if entry.key not in allowed:
-                hint = suggest(entry.key, allowed)
+                hint = self.suggest(entry.key, allowed)
                 if not hint:
                     hint = f" (allowed: {', '.join(sorted(allowed))})"
                 self.error(entry.key_node, f"unknown key {entry.key!r} in {what}{hint}")

@@ -181,3 +181,14 @@ def test_many_errors_are_all_kept_but_the_message_stays_short(tmp_path: Path) ->
     assert len(caught.value.errors) == 30
     assert "... and 10 more" in str(caught.value)
     assert parse_credits("0.123456") == 123_456
+
+
+def test_yaml_nested_too_deeply_is_refused_at_its_position(tmp_path: Path) -> None:
+    # 500 levels overflowed the YAML composer's recursion: RecursionError, a traceback
+    deep = "- direction: outbound\n  country: " + "[" * 500 + "]" * 500 + "\n"
+    (error,) = errors_of(write(tmp_path, "deep.yaml", deep))
+    # the 33rd level: the list, the rate's mapping and the 31st "["
+    assert error == (
+        f"{tmp_path / 'deep.yaml'}:2:42: nested too deeply: more than 32 levels of mappings "
+        "and lists (the limit of a rate file)"
+    )

@@ -530,3 +530,51 @@ def test_models_keep_prompts_in_order(tmp_path: Path) -> None:
     main = flow.nodes["main"]
     assert isinstance(main, Menu)
     assert main.prompts == (Sound("hello"), Sound("digits/1"))
+
+
+# ---- loops across flows ----------------------------------------------------------------
+
+
+def test_loop_without_key_across_flows_is_an_error_in_each_file(tmp_path: Path) -> None:
+    # a -> b -> a on failure: with timeout 60 and retries 10, ~9 hours of a billed call
+    silent = "    timeout: 60\n    retries: 10\n    on_failure: {flow: NEXT}\n"
+    for name, following in (("a", "b"), ("b", "a")):
+        text = BASE.replace("    on_failure: hangup\n", silent.replace("NEXT", following))
+        write(tmp_path, text, name)
+    write(tmp_path, BASE.replace("{ring: alice}", "{flow: a}"), "c")  # a key: fine
+    flows, errors = load_directory(tmp_path, known_users=USERS)
+    assert set(flows) == {"c"}
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    tail = "; a silent caller would never leave it - end one of them with hangup or a play"
+    assert [str(e) for e in errors] == [
+        f"{a}:10:24: loop with no bound across flows: a -> b -> a goes round without any key "
+        f"press (flow: b here, flow: a at {b}:10:24){tail}",
+        f"{b}:10:24: loop with no bound across flows: b -> a -> b goes round without any key "
+        f"press (flow: a here, flow: b at {a}:10:24){tail}",
+    ]
+
+
+def test_loop_across_flows_through_time_switches_and_fallbacks(tmp_path: Path) -> None:
+    write(tmp_path, BASE.replace("on_failure: hangup", "on_failure: {flow: y}"), "x")
+    switch = """\
+        start: hours
+        time_switches:
+          hours:
+            hours: {mon-fri: "09:00-17:00"}
+            open: {ring: bob, fallback: {play: [hello], then: {flow: z}}}
+            closed: m
+        menus:
+          m:
+            prompts: [hello]
+            options: {1: hours}
+            on_failure: hangup
+        """
+    write(tmp_path, switch, "y")
+    write(tmp_path, BASE.replace("on_failure: hangup", "on_failure: {flow: x}"), "z")
+    flows, errors = load_directory(tmp_path, known_users=USERS)
+    assert flows == {}
+    assert [(Path(e.file).stem, e.message[:64]) for e in errors] == [
+        ("x", "loop with no bound across flows: x -> y -> z -> x goes round wit"),
+        ("y", "loop with no bound across flows: y -> z -> x -> y goes round wit"),
+        ("z", "loop with no bound across flows: z -> x -> y -> z goes round wit"),
+    ]

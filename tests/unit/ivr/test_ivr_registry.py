@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from callcontrol.ivr import loader, validate
 from callcontrol.ivr.model import Flow, Menu, Sound
 from callcontrol.ivr.registry import FlowRegistry
 
@@ -148,3 +150,154 @@ def test_a_failing_listener_does_not_stop_reloads(tmp_path: Path) -> None:
     registry = FlowRegistry(tmp_path, on_change=boom)
     registry.load()
     assert registry.get("main") is not None
+
+
+# ---- hardening: no file stops the registry or stalls the event loop ---------------------
+
+
+def big_flow(menus: int) -> str:
+    """``menus`` menus (the limit is 1000), 470 bytes and 78 YAML values each."""
+    names = [f"m{i}" for i in range(menus)] + ["hangup"]
+    parts = ["start: m0\nmenus:\n"]
+    for i in range(menus):
+        parts.append(f"  m{i}:\n    prompts: [hello, goodbye, {{say: Welcome to menu {i}}}]\n")
+        parts.append("    options:\n")
+        parts.extend(
+            f"      {key}: {{ring: alice, fallback: {{play: [hello, goodbye], "
+            f"then: {names[(i + key) % menus]}}}}}\n"
+            for key in range(1, 6)
+        )
+        parts.append(f"    on_failure: {{play: [hello], then: {names[i + 1]}}}\n")
+    return "".join(parts)
+
+
+def deep_flow(levels: int) -> str:
+    nested = "{play: [vm-goodbye], then: " * levels + "hangup" + "}" * levels
+    return FLOW.format(prompt="hello").replace("on_failure: hangup", f"on_failure: {nested}")
+
+
+async def test_a_too_deep_file_is_refused_at_start_and_on_reload(tmp_path: Path) -> None:
+    # 400 levels raised RecursionError out of load() and run(): the whole app exited
+    write(tmp_path, "main")
+    write(tmp_path, "deep", text=deep_flow(400))
+    registry = FlowRegistry(tmp_path)
+    (error,) = registry.load()
+    assert error.file == str(tmp_path / "deep.yaml") and error.line == 7
+    assert error.message.startswith("nested too deeply: more than 32 levels")
+    assert registry.names() == ["main"]
+    good = registry.get("main")
+    write(tmp_path, "main", text=deep_flow(400))
+    assert await registry.reload() is False
+    assert registry.get("main") is good
+    assert [e.file for e in registry.errors()] == [
+        str(tmp_path / f"{n}.yaml") for n in ("deep", "main")
+    ]
+
+
+async def test_run_goes_on_after_any_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = FlowRegistry(tmp_path, poll_interval=0)
+    calls = 0
+    again = asyncio.Event()
+
+    async def reload() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RecursionError("maximum recursion depth exceeded")
+        again.set()
+        return False
+
+    registry.reload = reload  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="callcontrol.ivr.registry"):
+        task = asyncio.create_task(registry.run())
+        await asyncio.wait_for(again.wait(), 5)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "reload failed; the flows served are unchanged" in caplog.text
+
+
+def test_a_file_that_breaks_the_checks_is_refused_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "good")
+    write(tmp_path, "bad")
+    real = validate.check_flow
+
+    def check_flow(flow: Flow, *args: Any, **kwargs: Any) -> None:
+        if flow.name == "bad":
+            raise ValueError("a bug")
+        real(flow, *args, **kwargs)
+
+    monkeypatch.setattr(validate, "check_flow", check_flow)
+    registry = FlowRegistry(tmp_path)
+    assert [str(e) for e in registry.load()] == [
+        f"{tmp_path / 'bad.yaml'}:1:1: the flow could not be checked (ValueError: a bug)"
+    ]
+    assert registry.names() == ["good"]
+
+
+async def test_a_file_closing_a_loop_across_flows_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    to_b = FLOW.format(prompt="hello").replace("on_failure: hangup", "on_failure: {flow: b}")
+    write(tmp_path, "a", text=to_b)
+    write(tmp_path, "b")
+    registry = FlowRegistry(tmp_path)
+    assert registry.load() == []
+    old_b = registry.get("b")
+    to_a = FLOW.format(prompt="hi").replace("on_failure: hangup", "on_failure: {flow: a}")
+    write(tmp_path, "b", text=to_a)
+    with caplog.at_level(logging.ERROR, logger="callcontrol.ivr.registry"):
+        assert await registry.reload() is False
+    assert registry.get("b") is old_b and registry.get("a") is not None
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    assert [str(e) for e in registry.errors()] == [
+        f"{b}:7:24: loop with no bound across flows: b -> a -> b goes round without any key "
+        f"press (flow: a here, flow: b at {a}:7:24); a silent caller would never leave it - "
+        "end one of them with hangup or a play"
+    ]
+    assert "ivr flow b refused (1 errors; version" in caplog.text
+    write(tmp_path, "a")  # a no longer leads to b: b's edit is taken at the next look
+    assert await registry.reload() is True
+    assert await registry.reload() is True
+    assert first_prompt(registry.get("b")) == "hi" and registry.errors() == []
+
+
+async def test_reloading_a_big_flow_does_not_stall_the_event_loop(tmp_path: Path) -> None:
+    write(tmp_path, "main")
+    changed = asyncio.Event()
+    registry = FlowRegistry(
+        tmp_path,
+        poll_interval=0.01,
+        known_users={"alice"},
+        on_change=lambda name, flow: changed.set() if name == "big" else None,
+    )
+    registry.load()
+    worst = 0.0
+
+    async def ticker() -> None:  # another coroutine, such as a live call's
+        nonlocal worst
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.005)
+            worst = max(worst, loop.time() - before - 0.005)
+
+    ticking = asyncio.create_task(ticker())
+    polling = asyncio.create_task(registry.run())
+    text = big_flow(1000)
+    assert 0.8 * loader.MAX_FILE_BYTES < len(text) < loader.MAX_FILE_BYTES
+    write(tmp_path, "big", text=text)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(changed.wait(), 60)
+    took = asyncio.get_running_loop().time() - started
+    for task in (ticking, polling):
+        task.cancel()
+    big = registry.get("big")
+    assert big is not None and len(big.nodes) == 1000
+    assert took > 0.1  # the load took long enough for a stall to show
+    assert worst < 0.1, f"the event loop stalled {worst * 1000:.0f} ms (load took {took:.2f} s)"
