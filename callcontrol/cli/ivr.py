@@ -22,6 +22,7 @@ from typing import Any
 from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
 from callcontrol.errors import CallControlError, InvalidInput, NotFound
+from callcontrol.ivr import loops
 from callcontrol.ivr.errors import FlowError, FlowValidationError
 from callcontrol.ivr.graph import draw
 from callcontrol.ivr.loader import load_directory, load_flow
@@ -119,12 +120,13 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
         count = len(flows) + len({e.file for e in errors})
         if count == 0:
             raise NotFound(f"no flow files (*.yaml) in {settings.flows_dir}")
+    given: dict[str, Flow] = {}
     for name in args.files:
         path = Path(name)
         count += 1
         known_flows = {p.stem for p in path.parent.glob("*.yaml")} | {path.stem}
         try:
-            load_flow(
+            given[path.stem] = load_flow(
                 path,
                 known_users=known_users,
                 known_flows=known_flows,
@@ -133,6 +135,7 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
             )
         except FlowValidationError as exc:
             errors.extend(exc.errors)
+    errors.extend(loops.check_directory(given))  # loops across the files given together
     _print_errors(sorted(errors))
     if errors:
         bad = len({e.file for e in errors})

@@ -10,7 +10,6 @@
     sounds.py       the Asterisk sounds a flow may name
     tts.py          say: prompts, spoken by espeak-ng into cached 8 kHz WAV
     graph.py        a flow as a picture (graphviz)
-    commands.py     `callcontrol ivr validate|simulate|graph`
 
 The file format is documented in ivr_flows/README.md.
 """
