@@ -181,6 +181,7 @@ class DevPbx:
         for name, text in generated.items():
             self._write(self.etc / name, text, 0o640)
         if self.mode == "chroot":
+            self._write(self.root / "etc/hosts", root_hosts(socket.gethostname()), 0o644)
             self._chown_asterisk()
 
     # ---- root file system ---------------------------------------------------------
@@ -289,6 +290,10 @@ class DevPbx:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
+            # Stale: that Asterisk is gone (another checkout's `pbx up` or `down` may run
+            # the one PBX of this host now). Forget it, so a start-up check is not
+            # fooled into "Asterisk exited during start-up".
+            self.pid_file.unlink(missing_ok=True)
             return None
         return pid
 
@@ -402,6 +407,14 @@ class DevPbx:
 # ---- the generated files ----------------------------------------------------------------
 # The settings are checked when read (config.py); these writers check again, so that no
 # value can add a line, a section or a comment to Asterisk's configuration.
+
+
+def root_hosts(hostname: str) -> str:
+    """The PBX root's /etc/hosts. Without it Asterisk resolves its own host name on its
+    SIP thread for every call, and each lost DNS query stalls all SIP handling for 5 s
+    (measured: 1 query in 40 lost here, 19% of calls failing at 10 calls/s)."""
+    names = " ".join(dict.fromkeys(["localhost", hostname, hostname.partition(".")[0]]))
+    return f"127.0.0.1\t{names}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
 def pjsip_local_conf(settings: Settings) -> str:

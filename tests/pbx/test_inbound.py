@@ -7,6 +7,8 @@ import signal
 import pytest
 from conftest import CALLER, ROUTED, UNKNOWN, UNROUTED, AppProcess, Carrier, Org, Phones
 
+from callcontrol.config import Settings
+
 pytestmark = pytest.mark.pbx
 
 
@@ -197,3 +199,26 @@ async def test_app_not_running_fails_closed(pbx: object, carrier: Carrier) -> No
     assert "SIP/2.0 183 Session Progress" in received  # "all circuits are busy"
     assert received[-1].startswith("SIP/2.0 503")
     assert "SIP/2.0 200 OK" not in received
+
+
+async def test_asterisk_resolves_no_host_name_per_call(
+    pbx: Settings, app: AppProcess, phones: Phones, carrier: Carrier
+) -> None:
+    """`pbx up` writes the root's /etc/hosts: without it Asterisk looked its own host
+    name up for every call, and each lost DNS query stalled all SIP for 5 s."""
+    log = pbx.pbx_root / "var/log/asterisk/messages.log"
+    start = log.stat().st_size if log.exists() else 0
+    phone = await phones.answering("alice", calls=5)
+    for _ in range(5):
+        c = await (await carrier.call(ROUTED, hang_up_after_ms=200)).wait(30)
+        assert c.ok, c.explain()
+    assert (await phone.wait(30)).ok
+    for _ in range(5):
+        c = await (await carrier.call(UNROUTED, refused=True)).wait(30)
+        assert c.ok, c.explain()
+    await app.wait_count(r"call ended: refused_no_route", 5)
+    with log.open("rb") as fh:
+        fh.seek(start)
+        new = fh.read().decode(errors="replace")
+    assert "Executing [" in new, "Asterisk logged no dialplan for ten calls: wrong log?"
+    assert "Unable to lookup" not in new
