@@ -114,6 +114,7 @@ class FakeAri:
         # The variables ari.conf's ``channelvars`` names: every channel's JSON reports them.
         self.channelvars: tuple[str, ...] = ()
         self.subscriptions: set[str] = set()  # event sources added to the application
+        self.gates: dict[tuple[str, str], asyncio.Event] = {}
         self.bridges: dict[str, dict[str, Any]] = {}
         self.dynamic: dict[tuple[str, str, str], dict[str, str]] = {}
         self.delay = 0.0
@@ -160,6 +161,10 @@ class FakeAri:
     async def close(self) -> None:
         await self.stop()
 
+    def gate(self, method: str, path: str) -> asyncio.Event:
+        """Requests ``method path`` are recorded, then answered once the event is set."""
+        return self.gates.setdefault((method, path), asyncio.Event())
+
     def fail_next(self, status: int, message: str = "Internal Server Error") -> None:
         """The next REST request answers ``status`` with ``{"message": message}``."""
         self._failures.append((status, message))
@@ -202,6 +207,9 @@ class FakeAri:
             body = await request.json() if request.can_read_body else None
             self.requests.append(Recorded(request.method, request.path, dict(request.query), body))
             await self._notify()
+            gate = self.gates.get((request.method, request.path))
+            if gate is not None:
+                await gate.wait()
             if self.delay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._release.wait(), self.delay)
