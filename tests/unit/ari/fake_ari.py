@@ -305,7 +305,7 @@ class FakeAri:
     async def _originate(self, request: web.Request) -> web.Response:
         channel_id = request.query.get("channelId") or f"1715000000.{next(self._ids)}"
         self.add_channel(channel_id, state="Down", name="PJSIP/alice-00000002")
-        body = await request.json() if request.can_read_body else None
+        body = await request.json() if request.body_exists else None
         for name, value in ((body or {}).get("variables") or {}).items():
             self.variables[(channel_id, name)] = value
         return web.json_response(self.channel(channel_id))

@@ -207,8 +207,7 @@ class App:
 
     async def answer(self, call: Call) -> str:
         """The rung phone answers (it enters Stasis as ``dialed,<call id>``); its id."""
-        originate = await self.request("POST", "/ari/channels")
-        callee = originate.query["channelId"]
+        callee = (await self.originated(call)).query["channelId"]
         self.fake.channels[callee]["state"] = "Up"
         await self.send(
             "StasisStart", channel=self.fake.channel(callee), args=["dialed", call.call_id]
@@ -259,9 +258,20 @@ class App:
         await self.fake.wait_until(lambda: len(self.requests(method, path)) >= count, GUARD)
         return self.requests(method, path)[-1]
 
+    async def originated(self, call: Call) -> Recorded:
+        """The newest phone the call rang (POST /channels naming the call), once rung."""
+
+        def rung() -> list[Recorded]:
+            ours = f"dialed,{call.call_id}"
+            return [r for r in self.requests("POST", "/ari/channels") if r.query["appArgs"] == ours]
+
+        await self.fake.wait_until(lambda: bool(rung()), GUARD)
+        return rung()[-1]
+
     def variables_set(self, channel_id: str, name: str) -> list[str]:
         path = f"/ari/channels/{channel_id}/variable"
-        return [r.query["value"] for r in self.requests("POST", path) if r.query["variable"] == name]
+        asked = self.requests("POST", path)
+        return [r.query["value"] for r in asked if r.query["variable"] == name]
 
     # ---- outcomes -------------------------------------------------------------------
 

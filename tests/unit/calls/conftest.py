@@ -11,10 +11,11 @@ import pytest
 # The fake ARI server lives with the ARI adapter's tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ari"))
 
-from calls_harness import App, StartApp, make_org  # noqa: E402
-from fake_ari import FakeAri  # noqa: E402
+from calls_harness import App, StartApp, make_org
+from fake_ari import FakeAri
 
-from callcontrol.store.migrate import upgrade  # noqa: E402
+from callcontrol.store.migrate import upgrade
+
 
 @pytest.fixture(scope="session")
 def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -40,9 +41,7 @@ async def db_url(migrated: Path, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def start_app(
-    fake: FakeAri, db_url: str, tmp_path: Path
-) -> AsyncIterator[StartApp]:
+async def start_app(fake: FakeAri, db_url: str, tmp_path: Path) -> AsyncIterator[StartApp]:
     """Start an app instance (several in turn: a restart); all are closed at the end."""
     apps: list[App] = []
 

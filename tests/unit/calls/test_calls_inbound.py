@@ -49,7 +49,7 @@ async def test_a_routed_number_rings_the_user_bridges_and_charges_the_talk_time(
     before = await app.wallet.balance()
     call = await app.carrier_call(CARRIER, ROUTED)
 
-    originate = await app.request("POST", "/ari/channels")
+    originate = await app.originated(call)
     assert originate.query["endpoint"] == "PJSIP/1001"
     assert originate.query["appArgs"] == f"dialed,{call.call_id}"
     assert originate.query["callerId"] == CALLER
@@ -98,7 +98,7 @@ async def test_a_routed_number_rings_the_user_bridges_and_charges_the_talk_time(
 
 async def test_the_user_not_answering_is_told_to_the_caller_uncharged(app: App) -> None:
     call = await app.carrier_call(CARRIER, ROUTED)
-    originate = await app.request("POST", "/ari/channels")
+    originate = await app.originated(call)
     callee = originate.query["channelId"]
     await app.hang_up(callee, cause=19)  # no answer
     play = await app.finish_playback(CARRIER)
@@ -117,7 +117,7 @@ async def test_the_user_not_answering_is_told_to_the_caller_uncharged(app: App) 
 
 async def test_the_caller_hanging_up_while_it_rings_abandons_the_call(app: App) -> None:
     call = await app.carrier_call(CARRIER, ROUTED)
-    originate = await app.request("POST", "/ari/channels")
+    originate = await app.originated(call)
     callee = originate.query["channelId"]
     await app.hang_up(CARRIER)
 

@@ -53,7 +53,7 @@ async def test_keys_drive_the_flow_to_ring_a_user_who_takes_the_call(
     assert sales.query["media"] == "sound:tt-monkeys"
 
     await app.press(CARRIER, "3")
-    originate = await app.request("POST", "/ari/channels")
+    originate = await app.originated(call)
     assert originate.query["endpoint"] == "PJSIP/1002"
     assert originate.query["appArgs"] == f"dialed,{call.call_id}"
     ringback = await app.request("POST", f"/ari/channels/{CARRIER}/play", count=3)
