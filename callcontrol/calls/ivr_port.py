@@ -3,8 +3,11 @@
 One consumer of the call's events at a time: each port method reads the call's
 inbox itself while it waits (a playback to finish, a digit, the phone to answer),
 so no pump task competes with ringing or bridging. Digits that arrive while they
-cannot be used yet (a non-interruptible prompt) wait in the IVR's ``DigitBuffer``,
-with the same overflow rule as every port. The caller hanging up surfaces as
+cannot be used yet (a non-interruptible prompt, or keys typed ahead while the flow
+was busy) wait in the IVR's ``DigitBuffer``, with the same overflow rule as every
+port: before it plays or reads, the port takes the keys already received into the
+buffer, so a flood keeps its first ``DIGIT_BUFFER`` keys and a waiting key skips a
+prompt instead of starting and stopping it. The caller hanging up surfaces as
 ``CallerHungUp``. The port needs only what ``IvrCall`` names of the call.
 """
 
@@ -84,9 +87,18 @@ class AriCallPort:
         except TimeoutError:
             return None
 
+    async def _take_waiting_keys(self) -> None:
+        """Move the caller's keys already received into the digit buffer (its limit
+        drops the newest of a flood). Never waits: ``_next(0)`` returns None as soon
+        as it would have to."""
+        while (event := await self._next(0)) is not None:
+            if isinstance(event, ChannelDtmfReceived):
+                self.digits.push(event.digit)
+
     # ---- CallPort ------------------------------------------------------------------------
 
     async def play(self, prompts: Sequence[Prompt], *, interruptible: bool) -> str | None:
+        await self._take_waiting_keys()
         if interruptible and (digit := self.digits.pop()) is not None:
             return digit
         if not prompts:
@@ -124,6 +136,7 @@ class AriCallPort:
             await self.call.ari.stop_playback(playback_id)
 
     async def read_digit(self, timeout: float) -> str | None:  # noqa: ASYNC109
+        await self._take_waiting_keys()
         if (digit := self.digits.pop()) is not None:
             return digit
         loop = asyncio.get_running_loop()

@@ -111,6 +111,10 @@ class FakeAri:
         self.requests: list[Recorded] = []
         self.channels: dict[str, dict[str, Any]] = {}
         self.variables: dict[tuple[str, str], str] = {}
+        # The variables ari.conf's ``channelvars`` names: every channel's JSON reports them.
+        self.channelvars: tuple[str, ...] = ()
+        self.subscriptions: set[str] = set()  # event sources added to the application
+        self.gates: dict[tuple[str, str], asyncio.Event] = {}
         self.bridges: dict[str, dict[str, Any]] = {}
         self.dynamic: dict[tuple[str, str, str], dict[str, str]] = {}
         self.delay = 0.0
@@ -157,6 +161,10 @@ class FakeAri:
     async def close(self) -> None:
         await self.stop()
 
+    def gate(self, method: str, path: str) -> asyncio.Event:
+        """Requests ``method path`` are recorded, then answered once the event is set."""
+        return self.gates.setdefault((method, path), asyncio.Event())
+
     def fail_next(self, status: int, message: str = "Internal Server Error") -> None:
         """The next REST request answers ``status`` with ``{"message": message}``."""
         self._failures.append((status, message))
@@ -198,6 +206,10 @@ class FakeAri:
         if request.path != "/ari/events":
             body = await request.json() if request.can_read_body else None
             self.requests.append(Recorded(request.method, request.path, dict(request.query), body))
+            await self._notify()
+            gate = self.gates.get((request.method, request.path))
+            if gate is not None:
+                await gate.wait()
             if self.delay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._release.wait(), self.delay)
@@ -220,6 +232,7 @@ class FakeAri:
         r.add_delete("/ari/channels/{id}/ring", self._channel_void)
         r.add_post("/ari/channels/{id}/dial", self._channel_void)
         r.add_post("/ari/channels/{id}/continue", self._channel_void)
+        r.add_post("/ari/channels/{id}/progress", self._channel_void)
         r.add_post("/ari/channels/{id}/play", self._play)
         r.add_get("/ari/channels/{id}/variable", self._get_variable)
         r.add_post("/ari/channels/{id}/variable", self._set_variable)
@@ -229,6 +242,7 @@ class FakeAri:
         r.add_delete("/ari/bridges/{id}", self._destroy_bridge)
         r.add_post("/ari/bridges/{id}/addChannel", self._bridge_void)
         r.add_post("/ari/bridges/{id}/removeChannel", self._bridge_void)
+        r.add_post("/ari/applications/{app}/subscription", self._subscribe)
         dynamic = "/ari/asterisk/config/dynamic/{cls}/{type}/{id}"
         r.add_get(dynamic, self._get_config)
         r.add_put(dynamic, self._put_config)
@@ -265,12 +279,23 @@ class FakeAri:
             }
         )
 
+    def channel(self, channel_id: str) -> dict[str, Any]:
+        """The channel's JSON as Asterisk reports it: with its ``channelvars``."""
+        data = dict(self.channels[channel_id])
+        if self.channelvars:
+            data["channelvars"] = {
+                name: self.variables.get((channel_id, name), "") for name in self.channelvars
+            }
+        return data
+
     async def _list_channels(self, request: web.Request) -> web.Response:
-        return web.json_response(list(self.channels.values()))
+        return web.json_response([self.channel(cid) for cid in self.channels])
 
     async def _get_channel(self, request: web.Request) -> web.Response:
-        channel = self.channels.get(request.match_info["id"])
-        return self._not_found("Channel") if channel is None else web.json_response(channel)
+        channel_id = request.match_info["id"]
+        if channel_id not in self.channels:
+            return self._not_found("Channel")
+        return web.json_response(self.channel(channel_id))
 
     async def _hangup(self, request: web.Request) -> web.Response:
         if self.channels.pop(request.match_info["id"], None) is None:
@@ -279,8 +304,11 @@ class FakeAri:
 
     async def _originate(self, request: web.Request) -> web.Response:
         channel_id = request.query.get("channelId") or f"1715000000.{next(self._ids)}"
-        channel = self.add_channel(channel_id, state="Down", name="PJSIP/alice-00000002")
-        return web.json_response(channel)
+        self.add_channel(channel_id, state="Down", name="PJSIP/alice-00000002")
+        body = await request.json() if request.body_exists else None
+        for name, value in ((body or {}).get("variables") or {}).items():
+            self.variables[(channel_id, name)] = value
+        return web.json_response(self.channel(channel_id))
 
     async def _create(self, request: web.Request) -> web.Response:
         return await self._originate(request)
@@ -320,6 +348,30 @@ class FakeAri:
         if self.bridges.pop(request.match_info["id"], None) is None:
             return self._not_found("Bridge")
         return web.Response(status=204)
+
+    async def _subscribe(self, request: web.Request) -> web.Response:
+        """POST /applications/{app}/subscription (rest-api/applications.json)."""
+        if request.match_info["app"] != APP:
+            return self._not_found("Application")
+        sources = request.query.get("eventSource")
+        if not sources:
+            return web.json_response({"message": "Missing parameter eventSource"}, status=400)
+        for source in sources.split(","):
+            kind, _, object_id = source.partition(":")
+            if kind != "channel" or object_id not in self.channels:
+                return web.json_response({"message": "Event source does not exist"}, status=422)
+            self.subscriptions.add(source)
+        return web.json_response(
+            {
+                "name": APP,
+                "channel_ids": sorted(s.partition(":")[2] for s in self.subscriptions),
+                "bridge_ids": [],
+                "endpoint_ids": [],
+                "device_names": [],
+                "events_allowed": [],
+                "events_disallowed": [],
+            }
+        )
 
     def _config_key(self, request: web.Request) -> tuple[str, str, str]:
         m = request.match_info
