@@ -63,7 +63,7 @@ class StripeSettings:
     max_network_retries: int = 2
     webhook_tolerance_seconds: int = 300
     bank_transfer_type: str = "eu_bank_transfer"
-    bank_transfer_country: str = "FR"  # eu_bank_transfer only: BE, DE, ES, FR, IE or NL
+    bank_transfer_country: str = "FR"  # eu_bank_transfer only: DE, FR, IE or NL
 
     def __post_init__(self) -> None:
         if not self.api_key.startswith(("sk_", "rk_")):
