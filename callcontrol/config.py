@@ -160,7 +160,7 @@ class Settings(BaseModel):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
             raise ValueError("unknown time zone (use an IANA name, e.g. Europe/London)") from None
         return value
 

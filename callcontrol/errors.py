@@ -19,6 +19,12 @@
      │    ├── AriApplicationReplaced   ari/: another process took the Stasis app
      │    └── ChannelEventsClosed      ari/: a channel's event stream ended
      ├── PbxError               the development PBX could not be provisioned or run
+     ├── PaymentError           payments/: the payment provider failed or refused a request
+     │    ├── PaymentConfigError    a missing or rejected API key / webhook secret
+     │    ├── PaymentUnavailable    cannot reach the provider (no money can have moved)
+     │    ├── PaymentRejected       the provider refused the request (unknown card, bad state)
+     │    ├── IdempotencyConflict   an idempotency key reused for a different request
+     │    └── WebhookRejected       a webhook's signature, age or body is not valid
      └── TtsError, GraphError   ivr/: espeak-ng or graphviz missing or failing
 
 Adapters translate library errors into these with ``raise ... from exc``; the CLI
@@ -84,3 +90,9 @@ class AriNotFound(AriHttpError):
 
 class PbxError(CallControlError):
     error_id = "pbx_error"
+
+
+class PaymentError(CallControlError):
+    """The payment provider failed or refused a request (subclasses in ``payments/errors.py``)."""
+
+    error_id = "payment_error"
