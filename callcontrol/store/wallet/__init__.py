@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from callcontrol.domain.money import Hold, LedgerEntry, LedgerKind, WalletState
+from callcontrol.domain.money import ChainHead, Hold, LedgerEntry, LedgerKind, WalletState
 from callcontrol.store.db import Database
 from callcontrol.store.wallet.common import Posted, Refused
 from callcontrol.store.wallet.postgres import PostgresWalletStore
@@ -89,8 +89,13 @@ class WalletStore(Protocol):
         """Net micro-credits charged for ``reference`` (call charges less refunds)."""
         ...
 
-    async def audit(self) -> list[str]:
-        """Every broken invariant in words, read with the wallet locked (one view)."""
+    async def chain_head(self) -> ChainHead:
+        """The newest entry's id and hash (0 and ``GENESIS_HASH``: no entries)."""
+        ...
+
+    async def audit(self, anchor: ChainHead | None = None) -> list[str]:
+        """Every broken invariant in words, read with the wallet locked (one view),
+        the hash chain recomputed; ``anchor``, a head recorded earlier, must be in it."""
         ...
 
     # ---- writes: each atomic, each deciding from the locked wallet row ---------------------
