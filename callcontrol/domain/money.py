@@ -53,10 +53,14 @@ reported by the audit, naming the first broken entry. It is a plain hash, not a
 keyed MAC: someone who can write the database AND recomputes the chain from the
 forged entry on (and moves the head) leaves a consistent chain, and so does
 someone who removes the newest entries and rewinds the head. What defeats them is
-an **external anchor**: the head (entry id and hash) written down outside the
-database, e.g. the ``Wallet.chain_head`` printed after each audit and kept by the
-operator; ``Wallet.audit(anchor=...)`` checks that the anchored entry still has
-that hash.
+an **external anchor**: the head (entry id and hash, ``ChainHead``) written down
+outside the database, e.g. ``Wallet.chain_head`` recorded by the operator after
+each clean audit; ``Wallet.audit(anchor=...)`` checks that the anchored entry
+still has that hash. A keyed HMAC instead of the plain hash was left out on
+purpose: the app writes every entry, so the key would live beside the database
+credentials (and travel in every PostgreSQL statement), and it would stop only a
+forger who has the database but not the app's configuration; the anchor stops
+every forger and needs no secret.
 """
 
 from __future__ import annotations

@@ -157,7 +157,9 @@ async def _hash_chain(session: AsyncSession, head: str, anchor: ChainHead | None
         if len(rows) < _PAGE:
             break
     if first is not None:
-        more = f" ({broken - 1} more entries after it do not match either)" if broken > 1 else ""
+        more = {1: "", 2: " (1 more entry after it does not match either)"}.get(
+            broken, f" ({broken - 1} more entries after it do not match either)"
+        )
         problems.insert(0, first + more)
     if head != previous:
         last = f"the last entry #{previous_id}" if previous_id else "an empty ledger"

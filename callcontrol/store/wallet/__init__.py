@@ -38,7 +38,16 @@ How each database keeps concurrency honest:
   PostgreSQL the look is a fresh snapshot and may contradict a refused hold (the
   wallet changed in between): the hold is then tried again.
 - The ledger is only ever inserted into: there is no UPDATE or DELETE of it here
-  (and the database's triggers refuse them).
+  (and the database's triggers refuse them, INSERT OR REPLACE on SQLite and
+  TRUNCATE on PostgreSQL too).
+- The ledger is hash-chained (``callcontrol.domain.money``): the wallet row, locked
+  first by every write anyway, carries the chain head ``last_hash``. A write that
+  appends an entry takes the entry's id after the lock, hashes the head, the id,
+  the balance after it and the entry's encoded fields (``body``, computed here in
+  Python), and writes the hash into the entry and the head, in the same statement
+  (PostgreSQL: ``sha256`` in SQL) or the same wallet UPDATE (SQLite: the registered
+  Python function ``ledger_hash``). So the chain's order is the order of the lock,
+  and ids grow along it; ``audit`` recomputes it and names the first broken entry.
 
 The one wallet row's id is ``models.WALLET_ID``, bound as ``:wallet_id`` in the SQL.
 """

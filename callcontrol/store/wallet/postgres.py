@@ -31,6 +31,11 @@ test_billing_one_statement.py has such races). Hence:
    with it (nothing applied); the store then returns the first entry.
 5. Each part reads the RETURNING of the one before (the ledger row is inserted
    FROM the wallet update, the hold updated FROM it): order by data, not by text.
+6. A ledger entry's id is ``nextval`` in a CTE ``n`` that reads ``cur`` (and only
+   rows it will write): after the lock, so ids grow in the order of the chain. (In
+   ``cur`` itself the scan would compute it before waiting for the lock.) Its hash
+   is computed from ``cur``'s head (``_HASH``, the layout of ``domain.money``) and
+   written to the head and, through RETURNING, to the entry.
 
 A write that applies nothing is explained by a look on the same connection after
 it (a fresh snapshot): the same key's entry, a hold that exists, too few credits.

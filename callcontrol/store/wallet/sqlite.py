@@ -7,6 +7,11 @@ RETURNING; SQLite >= 3.35): two, three for a charge that uses a hold. This
 process's writers queue on one asyncio.Lock per store first, which spares them
 SQLite's busy-handler sleeps (other processes still wait on the file lock).
 
+A write that appends a ledger entry hashes it in its wallet UPDATE: the next id is
+``MAX(id) + 1`` (current under the write lock), and ``ledger_hash`` (the Python
+``domain.money.chain_hash``, registered on each connection by ``store.db``) moves
+the chain head; the INSERT then writes that id and hash into the entry.
+
 A write that applies nothing is explained by a look in the same transaction (the
 same key's entry, a hold that exists, too few credits): under the write lock the
 look always agrees with the refusal.
