@@ -7,16 +7,19 @@ negative, an idempotency key is used once, a hold belongs to a live call, and a
 settled call record's cost is what the ledger charged for it. Each query reports at
 most ``MAX_PROBLEMS`` rows.
 
-The hash chain (``callcontrol.domain.money``) is recomputed entry by entry, each
-from the hash stored in the entry before it: the first entry that does not match
-is named (a forged entry, or the one after a forged hash, or after removed or
-inserted entries), with how many more do not. The wallet's chain head must be the
-last entry's hash, and an ``anchor`` (a head recorded earlier, outside the
-database) must still be in the chain.
+The hash chain (``callcontrol.domain.money``): the wallet's chain head must be the
+last entry's hash, and every entry's hash is recomputed from its fields and the
+hash stored in the entry before it; the first entry that does not match is named
+(a forged entry, the one after a forged hash, or after removed or inserted
+entries), with how many more do not. An ``anchor`` (a head recorded earlier,
+outside the database) must still be in the chain.
 
 ``audit_wallet`` runs in the caller's session, which must be able to lock the
 wallet row (see ``callcontrol.store.wallet``: each store runs it under its own write
-strategy).
+strategy); it returns the last entry it saw. ``audit_chain`` then recomputes the
+chain up to that entry in a session of its own, WITHOUT the lock: entries never
+change, and every later entry has a higher id, so writers need not wait while
+Python hashes a long ledger.
 """
 
 from __future__ import annotations
@@ -29,14 +32,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callcontrol.domain.money import GENESIS_HASH, ChainHead, chain_hash, entry_body, is_hash
 from callcontrol.store.models import WALLET_ID, CallRecordRow, HoldRow, LedgerEntryRow, WalletRow
 
-__all__ = ["MAX_PROBLEMS", "audit_wallet"]
+__all__ = ["MAX_PROBLEMS", "audit_chain", "audit_wallet"]
 
 MAX_PROBLEMS = 20
 _PAGE = 5000  # ledger entries read at once to recompute the chain
 
 
-async def audit_wallet(session: AsyncSession, anchor: ChainHead | None = None) -> list[str]:
-    """Every broken invariant, in words; [] when the wallet is consistent.
+async def audit_wallet(session: AsyncSession) -> tuple[list[str], ChainHead | None]:
+    """Every broken invariant but the links of the hash chain, in words ([] when the
+    wallet is consistent), and the last entry's id and stored hash (None: no wallet).
 
     Locks the wallet row first (FOR UPDATE; on SQLite the caller's BEGIN IMMEDIATE
     already holds the write lock): every writer waits, so all the reads below see
@@ -50,7 +54,7 @@ async def audit_wallet(session: AsyncSession, anchor: ChainHead | None = None) -
         )
     ).first()
     if wallet is None:
-        return [f"the wallet row (id {WALLET_ID}) is missing: run `callcontrol db upgrade`"]
+        return [f"the wallet row (id {WALLET_ID}) is missing: run `callcontrol db upgrade`"], None
     balance, held, head = int(wallet[0]), int(wallet[1]), str(wallet[2])
     problems: list[str] = []
     ledger_sum = int(
@@ -67,7 +71,7 @@ async def audit_wallet(session: AsyncSession, anchor: ChainHead | None = None) -
         problems.append(f"negative amounts: held {held}, available {balance - held} micro-credits")
     last = (
         await session.execute(
-            select(LedgerEntryRow.id, LedgerEntryRow.balance_after_micro)
+            select(LedgerEntryRow.id, LedgerEntryRow.balance_after_micro, LedgerEntryRow.entry_hash)
             .order_by(LedgerEntryRow.id.desc())
             .limit(1)
         )
@@ -76,13 +80,19 @@ async def audit_wallet(session: AsyncSession, anchor: ChainHead | None = None) -
         problems.append(
             f"balance {balance} != balance_after {last[1]} of the last entry #{last[0]}"
         )
+    newest = ChainHead(0, GENESIS_HASH) if last is None else ChainHead(last[0], last[2])
+    if head != newest.entry_hash:
+        what = f"the last entry #{newest.entry_id}" if newest.entry_id else "an empty ledger"
+        problems.append(
+            f"the wallet's chain head {_short(head)} != {_short(newest.entry_hash)} of {what}: "
+            "entries were removed or added, or the head was rewritten"
+        )
     problems.extend(await _broken_chain(session))
-    problems.extend(await _hash_chain(session, head, anchor))
     problems.extend(await _negative_holds(session))
     problems.extend(await _duplicate_keys(session))
     problems.extend(await _orphan_holds(session))
     problems.extend(await _settled_mismatches(session))
-    return problems
+    return problems, newest
 
 
 async def _rows(session: AsyncSession, sql: str) -> list[Any]:
@@ -115,10 +125,12 @@ def _short(value: str | None) -> str:
     return f"{value[:16]}..." if is_hash(value) else repr(value)
 
 
-async def _hash_chain(session: AsyncSession, head: str, anchor: ChainHead | None) -> list[str]:
-    """The first entry whose stored hash is not recomputed from its fields and the
-    hash stored in the entry before it; the wallet's head against the last entry's
-    hash; the anchor against the entry it names."""
+async def audit_chain(
+    session: AsyncSession, upto: ChainHead, anchor: ChainHead | None = None
+) -> list[str]:
+    """The first entry up to ``upto`` whose stored hash is not recomputed from its
+    fields and the hash stored in the entry before it; the anchor against the entry
+    it names."""
     problems: list[str] = []
     first: str | None = None
     broken = 0
@@ -128,7 +140,7 @@ async def _hash_chain(session: AsyncSession, head: str, anchor: ChainHead | None
         rows = (
             await session.execute(
                 select(_LEDGER)
-                .where(_LEDGER.c.id > previous_id)
+                .where(_LEDGER.c.id > previous_id, _LEDGER.c.id <= upto.entry_id)
                 .order_by(_LEDGER.c.id)
                 .limit(_PAGE)
             )
@@ -161,12 +173,6 @@ async def _hash_chain(session: AsyncSession, head: str, anchor: ChainHead | None
             broken, f" ({broken - 1} more entries after it do not match either)"
         )
         problems.insert(0, first + more)
-    if head != previous:
-        last = f"the last entry #{previous_id}" if previous_id else "an empty ledger"
-        problems.append(
-            f"the wallet's chain head {_short(head)} != {_short(previous)} of {last}: "
-            "entries were removed or added, or the head was rewritten"
-        )
     if not anchor_seen and anchor is not None:
         problems.append(
             f"anchor {anchor.entry_id}:{_short(anchor.entry_hash)}: there is no entry "

@@ -30,6 +30,7 @@ from callcontrol.domain.money import (
 )
 from callcontrol.errors import Conflict, InvalidInput, StoreError
 from callcontrol.store import migrate
+from callcontrol.store.audit import audit_chain, audit_wallet
 from callcontrol.store.db import Database
 
 SQLITE_TRIGGERS = (
@@ -420,3 +421,15 @@ async def test_0003_hashes_the_entries_already_there_and_goes_down(database_url:
         assert await Wallet(db).audit() == []
     finally:
         await db.dispose()
+
+
+async def test_the_chain_is_recomputed_up_to_the_locked_view(database: Database) -> None:
+    """``audit_chain`` runs after the locked view, up to the last entry that view saw:
+    entries appended in between are neither waited for nor mistaken for forgeries."""
+    wallet = await story(database)
+    async with database.session(immediate=True) as session:
+        problems, last = await audit_wallet(session)
+    assert problems == [] and last == await wallet.chain_head()
+    await wallet.credit(MICRO, LedgerKind.PURCHASE, None, "while-auditing")
+    async with database.session() as session:
+        assert await audit_chain(session, last, anchor=last) == []

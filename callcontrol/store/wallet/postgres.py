@@ -54,7 +54,7 @@ from sqlalchemy.pool import QueuePool
 
 from callcontrol.domain.money import ChainHead, LedgerKind
 from callcontrol.errors import Conflict, StoreError
-from callcontrol.store.audit import audit_wallet
+from callcontrol.store.audit import audit_chain, audit_wallet
 from callcontrol.store.db import Database
 from callcontrol.store.models import utcnow
 from callcontrol.store.wallet.common import (
@@ -403,4 +403,8 @@ class PostgresWalletStore(SessionReads):
 
     async def audit(self, anchor: ChainHead | None = None) -> list[str]:
         async with self._db.session() as session:  # audit_wallet locks the wallet row
-            return await audit_wallet(session, anchor)
+            problems, last = await audit_wallet(session)
+        if last is None:
+            return problems
+        async with self._db.session() as session:  # no lock: entries up to last are final
+            return problems + await audit_chain(session, last, anchor)

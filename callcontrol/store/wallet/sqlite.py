@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcontrol.domain.money import ChainHead, LedgerEntry, LedgerKind
 from callcontrol.errors import StoreError
-from callcontrol.store.audit import audit_wallet
+from callcontrol.store.audit import audit_chain, audit_wallet
 from callcontrol.store.db import Database
 from callcontrol.store.models import LedgerEntryRow, utcnow
 from callcontrol.store.wallet.common import (
@@ -329,4 +329,8 @@ class SqliteWalletStore(SessionReads):
 
     async def audit(self, anchor: ChainHead | None = None) -> list[str]:
         async with self._transaction() as session:  # the write lock: one consistent view
-            return await audit_wallet(session, anchor)
+            problems, last = await audit_wallet(session)
+        if last is None:
+            return problems
+        async with self._db.session() as session:  # no lock: entries up to last are final
+            return problems + await audit_chain(session, last, anchor)
