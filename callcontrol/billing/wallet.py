@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from callcontrol.billing.errors import ChargeRefused, InsufficientCredits
 from callcontrol.domain.money import (
     CREDIT_KINDS,
+    ChainHead,
     Hold,
     LedgerEntry,
     LedgerKind,
@@ -94,9 +95,21 @@ class Wallet:
         """What the ledger says the call was charged so far (net of refunds)."""
         return await self._store.charged_for(call_id)
 
-    async def audit(self) -> list[str]:
-        """Broken invariants in words; empty when clean (see ``domain.money``)."""
-        return await self._store.audit()
+    async def audit(self, anchor: ChainHead | None = None) -> list[str]:
+        """Broken invariants in words; empty when clean (see ``domain.money``).
+
+        The ledger's hash chain is recomputed and the first broken entry named. With
+        ``anchor`` (a ``chain_head`` recorded earlier, outside the database) the
+        audit also checks that the anchored entry still has that hash: what a
+        forger who recomputes the chain, or cuts its newest entries and rewinds the
+        head, cannot fake.
+        """
+        return await self._store.audit(anchor)
+
+    async def chain_head(self) -> ChainHead:
+        """The newest ledger entry's id and hash: print it with the audit so that
+        operators can keep it, outside the database, as a later audit's anchor."""
+        return await self._store.chain_head()
 
     # ---- money in and corrections --------------------------------------------------------
 

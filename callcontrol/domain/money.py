@@ -23,25 +23,70 @@ A **hold** reserves credits for a live call: they stay in the balance but are no
 *available* to other calls. Charging a call moves credits out of its hold into a
 ledger entry; hanging up releases what is left. Nothing here rounds: rounding
 happens once, in ``callcontrol.domain.rating.call_cost``.
+
+The ledger's hash chain
+-----------------------
+
+The ledger is also **tamper-evident**. Each entry carries ``entry_hash``, a SHA-256
+over the previous entry's hash and its own fields; the wallet row carries the hash
+of the newest entry, the **chain head** (``GENESIS_HASH`` while the ledger is
+empty). The write that appends an entry computes its hash and moves the head in
+the same statement (PostgreSQL) or write transaction (SQLite), under the wallet
+row's lock::
+
+    entry_hash  = sha256(previous hash (32 bytes) || id || balance_after || body)
+    body        = "callcontrol-ledger-v1" NUL || amount || created_at
+                  || kind || reference || idempotency_key || description
+
+Integers are 8-byte big-endian signed (``created_at`` as microseconds since the
+Unix epoch, UTC); each text is a 4-byte big-endian signed length of its UTF-8 bytes
+followed by them, a NULL reference the length -1 alone. ``entry_body`` and
+``chain_hash`` are that encoding, the one definition: the stores pass ``body`` to
+the database, which adds the parts it alone knows (previous hash, id,
+balance_after) in the same layout (PostgreSQL in SQL, SQLite by calling
+``chain_hash`` registered as ``ledger_hash``); the audit recomputes every hash
+with them.
+
+What the chain proves, honestly: an entry changed, inserted or removed in the
+middle of the ledger, or a head that no longer matches the newest entry, is
+reported by the audit, naming the first broken entry. It is a plain hash, not a
+keyed MAC: someone who can write the database AND recomputes the chain from the
+forged entry on (and moves the head) leaves a consistent chain, and so does
+someone who removes the newest entries and rewinds the head. What defeats them is
+an **external anchor**: the head (entry id and hash, ``ChainHead``) written down
+outside the database, e.g. ``Wallet.chain_head`` recorded by the operator after
+each clean audit; ``Wallet.audit(anchor=...)`` checks that the anchored entry
+still has that hash. A keyed HMAC instead of the plain hash was left out on
+purpose: the app writes every entry, so the key would live beside the database
+credentials (and travel in every PostgreSQL statement), and it would stop only a
+forger who has the database but not the app's configuration; the anchor stops
+every forger and needs no secret.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import struct
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from callcontrol.errors import InvalidInput
 
 __all__ = [
+    "GENESIS_HASH",
     "MAX_AMOUNT_MICRO",
     "MICRO",
+    "ChainHead",
     "Hold",
     "LedgerEntry",
     "LedgerKind",
     "WalletState",
+    "chain_hash",
+    "entry_body",
     "format_credits",
+    "is_hash",
     "parse_credits",
 ]
 
@@ -133,6 +178,7 @@ class LedgerEntry:
     idempotency_key: str
     description: str
     balance_after: int  # micro-credits
+    entry_hash: str  # hex SHA-256, chained over the previous entry's (see above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +202,84 @@ class WalletState:
     @property
     def available(self) -> int:
         return self.balance - self.held
+
+
+# ---- the ledger's hash chain (see the module docstring) ---------------------------------
+
+GENESIS_HASH = "0" * 64
+"""The chain head of an empty ledger: the "previous hash" of the first entry."""
+
+_BODY_TAG = b"callcontrol-ledger-v1\x00"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return struct.pack(">i", -1)
+    data = value.encode("utf-8")
+    return struct.pack(">i", len(data)) + data
+
+
+def entry_body(
+    *,
+    kind: str,
+    amount: int,
+    created_at: datetime,
+    reference: str | None,
+    idempotency_key: str,
+    description: str,
+) -> bytes:
+    """The canonical encoding of an entry's own fields (all but id and balance_after,
+    which the database assigns). ``created_at`` must be timezone-aware."""
+    if created_at.tzinfo is None:
+        raise ValueError(f"naive datetime {created_at!r}: a ledger time is aware UTC")
+    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
+    return b"".join(
+        (
+            _BODY_TAG,
+            struct.pack(">qq", amount, micros),
+            _text(kind),
+            _text(reference),
+            _text(idempotency_key),
+            _text(description),
+        )
+    )
+
+
+def chain_hash(previous: str, entry_id: int, balance_after: int, body: bytes) -> str:
+    """The hex hash of an entry: ``previous`` (hex) is the entry before it's, or
+    ``GENESIS_HASH``. ValueError if ``previous`` is not a hash (``is_hash``)."""
+    if not is_hash(previous):
+        raise ValueError(f"{previous!r} is not a hex SHA-256")
+    data = bytes.fromhex(previous) + struct.pack(">qq", entry_id, balance_after) + body
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_hash(value: object) -> bool:
+    """A lowercase hex SHA-256, as the chain stores them."""
+    return isinstance(value, str) and _HEX.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The newest entry's id (0: none) and hash (``GENESIS_HASH``: none). Written down
+    outside the database, it is the anchor a later audit checks the chain against."""
+
+    entry_id: int
+    entry_hash: str
+
+    def __str__(self) -> str:
+        return f"{self.entry_id}:{self.entry_hash}"
+
+    @classmethod
+    def parse(cls, text: str) -> ChainHead:
+        """``"1234:<64 hex digits>"`` (as printed) -> ChainHead; InvalidInput if not."""
+        entry_id, _, entry_hash = text.strip().partition(":")
+        entry_hash = entry_hash.lower()
+        if re.fullmatch(r"[0-9]{1,18}", entry_id) is None or not is_hash(entry_hash):
+            raise InvalidInput(
+                f"{text!r} is not a chain head: write the entry id, a colon and the 64 hex "
+                "digits of its hash, as the audit prints them"
+            )
+        return cls(int(entry_id), entry_hash)

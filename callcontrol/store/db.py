@@ -3,9 +3,11 @@
 ``Database.from_url`` accepts ``sqlite+aiosqlite:///path`` (plain ``sqlite://``
 is upgraded to aiosqlite) and ``postgresql+asyncpg://user:pass@host/db`` (plain
 ``postgresql://`` is upgraded to asyncpg). On SQLite every connection gets WAL,
-``foreign_keys=ON`` and a busy timeout; transactions are started by an explicit
-``BEGIN`` (deferred, or ``BEGIN IMMEDIATE`` with ``session(immediate=True)`` for
-read-then-write work), which also makes SAVEPOINTs work under pysqlite.
+``foreign_keys=ON``, a busy timeout and the SQL function ``ledger_hash`` (the
+ledger's hash chain, ``callcontrol.domain.money.chain_hash``); transactions are
+started by an explicit ``BEGIN`` (deferred, or ``BEGIN IMMEDIATE`` with
+``session(immediate=True)`` for read-then-write work), which also makes
+SAVEPOINTs work under pysqlite.
 ``autocommit()`` hands out a connection on which each statement is its own
 transaction (the wallet's one-statement writes on PostgreSQL).
 
@@ -36,6 +38,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from callcontrol.domain.money import chain_hash
 from callcontrol.errors import CallControlError, Conflict, StoreError
 
 __all__ = ["TRANSLATED_ERRORS", "Database", "normalize_url", "translate_error"]
@@ -229,6 +232,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, issue BEGIN (see _on_begin).
         dbapi_connection.isolation_level = None
+        dbapi_connection.create_function("ledger_hash", 4, chain_hash, deterministic=True)
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")

@@ -8,8 +8,9 @@ Tables::
     call_records  one per call (CDR), finished exactly once; charged once (rate, cost)
     rate_sets     one per rate-file import; the newest is the rate table in force
     rates         the prices of one rate set (never changed or deleted: CDRs point at them)
-    wallets       the organisation's wallet: one row (id 1), balance and held, micro-credits
-    ledger_entries  append-only signed amounts; sum == wallets.balance_micro
+    wallets       the organisation's wallet: one row (id 1), balance and held, micro-credits,
+                  and the ledger's chain head (last_hash)
+    ledger_entries  append-only signed amounts; sum == wallets.balance_micro; hash-chained
     holds         credits reserved for live calls, one per call; sum == wallets.held_micro
 
 Decisions:
@@ -29,7 +30,10 @@ Decisions:
   ``balance`` and ``held`` so that a hold or a charge is one conditional UPDATE of one
   row (the row lock serializes concurrent calls on PostgreSQL, the write lock on
   SQLite); CHECKs keep ``0 <= held <= balance`` whatever the code does. The ledger is
-  append-only: triggers (migration 0002) refuse UPDATE and DELETE on its rows.
+  append-only: triggers (migration 0002) refuse UPDATE and DELETE on its rows, and
+  (0003) INSERT OR REPLACE on SQLite and TRUNCATE of it or the wallet on PostgreSQL.
+  It is tamper-evident: each entry's ``entry_hash`` chains over the one before, and
+  ``wallets.last_hash`` is the newest entry's (``callcontrol.domain.money``).
 - Rates are versioned, not overwritten: an import adds a ``rate_sets`` row and its
   rates in one transaction, and the newest set is in force. Old rates stay, so a
   call record's ``rate_id`` always names the price it was charged at.
@@ -57,6 +61,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from callcontrol.domain.money import GENESIS_HASH
 
 __all__ = [
     "WALLET_ID",
@@ -280,6 +286,8 @@ class WalletRow(Base):
     balance_micro: Mapped[int] = mapped_column(BigInteger)
     held_micro: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The newest ledger entry's entry_hash (migration 0003).
+    last_hash: Mapped[str] = mapped_column(String(64), server_default=GENESIS_HASH)
 
 
 class LedgerEntryRow(Base):
@@ -301,6 +309,8 @@ class LedgerEntryRow(Base):
     idempotency_key: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(String(256))
     balance_after_micro: Mapped[int] = mapped_column(BigInteger)
+    # sha256(previous entry's hash, this entry's fields), hex (migration 0003).
+    entry_hash: Mapped[str] = mapped_column(String(64))
 
 
 class HoldRow(Base):

@@ -204,14 +204,14 @@ async def test_the_database_refuses_a_negative_available(database: Database) -> 
     [
         (
             "INSERT INTO ledger_entries (created_at, kind, amount_micro, reference,"
-            " idempotency_key, description, balance_after_micro)"
-            " VALUES (CURRENT_TIMESTAMP, 'purchase', 5, NULL, 'sneaky', '', 10000005)",
+            " idempotency_key, description, balance_after_micro, entry_hash)"
+            " VALUES (CURRENT_TIMESTAMP, 'purchase', 5, NULL, 'sneaky', '', 10000005, 'x')",
             "balance 10000000 micro-credits != sum of the ledger 10000005",
         ),
         (
             "INSERT INTO ledger_entries (created_at, kind, amount_micro, reference,"
-            " idempotency_key, description, balance_after_micro)"
-            " VALUES (CURRENT_TIMESTAMP, 'refund', 5, NULL, 'chain', '', 7)",
+            " idempotency_key, description, balance_after_micro, entry_hash)"
+            " VALUES (CURRENT_TIMESTAMP, 'refund', 5, NULL, 'chain', '', 7, 'x')",
             "balance_after 7 != previous 10000000 + amount 5",
         ),
         (

@@ -38,7 +38,16 @@ How each database keeps concurrency honest:
   PostgreSQL the look is a fresh snapshot and may contradict a refused hold (the
   wallet changed in between): the hold is then tried again.
 - The ledger is only ever inserted into: there is no UPDATE or DELETE of it here
-  (and the database's triggers refuse them).
+  (and the database's triggers refuse them, INSERT OR REPLACE on SQLite and
+  TRUNCATE on PostgreSQL too).
+- The ledger is hash-chained (``callcontrol.domain.money``): the wallet row, locked
+  first by every write anyway, carries the chain head ``last_hash``. A write that
+  appends an entry takes the entry's id after the lock, hashes the head, the id,
+  the balance after it and the entry's encoded fields (``body``, computed here in
+  Python), and writes the hash into the entry and the head, in the same statement
+  (PostgreSQL: ``sha256`` in SQL) or the same wallet UPDATE (SQLite: the registered
+  Python function ``ledger_hash``). So the chain's order is the order of the lock,
+  and ids grow along it; ``audit`` recomputes it and names the first broken entry.
 
 The one wallet row's id is ``models.WALLET_ID``, bound as ``:wallet_id`` in the SQL.
 """
@@ -47,7 +56,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from callcontrol.domain.money import Hold, LedgerEntry, LedgerKind, WalletState
+from callcontrol.domain.money import ChainHead, Hold, LedgerEntry, LedgerKind, WalletState
 from callcontrol.store.db import Database
 from callcontrol.store.wallet.common import Posted, Refused
 from callcontrol.store.wallet.postgres import PostgresWalletStore
@@ -89,8 +98,13 @@ class WalletStore(Protocol):
         """Net micro-credits charged for ``reference`` (call charges less refunds)."""
         ...
 
-    async def audit(self) -> list[str]:
-        """Every broken invariant in words, read with the wallet locked (one view)."""
+    async def chain_head(self) -> ChainHead:
+        """The newest entry's id and hash (0 and ``GENESIS_HASH``: no entries)."""
+        ...
+
+    async def audit(self, anchor: ChainHead | None = None) -> list[str]:
+        """Every broken invariant in words, read with the wallet locked (one view),
+        the hash chain recomputed; ``anchor``, a head recorded earlier, must be in it."""
         ...
 
     # ---- writes: each atomic, each deciding from the locked wallet row ---------------------

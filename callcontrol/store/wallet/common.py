@@ -12,16 +12,42 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import BigInteger, Integer, String, Table, TextClause, bindparam, func, select, text
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    TextClause,
+    bindparam,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeEngine
 
-from callcontrol.domain.money import Hold, LedgerEntry, LedgerKind, WalletState
+from callcontrol.domain.money import (
+    GENESIS_HASH,
+    ChainHead,
+    Hold,
+    LedgerEntry,
+    LedgerKind,
+    WalletState,
+    entry_body,
+)
 from callcontrol.errors import Conflict, StoreError
 from callcontrol.store.db import Database
-from callcontrol.store.models import WALLET_ID, HoldRow, LedgerEntryRow, UTCDateTime, WalletRow
+from callcontrol.store.models import (
+    WALLET_ID,
+    HoldRow,
+    LedgerEntryRow,
+    UTCDateTime,
+    WalletRow,
+    utcnow,
+)
 
 __all__ = [
     "NO_WALLET",
@@ -31,6 +57,7 @@ __all__ = [
     "SessionReads",
     "WalletReads",
     "entry",
+    "entry_params",
     "explain_charge",
     "explain_hold",
     "explain_post",
@@ -66,14 +93,16 @@ class Refused:
 
 ENTRY = (
     "id, created_at, kind, amount_micro, reference, idempotency_key, description,"
-    " balance_after_micro"
+    " balance_after_micro, entry_hash"
 )
 INSERT_ENTRY = (
-    "INSERT INTO ledger_entries (created_at, kind, amount_micro, reference, idempotency_key,"
-    " description, balance_after_micro)"
+    "INSERT INTO ledger_entries (id, created_at, kind, amount_micro, reference, idempotency_key,"
+    " description, balance_after_micro, entry_hash)"
 )
+MAX_DESCRIPTION = 256
 _BIND_TYPES: dict[str, TypeEngine[Any]] = {
     "amount": BigInteger(),
+    "body": LargeBinary(),
     "delta": BigInteger(),
     "wanted": BigInteger(),
     "call_id": String(),
@@ -104,6 +133,38 @@ def sql_entries(statement: str) -> TextualSelect:
     return sql(statement).columns(**_ENTRY_TYPES)
 
 
+def entry_params(
+    *,
+    kind: LedgerKind,
+    amount: int,
+    reference: str | None,
+    idempotency_key: str,
+    description: str,
+) -> dict[str, Any]:
+    """The bind parameters of a write that appends an entry of ``amount`` (signed, as
+    stored): its fields, ``now`` (its created_at) and ``body``, the canonical encoding
+    of them that the statement hashes into the chain (``domain.money``)."""
+    now = utcnow()
+    description = description[:MAX_DESCRIPTION]
+    body = entry_body(
+        kind=kind.value,
+        amount=amount,
+        created_at=now,
+        reference=reference,
+        idempotency_key=idempotency_key,
+        description=description,
+    )
+    return {
+        "now": now,
+        "kind": kind.value,
+        "amount": amount,
+        "reference": reference,
+        "key": idempotency_key,
+        "description": description,
+        "body": body,
+    }
+
+
 # ---- rows to domain values -------------------------------------------------------------
 
 
@@ -117,6 +178,7 @@ def entry(row: Any) -> LedgerEntry:
         idempotency_key=row.idempotency_key,
         description=row.description,
         balance_after=row.balance_after_micro,
+        entry_hash=row.entry_hash,
     )
 
 
@@ -173,6 +235,15 @@ class WalletReads:
         )
         return [entry(row) for row in rows]
 
+    async def chain_head(self) -> ChainHead:
+        """The newest entry's id and hash (0 and ``GENESIS_HASH``: no entries)."""
+        row = (
+            await self._executor.execute(
+                select(_LEDGER.c.id, _LEDGER.c.entry_hash).order_by(_LEDGER.c.id.desc()).limit(1)
+            )
+        ).first()
+        return ChainHead(0, GENESIS_HASH) if row is None else ChainHead(row[0], row[1])
+
     async def last_credit_id(self) -> int:
         return int(
             await self._executor.scalar(
@@ -224,6 +295,10 @@ class SessionReads:
     async def last_credit_id(self) -> int:
         async with self._db.session() as session:
             return await WalletReads(session).last_credit_id()
+
+    async def chain_head(self) -> ChainHead:
+        async with self._db.session() as session:
+            return await WalletReads(session).chain_head()
 
     async def holds(self) -> list[Hold]:
         async with self._db.session() as session:

@@ -31,6 +31,11 @@ test_billing_one_statement.py has such races). Hence:
    with it (nothing applied); the store then returns the first entry.
 5. Each part reads the RETURNING of the one before (the ledger row is inserted
    FROM the wallet update, the hold updated FROM it): order by data, not by text.
+6. A ledger entry's id is ``nextval`` in a CTE ``n`` that reads ``cur`` (and only
+   rows it will write): after the lock, so ids grow in the order of the chain. (In
+   ``cur`` itself the scan would compute it before waiting for the lock.) Its hash
+   is computed from ``cur``'s head (``_HASH``, the layout of ``domain.money``) and
+   written to the head and, through RETURNING, to the entry.
 
 A write that applies nothing is explained by a look on the same connection after
 it (a fresh snapshot): the same key's entry, a hold that exists, too few credits.
@@ -47,9 +52,9 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import QueuePool
 
-from callcontrol.domain.money import LedgerKind
+from callcontrol.domain.money import ChainHead, LedgerKind
 from callcontrol.errors import Conflict, StoreError
-from callcontrol.store.audit import audit_wallet
+from callcontrol.store.audit import audit_chain, audit_wallet
 from callcontrol.store.db import Database
 from callcontrol.store.models import utcnow
 from callcontrol.store.wallet.common import (
@@ -61,6 +66,7 @@ from callcontrol.store.wallet.common import (
     Refused,
     SessionReads,
     WalletReads,
+    entry_params,
     explain_charge,
     explain_hold,
     explain_post,
@@ -74,19 +80,32 @@ __all__ = ["PostgresStatements", "PostgresWalletStore"]
 _DEFAULT_WRITERS = 5
 _HOLD_ATTEMPTS = 3
 
+# The entry's hash (``domain.money``: previous hash || id || balance_after || body),
+# from the locked wallet row's head.
+_HASH = (
+    "encode(sha256(decode({head}, 'hex') || int8send({id}) || int8send({balance}) || :body), 'hex')"
+)
+
 _POST = sql_entries(f"""
 WITH cur AS MATERIALIZED (
-    SELECT balance_micro + :amount AS balance, held_micro AS held
+    SELECT balance_micro + :amount AS balance, held_micro AS held, last_hash
     FROM wallets WHERE id = :wallet_id FOR UPDATE
-), w AS (
-    UPDATE wallets SET balance_micro = cur.balance, held_micro = cur.held, updated_at = :now
-    FROM cur
-    WHERE wallets.id = :wallet_id AND cur.balance >= cur.held
+), n AS MATERIALIZED (
+    SELECT cur.*, nextval('ledger_entries_id_seq') AS entry_id FROM cur
+    WHERE cur.balance >= cur.held
       AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = :key)
-    RETURNING wallets.balance_micro
+), w AS (
+    UPDATE wallets SET balance_micro = n.balance, held_micro = n.held,
+        last_hash = {_HASH.format(head="n.last_hash", id="n.entry_id", balance="n.balance")},
+        updated_at = :now
+    FROM n
+    WHERE wallets.id = :wallet_id
+    RETURNING wallets.balance_micro, wallets.last_hash, n.entry_id
 ), e AS (
     {INSERT_ENTRY}
-    SELECT :now, :kind, :amount, :reference, :key, :description, w.balance_micro FROM w
+    SELECT w.entry_id, :now, :kind, :amount, :reference, :key, :description, w.balance_micro,
+        w.last_hash
+    FROM w
     RETURNING {ENTRY}
 )
 SELECT false AS duplicate, {ENTRY}, 0 AS hold_left FROM e
@@ -96,7 +115,7 @@ SELECT true, {ENTRY}, 0 FROM ledger_entries WHERE idempotency_key = :key
 
 _CHARGE = sql_entries(f"""
 WITH cur AS MATERIALIZED (
-    SELECT balance_micro, held_micro FROM wallets WHERE id = :wallet_id FOR UPDATE
+    SELECT balance_micro, held_micro, last_hash FROM wallets WHERE id = :wallet_id FOR UPDATE
 ), hl AS MATERIALIZED (
     SELECT holds.id, holds.amount_micro FROM holds JOIN cur ON true
     WHERE holds.call_id = :call_id FOR UPDATE OF holds
@@ -104,21 +123,29 @@ WITH cur AS MATERIALIZED (
     SELECT cur.balance_micro - :amount AS balance,
         cur.held_micro - LEAST(:amount, COALESCE(hl.amount_micro, 0)) AS held,
         LEAST(:amount, COALESCE(hl.amount_micro, 0)) AS from_hold,
-        COALESCE(hl.amount_micro, 0) AS hold_before, hl.id AS hold_id
+        COALESCE(hl.amount_micro, 0) AS hold_before, hl.id AS hold_id, cur.last_hash
     FROM cur LEFT JOIN hl ON true
-), w AS (
-    UPDATE wallets SET balance_micro = f.balance, held_micro = f.held, updated_at = :now
-    FROM f
-    WHERE wallets.id = :wallet_id AND f.balance >= f.held
+), n AS MATERIALIZED (
+    SELECT f.*, nextval('ledger_entries_id_seq') AS entry_id FROM f
+    WHERE f.balance >= f.held
       AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = :key)
-    RETURNING wallets.balance_micro, f.from_hold, f.hold_before, f.hold_id
+), w AS (
+    UPDATE wallets SET balance_micro = n.balance, held_micro = n.held,
+        last_hash = {_HASH.format(head="n.last_hash", id="n.entry_id", balance="n.balance")},
+        updated_at = :now
+    FROM n
+    WHERE wallets.id = :wallet_id
+    RETURNING wallets.balance_micro, wallets.last_hash, n.entry_id, n.from_hold,
+        n.hold_before, n.hold_id
 ), h AS (
     UPDATE holds SET amount_micro = w.hold_before - w.from_hold, updated_at = :now
     FROM w WHERE holds.id = w.hold_id AND w.from_hold > 0
     RETURNING holds.id
 ), e AS (
     {INSERT_ENTRY}
-    SELECT :now, :kind, -:amount, :reference, :key, :description, w.balance_micro FROM w
+    SELECT w.entry_id, :now, :kind, -:amount, :reference, :key, :description, w.balance_micro,
+        w.last_hash
+    FROM w
     RETURNING {ENTRY}
 )
 SELECT false AS duplicate, {ENTRY}, (SELECT hold_before - from_hold FROM w) AS hold_left
@@ -210,14 +237,13 @@ class PostgresStatements:
     ) -> Posted | None:
         """Add ``amount`` (either sign) to the balance and append its entry, iff the key
         is new and ``available`` stays >= 0; or the entry with this key (``duplicate``)."""
-        params = {
-            "now": utcnow(),
-            "kind": kind.value,
-            "amount": amount,
-            "reference": reference,
-            "key": idempotency_key,
-            "description": description[:256],
-        }
+        params = entry_params(
+            kind=kind,
+            amount=amount,
+            reference=reference,
+            idempotency_key=idempotency_key,
+            description=description,
+        )
         row = (await self._executor.execute(_POST, params)).first()
         return None if row is None else posted(row)
 
@@ -233,15 +259,15 @@ class PostgresStatements:
         """A ``call_charge`` of ``-amount``: the call's hold reduced by as much of it as
         it covers, the rest from ``available``, iff the key is new and it is affordable;
         or the entry with this key (``duplicate``)."""
-        params = {
-            "now": utcnow(),
-            "kind": LedgerKind.CALL_CHARGE.value,
-            "call_id": call_id,
-            "amount": amount,
-            "reference": reference,
-            "key": idempotency_key,
-            "description": description[:256],
-        }
+        params = entry_params(
+            kind=LedgerKind.CALL_CHARGE,
+            amount=-amount,
+            reference=reference,
+            idempotency_key=idempotency_key,
+            description=description,
+        )
+        # the statement takes the charge as a positive :amount (the entry's is -:amount)
+        params.update(amount=amount, call_id=call_id)
         row = (await self._executor.execute(_CHARGE, params)).first()
         return None if row is None else posted(row)
 
@@ -375,6 +401,10 @@ class PostgresWalletStore(SessionReads):
             raise StoreError(NO_WALLET)
         return released
 
-    async def audit(self) -> list[str]:
+    async def audit(self, anchor: ChainHead | None = None) -> list[str]:
         async with self._db.session() as session:  # audit_wallet locks the wallet row
-            return await audit_wallet(session)
+            problems, last = await audit_wallet(session)
+        if last is None:
+            return problems
+        async with self._db.session() as session:  # no lock: entries up to last are final
+            return problems + await audit_chain(session, last, anchor)

@@ -7,6 +7,11 @@ RETURNING; SQLite >= 3.35): two, three for a charge that uses a hold. This
 process's writers queue on one asyncio.Lock per store first, which spares them
 SQLite's busy-handler sleeps (other processes still wait on the file lock).
 
+A write that appends a ledger entry hashes it in its wallet UPDATE: the next id is
+``MAX(id) + 1`` (current under the write lock), and ``ledger_hash`` (the Python
+``domain.money.chain_hash``, registered on each connection by ``store.db``) moves
+the chain head; the INSERT then writes that id and hash into the entry.
+
 A write that applies nothing is explained by a look in the same transaction (the
 same key's entry, a hold that exists, too few credits): under the write lock the
 look always agrees with the refusal.
@@ -22,9 +27,9 @@ from typing import Any, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcontrol.domain.money import LedgerEntry, LedgerKind
+from callcontrol.domain.money import ChainHead, LedgerEntry, LedgerKind
 from callcontrol.errors import StoreError
-from callcontrol.store.audit import audit_wallet
+from callcontrol.store.audit import audit_chain, audit_wallet
 from callcontrol.store.db import Database
 from callcontrol.store.models import LedgerEntryRow, utcnow
 from callcontrol.store.wallet.common import (
@@ -35,6 +40,7 @@ from callcontrol.store.wallet.common import (
     SessionReads,
     WalletReads,
     entry,
+    entry_params,
     explain_charge,
     explain_hold,
     explain_post,
@@ -43,21 +49,30 @@ from callcontrol.store.wallet.common import (
 
 __all__ = ["SqliteStatements", "SqliteWalletStore"]
 
-_POST = sql("""
-UPDATE wallets SET balance_micro = balance_micro + :amount, updated_at = :now
+# The next entry's id, and its hash moved into the wallet's chain head: ledger_hash is
+# ``domain.money.chain_hash``, registered on each connection (``store.db``). SET reads
+# the row before the update; RETURNING the row after it.
+_NEXT_ID = "(SELECT COALESCE(MAX(id), 0) + 1 FROM ledger_entries)"
+_POST = sql(f"""
+UPDATE wallets SET balance_micro = balance_micro + :amount,
+    last_hash = ledger_hash(last_hash, {_NEXT_ID}, balance_micro + :amount, :body),
+    updated_at = :now
 WHERE id = :wallet_id AND balance_micro + :amount >= held_micro
   AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = :key)
-RETURNING balance_micro
+RETURNING balance_micro, last_hash, {_NEXT_ID} AS entry_id
 """)
 
 _HOLD_OF = "COALESCE((SELECT amount_micro FROM holds WHERE call_id = :call_id), 0)"
 _CHARGE = sql(f"""
 UPDATE wallets SET balance_micro = balance_micro - :amount,
-    held_micro = held_micro - MIN(:amount, {_HOLD_OF}), updated_at = :now
+    held_micro = held_micro - MIN(:amount, {_HOLD_OF}),
+    last_hash = ledger_hash(last_hash, {_NEXT_ID}, balance_micro - :amount, :body),
+    updated_at = :now
 WHERE id = :wallet_id
   AND balance_micro - :amount >= held_micro - MIN(:amount, {_HOLD_OF})
   AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = :key)
-RETURNING balance_micro, MIN(:amount, {_HOLD_OF}) AS from_hold, {_HOLD_OF} AS hold
+RETURNING balance_micro, last_hash, {_NEXT_ID} AS entry_id,
+    MIN(:amount, {_HOLD_OF}) AS from_hold, {_HOLD_OF} AS hold
 """)
 
 _HOLD = sql("""
@@ -124,18 +139,17 @@ class SqliteStatements:
     ) -> Posted | None:
         """Add ``amount`` (either sign) to the balance and append its entry, iff the key
         is new and ``available`` stays >= 0."""
-        params = {
-            "now": utcnow(),
-            "kind": kind.value,
-            "amount": amount,
-            "reference": reference,
-            "key": idempotency_key,
-            "description": description[:256],
-        }
-        balance = (await self._executor.execute(_POST, params)).scalar_one_or_none()
-        if balance is None:
+        params = entry_params(
+            kind=kind,
+            amount=amount,
+            reference=reference,
+            idempotency_key=idempotency_key,
+            description=description,
+        )
+        row = (await self._executor.execute(_POST, params)).first()
+        if row is None:
             return None
-        return Posted(await self._append(params, balance_after=int(balance)), duplicate=False)
+        return Posted(await self._append(params, row), duplicate=False)
 
     async def charge(
         self,
@@ -148,25 +162,25 @@ class SqliteStatements:
     ) -> Posted | None:
         """A ``call_charge`` of ``-amount``: the call's hold reduced by as much of it as
         it covers, the rest from ``available``, iff the key is new and it is affordable."""
-        params = {
-            "now": utcnow(),
-            "kind": LedgerKind.CALL_CHARGE.value,
-            "call_id": call_id,
-            "amount": amount,
-            "reference": reference,
-            "key": idempotency_key,
-            "description": description[:256],
-        }
-        row = (await self._executor.execute(_CHARGE, params)).first()
+        params = entry_params(
+            kind=LedgerKind.CALL_CHARGE,
+            amount=-amount,
+            reference=reference,
+            idempotency_key=idempotency_key,
+            description=description,
+        )
+        # the wallet UPDATE takes the charge as a positive :amount (the entry's is -amount)
+        row = (
+            await self._executor.execute(_CHARGE, {**params, "amount": amount, "call_id": call_id})
+        ).first()
         if row is None:
             return None
-        balance, from_hold, hold_before = (int(value) for value in row)
+        from_hold, hold_before = int(row.from_hold), int(row.hold)
         if from_hold:
             await self._executor.execute(
                 _ADD_TO_HOLD, {"now": params["now"], "call_id": call_id, "delta": -from_hold}
             )
-        params["amount"] = -amount
-        entry_ = await self._append(params, balance_after=balance)
+        entry_ = await self._append(params, row)
         return Posted(entry_, duplicate=False, hold_left=hold_before - from_hold)
 
     async def hold(self, call_id: str, amount: int) -> bool:
@@ -212,18 +226,21 @@ class SqliteStatements:
             )
         return int(amount)
 
-    async def _append(self, params: dict[str, Any], *, balance_after: int) -> LedgerEntry:
+    async def _append(self, params: dict[str, Any], wallet: Any) -> LedgerEntry:
+        """Insert the entry the wallet UPDATE hashed (``wallet``: its RETURNING row)."""
         row = (
             await self._executor.execute(
                 insert(LedgerEntryRow)
                 .values(
+                    id=wallet.entry_id,
                     created_at=params["now"],
                     kind=params["kind"],
                     amount_micro=params["amount"],
                     reference=params["reference"],
                     idempotency_key=params["key"],
                     description=params["description"],
-                    balance_after_micro=balance_after,
+                    balance_after_micro=wallet.balance_micro,
+                    entry_hash=wallet.last_hash,
                 )
                 .returning(*_LEDGER.c)
             )
@@ -310,6 +327,10 @@ class SqliteWalletStore(SessionReads):
                 raise StoreError(NO_WALLET)  # rolls the delete back
         return released
 
-    async def audit(self) -> list[str]:
+    async def audit(self, anchor: ChainHead | None = None) -> list[str]:
         async with self._transaction() as session:  # the write lock: one consistent view
-            return await audit_wallet(session)
+            problems, last = await audit_wallet(session)
+        if last is None:
+            return problems
+        async with self._db.session() as session:  # no lock: entries up to last are final
+            return problems + await audit_chain(session, last, anchor)
