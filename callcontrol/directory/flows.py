@@ -23,7 +23,7 @@ from callcontrol.ivr.errors import FlowValidationError
 from callcontrol.ivr.loader import load_directory, load_flow
 from callcontrol.ivr.model import Action, Flow, Menu, Ring, action_targets
 
-__all__ = ["FlowCatalog"]
+__all__ = ["FlowCatalog", "rings"]
 
 
 def _top_actions(flow: Flow) -> list[Action]:

@@ -286,3 +286,9 @@ def test_rates_prune_deletes_old_rate_sets(run: Run, tmp_path: Path) -> None:
     assert run("rates", "list").out.startswith("rate set 2:")
     err = one_line_error(run("rates", "prune", "--keep", "0"))
     assert "--keep must be at least 1" in err
+
+
+def test_a_long_number_is_cut_in_messages(run: Run) -> None:
+    err = one_line_error(run("numbers", "add", "+44" + "1" * 5000))
+    assert "(5003 characters)" in err
+    assert len(err) < 300
