@@ -7,9 +7,10 @@
              -> EventRouter <- AriEventStream
              -> CallContext -> CallManager (InboundCall / AdoptedCall per call)
 
-Start-up: check the schema is current, serve prompts over HTTP, load the flows,
-connect ARI (the event stream retries with backoff until Asterisk answers), and on
-every (re)connect provision the users' endpoints and re-adopt or settle our calls.
+Start-up (``open_services`` has checked that the schema is current): serve prompts
+over HTTP, load the flows, connect ARI (the event stream retries with backoff until
+Asterisk answers), and on every (re)connect provision the users' endpoints and
+re-adopt or settle our calls.
 While running: flows are re-read when edited; the wallet is watched so credits added
 by any process extend live calls (a rate table imported by any process is picked up
 by the next call's quote).
@@ -31,11 +32,10 @@ from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia, says_in
 from callcontrol.domain.directory import User
-from callcontrol.errors import AriError, ConfigError, StoreError
+from callcontrol.errors import AriError, StoreError
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.services import Services
-from callcontrol.store import migrate
 from callcontrol.web.media import MediaServer
 
 log = logging.getLogger(__name__)
@@ -92,16 +92,6 @@ class App:
         )
         self.stopping = asyncio.Event()
         self._pending_prompts: list[Flow] = []
-
-    def check_schema(self) -> None:
-        """Refuse to serve on a database whose schema is not the current one."""
-        url = self.settings.effective_database_url
-        have, want = migrate.current(url), migrate.head()
-        if have != want:
-            raise ConfigError(
-                f"the database {self.db.url} is at schema {have or 'none'}, not {want}: "
-                "run `callcontrol db upgrade`"
-            )
 
     # ---- flows and prompts -------------------------------------------------------------
 

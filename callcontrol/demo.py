@@ -2,7 +2,10 @@
 
 ``seed_demo(services)`` is idempotent: what exists is left alone, and the demo
 credits are one idempotent wallet credit (``demo:initial-credits``). The schema
-must be current (``callcontrol db upgrade``).
+must be current (``callcontrol db upgrade``), and the flow ``main`` must be in
+``flows_dir`` (``ivr_flows/main.yaml``). The demo users' passwords are public, so
+``callcontrol demo seed`` loads them only into an empty database (``existing_data``
+says what is there), unless forced.
 """
 
 from __future__ import annotations
@@ -12,12 +15,36 @@ from pathlib import Path
 from callcontrol.domain.money import MICRO, LedgerKind
 from callcontrol.services import Services
 
-__all__ = ["DEMO_CREDITS", "DEMO_PASSWORDS", "DEMO_RATES", "describe_demo", "seed_demo"]
+__all__ = [
+    "DEMO_CREDITS",
+    "DEMO_PASSWORDS",
+    "DEMO_RATES",
+    "describe_demo",
+    "existing_data",
+    "seed_demo",
+]
 
 DEMO_RATES = Path(__file__).resolve().parent.parent / "rates" / "example_rates.csv"
 DEMO_PASSWORDS = {"alice": "wonderland-7291", "bob": "builder-5813-x"}
 DEMO_EXTENSIONS = {"alice": "1001", "bob": "1002"}
 DEMO_CREDITS = 20 * MICRO
+
+
+async def existing_data(services: Services) -> str:
+    """What the database holds already, in words (``2 user(s), a rate table``); "" if
+    it is empty."""
+    found: list[str] = []
+    users = len(await services.directory.list_users())
+    numbers = len(await services.directory.list_numbers())
+    if users:
+        found.append(f"{users} user(s)")
+    if numbers:
+        found.append(f"{numbers} number(s)")
+    if await services.charging.current_rate_set() is not None:
+        found.append("a rate table")
+    if await services.charging.wallet.ledger(1):
+        found.append("wallet ledger entries")
+    return ", ".join(found)
 
 
 async def seed_demo(services: Services) -> None:

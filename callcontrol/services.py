@@ -3,7 +3,8 @@
     async with open_services(settings) as services:
         services.db          Database (the one engine and pool)
         services.store       CallStore: what a call reads and writes
-        services.directory   DirectoryService: users, numbers, routing (pushes endpoints)
+        services.directory   DirectoryService: users, numbers, routing (pushes endpoints,
+                             checks routed flows against flows_dir)
         services.charging    ChargingService: rates and the wallet
         services.ari         AriClient (not connected until first used)
         services.provisioner EndpointProvisioner on that client
@@ -11,6 +12,9 @@
 
 Every entry point uses it: ``callcontrol serve`` (app.py), every CLI command and
 the benchmarks. Leaving the block closes the ARI client and disposes the database.
+It opens the database with ``store.migrate.open_current``: a database that does not
+exist, was never migrated or has another schema version is refused there, once,
+with what to do (``callcontrol db upgrade``), before any command touches it.
 
 When no ARI password can be found (no ``ari_password`` and no secret file), the
 ARI objects are not built: ``ari`` and ``provisioner`` raise the ConfigError that
@@ -30,10 +34,12 @@ from callcontrol.billing.service import ChargingService
 from callcontrol.calls.provisioning import EndpointProvisioner
 from callcontrol.calls.records import CallStore
 from callcontrol.config import Settings
+from callcontrol.directory.flows import FlowCatalog
 from callcontrol.directory.service import DirectoryService
 from callcontrol.errors import ConfigError
 from callcontrol.ivr.registry import FlowRegistry, KnownUsers, Listener
 from callcontrol.store.db import Database
+from callcontrol.store.migrate import open_current
 
 __all__ = ["Services", "open_services"]
 
@@ -50,7 +56,12 @@ class Services:
         self.charging = ChargingService(db)
         self._ari = ari
         self._provisioner = EndpointProvisioner(ari) if isinstance(ari, AriClient) else None
-        self.directory = DirectoryService(db, settings.sip_realm, endpoints=self._provisioner)
+        self.directory = DirectoryService(
+            db,
+            settings.sip_realm,
+            endpoints=self._provisioner,
+            flows=FlowCatalog(settings.flows_dir.resolve(), default_timezone=settings.timezone),
+        )
 
     @property
     def ari_configured(self) -> bool:
@@ -115,7 +126,7 @@ async def _close(what: str, close: Callable[[], Awaitable[None]]) -> None:
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Build the services once; close the ARI client and dispose the database on exit."""
     async with contextlib.AsyncExitStack() as stack:
-        db = Database.from_url(settings.effective_database_url)
+        db = await open_current(settings.effective_database_url)
         stack.push_async_callback(_close, "database", db.dispose)
         ari = _ari_client(settings)
         if isinstance(ari, AriClient):

@@ -46,9 +46,16 @@ class _Open:
 
 
 def compose(
-    text: str, *, max_depth: int = MAX_DEPTH, max_values: int | None = None
+    text: str,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_values: int | None = None,
+    loader: type[yaml.SafeLoader] | None = None,
 ) -> yaml.Node | None:
-    """The node tree of ``text`` (None if empty); YAML errors and limits raise."""
+    """The node tree of ``text`` (None if empty); YAML errors and limits raise.
+
+    ``loader`` composes once the limits passed (a SafeLoader subclass; default the
+    fastest safe loader there is)."""
     try:
         _check_limits(text, max_depth, max_values)
     except YamlLimitError:
@@ -58,7 +65,7 @@ def compose(
             for _event in yaml.parse(text, Loader=yaml.SafeLoader):
                 pass
         raise
-    return yaml.compose(text, Loader=_LOADER)
+    return yaml.compose(text, Loader=loader or _LOADER)
 
 
 def _check_limits(text: str, max_depth: int, max_values: int | None) -> None:

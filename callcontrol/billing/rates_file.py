@@ -13,17 +13,22 @@ so ``country: NO`` is Norway and ``price_per_minute: 0.015`` is never a float)::
     - {direction: outbound, country: GB, number_type: mobile, price_per_minute: 0.060,
        connection_fee: 0.010, increments: 30/6, description: UK mobiles}
 
-Each row names a ``prefix`` (E.164 digits, ``+`` optional) *or* a ``country``
-(ISO 3166 alpha-2, as phonenumbers knows them), not both; ``number_type`` is empty
+Each row names a ``prefix`` (E.164 digits, ``+`` optional, that can start a number:
+a country code first, so never ``0``, and not the national trunk prefix right after
+the country code, ``+440``) *or* a ``country`` (ISO 3166 alpha-2, as phonenumbers
+knows them), not both; ``number_type`` is empty
 (any type) or local/national/mobile/toll_free; prices are credits with at most 6
-decimals; ``increments`` is ``first/next`` seconds. Every error is reported as
-``file:line: field: message`` (``file:line:column:`` for YAML), all at once, in a
-``RatesFileError``; a file with any error imports nothing. YAML nested more than 32
-levels deep is refused at its position (``callcontrol/yamllimits.py``).
+decimals; ``increments`` is ``first/next`` seconds; no value may contain a control
+character (NUL, ESC, a newline inside quotes, ...). Every error is reported as
+``file:line: field: message`` (``file:line:column:`` for YAML; a row repeated
+through an alias at the alias), all at once, in a ``RatesFileError``; a file with
+any error imports nothing. YAML nested more than 32 levels deep is refused at its
+position (``callcontrol/yamllimits.py``).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
@@ -35,9 +40,11 @@ import phonenumbers
 import yaml
 
 from callcontrol.billing.errors import RatesFileError
+from callcontrol.config import shown
 from callcontrol.domain.money import MICRO, parse_credits
 from callcontrol.domain.numbers import NumberType
 from callcontrol.domain.rating import Direction, Rate, rate_key
+from callcontrol.domain.text import describe_character, unsafe_character
 from callcontrol.errors import InvalidInput
 from callcontrol.yamllimits import YamlLimitError, compose
 
@@ -62,6 +69,8 @@ _DIRECTIONS = {
 }
 _INCREMENTS = re.compile(r"([0-9]{1,4})/([0-9]{1,4})")
 _PREFIX = re.compile(r"\+?([0-9]{1,15})")
+# A national number pattern (phonenumbers' metadata) with a branch that may start with 0.
+_STARTS_WITH_ZERO = re.compile(r"(?:^|\|)(?:\(\?:|\()*(?:0|\\d|\[0)")
 MAX_INCREMENT = 3600
 MAX_PRICE_MICRO = 1000 * MICRO  # per minute or per connection: a typo, not a price
 MAX_DESCRIPTION = 256
@@ -191,9 +200,26 @@ def _mark(name: str, mark: yaml.Mark | None) -> str:
     return f"{name}:{mark.line + 1}:{mark.column + 1}"
 
 
+class _AliasAwareLoader(yaml.SafeLoader):
+    """SafeLoader whose aliases carry their own position (not their anchor's), so that
+    a row repeated through ``*alias`` is reported where it is repeated."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if not self.check_event(yaml.AliasEvent):
+            return super().compose_node(parent, index)
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark = event.start_mark
+        node = super().compose_node(parent, index)
+        if node is None:  # pragma: no cover - an alias always names a node
+            return None
+        here = copy.copy(node)
+        here.start_mark = here.end_mark = mark
+        return here
+
+
 def _yaml_rows(content: str, name: str, errors: _Collector) -> list[tuple[str, dict[str, _Cell]]]:
     try:
-        root = compose(content)
+        root = compose(content, loader=_AliasAwareLoader)
     except YamlLimitError as error:
         errors.add(_mark(name, error.problem_mark), f"{error.problem} (the limit of a rate file)")
         return []
@@ -222,7 +248,8 @@ def _yaml_rows(content: str, name: str, errors: _Collector) -> list[tuple[str, d
             )
             if key not in FIELDS:
                 errors.add(
-                    key_where, f"unknown field {key_node.value!r}; expected {', '.join(FIELDS)}"
+                    key_where,
+                    f"unknown field {shown(key_node.value)}; expected {', '.join(FIELDS)}",
                 )
             elif key in cells:
                 errors.add(key_where, f"{key}: given twice")
@@ -242,8 +269,44 @@ def _yaml_rows(content: str, name: str, errors: _Collector) -> list[tuple[str, d
 # ---- one row -----------------------------------------------------------------------------
 
 
+def _prefix_problem(digits: str) -> str | None:
+    """Why no E.164 number can start with ``digits``, or None."""
+    if digits.startswith("0"):
+        return "a prefix starts with the country code, whose first digit is 1 to 9"
+    for length in range(1, min(3, len(digits) - 1) + 1):  # country codes are prefix-free
+        code = int(digits[:length])
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code)
+        if regions is None:
+            continue
+        metadata = [
+            phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+            for region in regions
+        ]
+        trunk_zero = any(m is not None and m.national_prefix == "0" for m in metadata)
+        zero_starts = any(
+            m is not None
+            and m.general_desc is not None
+            and _STARTS_WITH_ZERO.search(m.general_desc.national_number_pattern or "")
+            for m in metadata
+        )
+        if digits[length] == "0" and trunk_zero and not zero_starts:
+            return (
+                f"numbers of +{code} never have 0 after the country code (0 is the "
+                f"national trunk prefix): write +{code}{digits[length + 1 :]}"
+            )
+        return None
+    return None
+
+
 def _rate(where: str, cells: dict[str, _Cell], errors: _Collector) -> Rate | None:
     before = len(errors.errors)
+    for key, cell in cells.items():
+        found = unsafe_character(cell.value)
+        if found is not None:
+            errors.add(
+                cell.where,
+                f"{key}: contains the control character {describe_character(found[1])}",
+            )
 
     def text(key: str) -> tuple[str, str]:
         cell = cells.get(key)
@@ -254,14 +317,17 @@ def _rate(where: str, cells: dict[str, _Cell], errors: _Collector) -> Rate | Non
     if not value:
         errors.add(at, "direction: missing (inbound or outbound)")
     elif direction is None:
-        errors.add(at, f"direction: {value!r} is not inbound or outbound")
+        errors.add(at, f"direction: {shown(value)} is not inbound or outbound")
 
     value, at = text("prefix")
     prefix: str | None = None
     if value:
         match = _PREFIX.fullmatch(value)
+        problem = None if match is None else _prefix_problem(match.group(1))
         if match is None:
-            errors.add(at, f"prefix: {value!r} is not digits (E.164, + optional, 1-15 digits)")
+            errors.add(at, f"prefix: {shown(value)} is not digits (E.164, + optional, 1-15 digits)")
+        elif problem is not None:
+            errors.add(at, f"prefix: {shown(value)} can never match: {problem}")
         else:
             prefix = match.group(1)
 
@@ -270,7 +336,9 @@ def _rate(where: str, cells: dict[str, _Cell], errors: _Collector) -> Rate | Non
     if value:
         country = value.upper()
         if country not in phonenumbers.SUPPORTED_REGIONS:
-            errors.add(at, f"country: unknown country code {value!r} (ISO 3166 alpha-2, e.g. GB)")
+            errors.add(
+                at, f"country: unknown country code {shown(value)} (ISO 3166 alpha-2, e.g. GB)"
+            )
     if prefix is None and country is None and not text("prefix")[0]:
         errors.add(where, "a rate needs a prefix or a country")
     if text("prefix")[0] and country is not None:
@@ -283,7 +351,7 @@ def _rate(where: str, cells: dict[str, _Cell], errors: _Collector) -> Rate | Non
             number_type = NumberType(value.lower())
         except ValueError:
             choices = ", ".join(t.value for t in NumberType)
-            errors.add(at, f"number_type: unknown number type {value!r} (empty, or {choices})")
+            errors.add(at, f"number_type: unknown number type {shown(value)} (empty, or {choices})")
 
     price = _price(text("price_per_minute"), "price_per_minute", errors, required=True)
     fee = _price(text("connection_fee"), "connection_fee", errors, required=False)
@@ -294,11 +362,13 @@ def _rate(where: str, cells: dict[str, _Cell], errors: _Collector) -> Rate | Non
     if not value:
         errors.add(at, "increments: missing (first/next seconds, e.g. 60/60)")
     elif match is None:
-        errors.add(at, f"increments: {value!r} is not first/next seconds (e.g. 60/60, 30/6, 1/1)")
+        errors.add(
+            at, f"increments: {shown(value)} is not first/next seconds (e.g. 60/60, 30/6, 1/1)"
+        )
     else:
         first, next_ = int(match.group(1)), int(match.group(2))
         if not (1 <= first <= MAX_INCREMENT and 1 <= next_ <= MAX_INCREMENT):
-            errors.add(at, f"increments: each is 1 to {MAX_INCREMENT} seconds, not {value}")
+            errors.add(at, f"increments: each is 1 to {MAX_INCREMENT} seconds, not {shown(value)}")
 
     description, at = text("description")
     if len(description) > MAX_DESCRIPTION:

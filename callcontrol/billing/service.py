@@ -19,6 +19,7 @@ from callcontrol.billing.rates_file import load_rates_file
 from callcontrol.billing.wallet import Wallet
 from callcontrol.domain.numbers import NumberType, infer_number_type, number_country, parse_e164
 from callcontrol.domain.rating import Direction, Rate, RateSet, select_rate
+from callcontrol.errors import InvalidInput
 from callcontrol.store.db import Database
 from callcontrol.store.rates import RateRepository
 
@@ -103,6 +104,16 @@ class ChargingService:
             )
         await self.reload()
         return rate_set
+
+    async def prune_rates(self, keep: int) -> list[RateSet]:
+        """Delete old rate sets, keeping the newest ``keep`` (>= 1) and every set a call
+        record or a live call may refer to (``store.rates``); the sets deleted."""
+        if keep < 1:
+            raise InvalidInput(f"--keep must be at least 1 (the rate table in force), not {keep}")
+        async with self.db.session(immediate=True) as session:
+            pruned = await RateRepository(session).prune(keep)
+        log.info("pruned %d rate set(s): %s", len(pruned), [s.id for s in pruned])
+        return pruned
 
     async def current_rate_set(self) -> RateSet | None:
         async with self.db.session() as session:

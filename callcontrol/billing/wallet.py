@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from callcontrol.billing.errors import ChargeRefused, InsufficientCredits
 from callcontrol.domain.money import (
     CREDIT_KINDS,
+    MAX_DESCRIPTION,
     ChainHead,
     Hold,
     LedgerEntry,
@@ -25,6 +26,7 @@ from callcontrol.domain.money import (
     WalletState,
     format_credits,
 )
+from callcontrol.domain.text import check_text
 from callcontrol.errors import Conflict, InvalidInput
 from callcontrol.store.db import Database
 from callcontrol.store.wallet import Refused, wallet_store_for
@@ -125,6 +127,7 @@ class Wallet:
         _amount(amount, "a credit")
         if kind not in CREDIT_KINDS:
             raise InvalidInput(f"{kind} is not a kind of credit")
+        description = check_text(description, "a credit's description", max_length=MAX_DESCRIPTION)
         return await self._post(kind, amount, reference, _key(idempotency_key), description)
 
     async def adjust(
@@ -135,18 +138,18 @@ class Wallet:
         idempotency_key: str | None = None,
         reference: str | None = None,
     ) -> LedgerEntry:
-        """A correction of either sign, with a reason. A negative one may use only
-        available credits (InsufficientCredits otherwise): held credits stay held."""
+        """A correction of either sign, with a reason (plain text on one line, at most
+        ``MAX_DESCRIPTION`` characters). A negative one may use only available credits
+        (InsufficientCredits otherwise): held credits stay held."""
         if isinstance(signed_amount, bool) or not isinstance(signed_amount, int):
             raise TypeError("an adjustment is int micro-credits")
         if signed_amount == 0:
             raise InvalidInput("an adjustment of 0 changes nothing")
         if not reason.strip():
             raise InvalidInput("an adjustment needs a reason")
+        reason = check_text(reason, "the adjustment's reason", max_length=MAX_DESCRIPTION)
         key = _key(idempotency_key or f"adjustment:{uuid.uuid4()}")
-        return await self._post(
-            LedgerKind.ADJUSTMENT, signed_amount, reference, key, reason.strip()
-        )
+        return await self._post(LedgerKind.ADJUSTMENT, signed_amount, reference, key, reason)
 
     async def _post(
         self, kind: LedgerKind, amount: int, reference: str | None, key: str, description: str

@@ -3,7 +3,10 @@
 Every sub-command reads the same settings (config.py): ``--config FILE`` and
 ``--set KEY=VALUE`` on the command line, ``CALLCONTROL_<SETTING>`` in the
 environment. Errors print ``error: <message>`` and exit 1 (2 for usage), never a
-traceback.
+traceback; control characters in messages are escaped (``domain.text.printable``),
+as in everything the commands print from the database. A closed output pipe
+(``callcontrol rates list | head -1``) ends the command quietly, with status 141
+like a Unix tool killed by SIGPIPE.
 
 One module per command group (config, db, pbx, users, numbers, calls, serve, demo,
 rates, credits, ivr), each with ``register(sub, add)``; the commands get their
@@ -13,6 +16,8 @@ objects from ``open_services`` (services.py), the one composition root.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +38,7 @@ from callcontrol.cli import (
 )
 from callcontrol.cli.common import Command
 from callcontrol.config import Settings, load_settings
+from callcontrol.domain.text import printable
 from callcontrol.errors import CallControlError, InvalidInput
 from callcontrol.logs import setup_logging
 
@@ -40,6 +46,8 @@ __all__ = ["build_parser", "main"]
 
 # The order of the groups in ``callcontrol --help``.
 GROUPS = (serve, config, db, pbx, users, numbers, calls, ivr, rates, credits, demo)
+
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -84,9 +92,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         setup_logging(settings.log_level if args.command == "serve" else "WARNING")
         code: int = args.fn(settings, args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
     except CallControlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        lines = str(exc).split("\n")  # some errors list several problems, one a line
+        print("error: " + "\n".join(printable(line) for line in lines), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it again at exit does not fail."""
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor (tests): nothing to do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

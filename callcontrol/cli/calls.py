@@ -9,6 +9,7 @@ from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
 from callcontrol.domain.call_records import CallRecord
 from callcontrol.domain.money import format_credits
+from callcontrol.domain.text import printable
 from callcontrol.services import Services
 
 __all__ = ["register"]
@@ -17,7 +18,7 @@ __all__ = ["register"]
 def _record_line(r: CallRecord) -> str:
     answered = r.answered_at.strftime("%H:%M:%S") if r.answered_at else "-"
     ended = r.ended_at.strftime("%H:%M:%S") if r.ended_at else "(in progress)"
-    return (
+    return printable(
         f"{r.started_at:%Y-%m-%d %H:%M:%S} {r.call_id[:12]} {r.direction!s:<8} "
         f"{r.caller} -> {r.callee} user={r.user_name or '-'} answered={answered} "
         f"ended={ended} {r.disposition or ''} by={r.ended_by or '-'}"

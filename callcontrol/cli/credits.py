@@ -16,6 +16,7 @@ from typing import Any
 from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
 from callcontrol.domain.money import format_credits, parse_credits
+from callcontrol.domain.text import printable
 
 __all__ = ["register"]
 
@@ -36,7 +37,7 @@ def cmd_credits_ledger(settings: Settings, args: argparse.Namespace) -> int:
         print(
             f"#{entry.id:<6} {entry.created_at:%Y-%m-%d %H:%M:%S} {entry.kind!s:<15} "
             f"{format_credits(entry.amount):>16} -> {format_credits(entry.balance_after):>16}  "
-            f"{entry.reference or '-'}  {entry.description}"
+            f"{printable(entry.reference or '-')}  {printable(entry.description)}"
         )
     return 0
 
@@ -58,7 +59,7 @@ def cmd_credits_audit(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print(f"wallet audit: {len(problems)} problem(s)")
     for problem in problems:
-        print(f"  - {problem}")
+        print(f"  - {printable(problem)}")
     return 1
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
-from callcontrol.demo import DEMO_PASSWORDS, describe_demo, seed_demo
+from callcontrol.demo import DEMO_PASSWORDS, describe_demo, existing_data, seed_demo
 from callcontrol.domain.directory import User
-from callcontrol.errors import InvalidInput
+from callcontrol.errors import Conflict, InvalidInput
 from callcontrol.services import Services
 
 __all__ = ["register"]
@@ -20,8 +20,26 @@ def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
     from callcontrol.store import migrate
 
     migrate.upgrade(settings.effective_database_url)
-    with_services(settings, seed_demo)
-    print(describe_demo())
+
+    async def go(services: Services) -> str:
+        found = await existing_data(services)
+        if found and not args.force:
+            if args.if_empty:
+                return found
+            raise Conflict(
+                f"the database already has data ({found}): demo seed adds users whose "
+                "passwords are published in the README, routes a number to alice and "
+                "books 20 credits; give --force to add the demo data anyway (--if-empty "
+                "skips it, as ./dev run does)"
+            )
+        await seed_demo(services)
+        return ""
+
+    found = with_services(settings, go)
+    if found:
+        print(f"demo data not loaded: the database already has data ({found})")
+    else:
+        print(describe_demo())
     return 0
 
 
@@ -105,7 +123,17 @@ def cmd_demo_call(settings: Settings, args: argparse.Namespace) -> int:
 
 def register(sub: Any, add: AddCommand) -> None:
     demo = sub.add_parser("demo", help="demo data").add_subparsers(required=True)
-    add(demo, "seed", cmd_demo_seed, "create demo users and numbers (idempotent)")
+    p = add(demo, "seed", cmd_demo_seed, "create demo users and numbers in an empty database")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also when the database has data (adds users with published passwords)",
+    )
+    p.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="do nothing, successfully, when the database has data",
+    )
     p = add(demo, "phone", cmd_demo_phone, "a sipp phone for a user: register and answer")
     p.add_argument("name")
     p.add_argument("--password", help="the user's SIP password (known for demo users)")

@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from callcontrol.cli.common import AddCommand, with_services
-from callcontrol.config import Settings
+from callcontrol.config import Settings, shown
 from callcontrol.errors import CallControlError, InvalidInput, NotFound
 from callcontrol.ivr import loops
 from callcontrol.ivr.errors import FlowError, FlowValidationError
@@ -75,13 +77,7 @@ def _directory_users(settings: Settings) -> dict[str, str] | None:
         users = await services.directory.list_users()
         return {u.name: u.extension for u in users}
 
-    url = settings.effective_database_url
-    if url.startswith("sqlite") and "///" in url:
-        file = Path(url.split("///", 1)[1].split("?", 1)[0])
-        if not file.exists():  # do not create an empty database as a side effect
-            _warn(f"users not checked: no database at {file}")
-            return None
-    try:
+    try:  # a missing database is not created (open_services refuses it)
         return with_services(settings, go)
     except (CallControlError, OSError) as exc:
         _warn(f"users not checked: the database cannot be read ({exc})")
@@ -163,8 +159,28 @@ def _load_for_use(settings: Settings, name: str) -> tuple[Flow, dict[str, Flow]]
     return flow, flows
 
 
+def _check_local_time(text: str | None, timezone: str) -> None:
+    """Refuse a local ``--at`` time that does not exist in ``timezone`` (the gap when
+    the clocks go forward); other mistakes are ``parse_at``'s to report."""
+    if text is None:
+        return
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return
+    if when.tzinfo is not None:
+        return
+    zone = ZoneInfo(timezone)
+    if when.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) != when:
+        raise InvalidInput(
+            f"--at {shown(text)} does not exist in {timezone}: the clocks go forward "
+            "then; give a time before or after the change"
+        )
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     flow, flows = _load_for_use(settings, args.flow)
+    _check_local_time(args.at, flow.timezone)
     keys = parse_keys(args.keys)
     ring = parse_ring(args.ring)
     users = _directory_users(settings)
@@ -177,6 +193,8 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_graph(settings: Settings, args: argparse.Namespace) -> int:
+    if args.output is not None and not args.output.strip():
+        raise InvalidInput("-o is empty: give the picture's file name, ending in .svg or .png")
     flow, _flows = _load_for_use(settings, args.flow)
     out = Path(args.output or f"{flow.name}.svg")
     if out.suffix.lower() not in (".svg", ".png"):

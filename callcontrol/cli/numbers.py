@@ -9,6 +9,7 @@ from typing import Any
 from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
 from callcontrol.domain.directory import Number
+from callcontrol.domain.text import printable
 from callcontrol.services import Services
 
 __all__ = ["register"]
@@ -19,8 +20,8 @@ def _route_text(number: Number) -> str:
     if route is None:
         return "no routing (refuses calls)"
     if route.kind == "user":
-        return f"rings user {route.user_name}"
-    return f"runs flow {route.flow_name}"
+        return f"rings user {printable(route.user_name or '')}"
+    return f"runs flow {printable(route.flow_name or '')}"
 
 
 def cmd_numbers_add(settings: Settings, args: argparse.Namespace) -> int:
@@ -56,9 +57,9 @@ def cmd_numbers_remove(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_numbers_route(settings: Settings, args: argparse.Namespace) -> int:
     def route(services: Services) -> Awaitable[Number]:
         directory = services.directory
-        if args.user:
+        if args.user is not None:  # '' is a bad name, not "no routing": only --none clears
             return directory.route_to_user(args.number, args.user)
-        if args.flow:
+        if args.flow is not None:
             return directory.route_to_flow(args.number, args.flow)
         return directory.clear_route(args.number)
 
@@ -85,5 +86,7 @@ def register(sub: Any, add: AddCommand) -> None:
     p.add_argument("number")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--user", help="ring this user")
-    target.add_argument("--flow", help="run this IVR flow")
+    target.add_argument(
+        "--flow", help="run this IVR flow (it must exist in flows_dir and validate)"
+    )
     target.add_argument("--none", action="store_true", help="no routing: refuse calls")

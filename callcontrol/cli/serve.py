@@ -19,9 +19,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go() -> None:
         async with open_services(settings) as services:
-            app = App(services)
-            app.check_schema()
-            await app.run()
+            await App(services).run()
 
     try:
         asyncio.run(go())

@@ -15,6 +15,7 @@ from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
 from callcontrol.directory.service import EndpointUpdate
 from callcontrol.domain.directory import User
+from callcontrol.domain.text import printable
 from callcontrol.errors import InvalidInput
 from callcontrol.services import Services
 
@@ -24,7 +25,11 @@ __all__ = ["register"]
 def _password(args: argparse.Namespace) -> str:
     if args.password == "-":
         return sys.stdin.readline().rstrip("\n")
-    if args.password:
+    if args.password == "":
+        raise InvalidInput(
+            "--password is empty: give the password, or --password - to read it from standard input"
+        )
+    if args.password is not None:
         return str(args.password)
     if not sys.stdin.isatty():
         raise InvalidInput("give --password PW, or --password - to read it from standard input")
@@ -69,15 +74,20 @@ def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
     if not users:
         print("no users")
     for user in users:
-        print(f"{user.name:<20} extension {user.extension}")
+        print(printable(f"{user.name:<20} extension {user.extension}"))
     return 0
 
 
 def cmd_users_remove(settings: Settings, args: argparse.Namespace) -> int:
     async def go(services: Services) -> None:
         user = await services.directory.get_user(args.name)
-        await services.directory.remove_user(args.name, force=args.force)
+        flows = await services.directory.remove_user(args.name, force=args.force)
         print(f"removed user {user.name}")
+        if flows:
+            print(
+                f"note: the flow(s) {', '.join(flows)} still ring {user.name}: they fail "
+                "validation until edited (callcontrol ivr validate)"
+            )
         _print_update(await services.directory.apply_endpoint(user, removed=True))
 
     with_services(settings, go)
@@ -105,7 +115,11 @@ def register(sub: Any, add: AddCommand) -> None:
     add(users, "list", cmd_users_list, "list users")
     p = add(users, "remove", cmd_users_remove, "remove a user and their SIP endpoint")
     p.add_argument("name")
-    p.add_argument("--force", action="store_true", help="also remove numbers' routes to them")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also remove numbers' routes to them, even if IVR flows ring them",
+    )
     p = add(users, "set-password", cmd_users_set_password, "change a user's SIP password")
     p.add_argument("name")
     p.add_argument("--password", help="SIP password (- reads it from standard input)")

@@ -6,10 +6,19 @@ decides duplicates (Conflict) and unknown names (NotFound); every message names
 the user or number concerned. Numbers may be typed in any form ``parse_e164``
 accepts (``+44 20 7946 0000``).
 
-Removing a user who receives a number's calls fails with a Conflict naming those
-numbers, unless ``force=True``: then the numbers lose their routing (and receive
-no calls until routed again) and the user is removed. Their call records stay,
-with the user's name.
+Removing a user who receives a number's calls, or whom an IVR flow rings, fails
+with a Conflict naming those numbers and flows, unless ``force=True``: then the
+numbers lose their routing (and receive no calls until routed again), the user is
+removed, and the flows that ring them fail validation until edited. Their call
+records stay, with the user's name.
+
+Given the IVR ``flows`` (``directory.flows.FlowCatalog`` on ``flows_dir``), a number
+is routed only to a flow that exists and validates.
+
+Writes run in ``session(immediate=True)``: on SQLite the write lock is taken at
+BEGIN, so concurrent admin commands wait for each other (the busy timeout) instead
+of failing with "database is locked"; a route is written with one upsert, so
+concurrent route changes on PostgreSQL never find a row gone under them.
 
 Given the PBX's ``endpoints`` (the EndpointProvisioner), ``apply_endpoint`` pushes
 a user's change to Asterisk at once; the app re-checks every endpoint anyway, so a
@@ -18,11 +27,14 @@ PBX that does not answer only delays it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
+from callcontrol.config import shown
 from callcontrol.domain.directory import Number, User
 from callcontrol.domain.numbers import NumberType, infer_number_type, number_country, parse_e164
 from callcontrol.domain.users import (
@@ -47,17 +59,25 @@ def _number_type(text: str) -> NumberType:
         return NumberType(text.strip().lower())
     except ValueError:
         choices = ", ".join(t.value for t in NumberType)
-        raise InvalidInput(f"unknown number type {text!r}: choose one of {choices}") from None
+        raise InvalidInput(f"unknown number type {shown(text)}: choose one of {choices}") from None
 
 
 def _flow_name(text: str) -> str:
     name = text.strip()
     if not _FLOW_NAME.fullmatch(name):
         raise InvalidInput(
-            f"flow name {text!r} must be 1-128 letters, digits, . _ - (starting with a "
+            f"flow name {shown(text)} must be 1-128 letters, digits, . _ - (starting with a "
             "letter or digit)"
         )
     return name
+
+
+class Flows(Protocol):
+    """The IVR flows (directory/flows.py's FlowCatalog)."""
+
+    def check_routable(self, name: str, known_users: Collection[str]) -> None: ...
+
+    def ringing(self, user: str) -> list[str]: ...
 
 
 class Endpoints(Protocol):
@@ -81,16 +101,37 @@ class EndpointUpdate:
         return self.error is None
 
 
+def _still_used(name: str, numbers: list[str], flows: list[str]) -> str:
+    uses = []
+    if numbers:
+        uses.append(f"receives the calls of {', '.join(numbers)}")
+    if flows:
+        uses.append(f"is rung by the flow(s) {', '.join(flows)}")
+    return (
+        f"user {name!r} {' and '.join(uses)}: route those numbers elsewhere and edit those "
+        "flows first, or force the removal (the numbers then receive no calls, the "
+        "flows fail validation)"
+    )
+
+
 class DirectoryService:
     """Users, numbers and routing, validated. ``realm`` is the SIP digest realm;
-    ``endpoints`` the PBX's users' endpoints (None: no PBX configured)."""
+    ``endpoints`` the PBX's users' endpoints (None: no PBX configured); ``flows`` the
+    IVR flows (None: flows are not checked, for tools and tests without any)."""
 
-    def __init__(self, db: Database, realm: str, endpoints: Endpoints | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        realm: str,
+        endpoints: Endpoints | None = None,
+        flows: Flows | None = None,
+    ) -> None:
         if not realm or ":" in realm:
             raise InvalidInput(f"SIP realm {realm!r} must be non-empty and contain no ':'")
         self._db = db
         self._realm = realm
         self._endpoints = endpoints
+        self._flows = flows
 
     # users
 
@@ -105,7 +146,7 @@ class DirectoryService:
         extension = validate_extension(extension)
         check_password(password, name=name, extension=extension)
         digests = sip_digests(extension, self._realm, password)
-        async with self._db.session() as session:
+        async with self._db.session(immediate=True) as session:
             users = UserRepository(session)
             if await users.get_by_name(name) is not None:
                 raise Conflict(f"user name {name!r} is already taken")
@@ -116,31 +157,35 @@ class DirectoryService:
         log.info("added user %s at extension %s", user.name, user.extension)
         return user
 
-    async def remove_user(self, name: str, *, force: bool = False) -> None:
-        """Remove a user; Conflict naming the numbers routed to them, unless ``force``."""
+    async def remove_user(self, name: str, *, force: bool = False) -> list[str]:
+        """Remove a user; Conflict naming the numbers routed to them and the flows that
+        ring them, unless ``force``. Returns the flows that still ring them."""
         name = validate_user_name(name)
-        async with self._db.session() as session:
+        flows = await asyncio.to_thread(self._flows.ringing, name) if self._flows else []
+        async with self._db.session(immediate=True) as session:
             numbers = NumberRepository(session)
             routed = await numbers.routed_to_user(name)
-            if routed and not force:
-                raise Conflict(
-                    f"user {name!r} receives the calls of {', '.join(routed)}: route "
-                    "those numbers elsewhere first, or force the removal (they then "
-                    "receive no calls)"
-                )
+            if (routed or flows) and not force:
+                raise Conflict(_still_used(name, routed, flows))
             if routed:
                 await numbers.clear_routes_to_user(name)
             if not await UserRepository(session).remove(name):
                 raise NotFound(f"no user named {name!r}")
-        if routed:
-            log.warning("removed user %s; numbers now without routing: %s", name, routed)
+        if routed or flows:
+            log.warning(
+                "removed user %s; numbers now without routing: %s; flows that ring them: %s",
+                name,
+                routed,
+                flows,
+            )
         else:
             log.info("removed user %s", name)
+        return flows
 
     async def set_password(self, name: str, password: str) -> User:
         """Replace the user's password (their phone must then use the new one)."""
         name = validate_user_name(name)
-        async with self._db.session() as session:
+        async with self._db.session(immediate=True) as session:
             users = UserRepository(session)
             user = await users.get_by_name(name)
             if user is None:
@@ -189,7 +234,7 @@ class DirectoryService:
         """Add a number; its type is inferred from its range unless given."""
         e164 = parse_e164(text)
         kind = infer_number_type(e164) if number_type is None else _number_type(number_type)
-        async with self._db.session() as session:
+        async with self._db.session(immediate=True) as session:
             number = await NumberRepository(session).add(e164, number_country(e164), kind)
         log.info("added number %s (%s, %s)", number.e164, number.country, number.number_type)
         return number
@@ -197,7 +242,7 @@ class DirectoryService:
     async def remove_number(self, text: str) -> None:
         """Remove a number and its routing; NotFound if it is not ours."""
         e164 = parse_e164(text)
-        async with self._db.session() as session:
+        async with self._db.session(immediate=True) as session:
             if not await NumberRepository(session).remove(e164):
                 raise NotFound(f"no number {e164}")
         log.info("removed number %s", e164)
@@ -219,7 +264,7 @@ class DirectoryService:
         """Ring the user for the number's incoming calls."""
         e164 = parse_e164(number)
         name = validate_user_name(user_name)
-        async with self._db.session() as session:
+        async with self._db.session(immediate=True) as session:
             routed = await NumberRepository(session).set_route_user(e164, name)
         log.info("number %s now rings user %s", e164, name)
         return routed
@@ -227,11 +272,16 @@ class DirectoryService:
     async def route_to_flow(self, number: str, flow_name: str) -> Number:
         """Run the IVR flow ``flow_name`` for the number's incoming calls.
 
-        The name is stored as given; whether the flow file exists is checked by ivr/.
+        With ``flows``, the flow must exist and validate against the users (NotFound,
+        InvalidInput); the app reads it again for each call.
         """
         e164 = parse_e164(number)
         name = _flow_name(flow_name)
-        async with self._db.session() as session:
+        if self._flows is not None:
+            await self.get_number(e164)  # an unknown number is the first thing to say
+            users = [user.name for user in await self.list_users()]
+            await asyncio.to_thread(self._flows.check_routable, name, users)
+        async with self._db.session(immediate=True) as session:
             routed = await NumberRepository(session).set_route_flow(e164, name)
         log.info("number %s now runs flow %s", e164, name)
         return routed
@@ -239,7 +289,7 @@ class DirectoryService:
     async def clear_route(self, number: str) -> Number:
         """Remove the number's routing: it receives no calls until routed again."""
         e164 = parse_e164(number)
-        async with self._db.session() as session:
+        async with self._db.session(immediate=True) as session:
             numbers = NumberRepository(session)
             await numbers.clear_route(e164)
             cleared = await numbers.get(e164)

@@ -72,11 +72,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from callcontrol.config import shown
 from callcontrol.errors import InvalidInput
 
 __all__ = [
     "GENESIS_HASH",
     "MAX_AMOUNT_MICRO",
+    "MAX_AMOUNT_TEXT",
+    "MAX_DESCRIPTION",
     "MICRO",
     "ChainHead",
     "Hold",
@@ -97,6 +100,12 @@ DECIMALS = 6
 MAX_AMOUNT_MICRO = 1_000_000 * MICRO
 """The largest amount an admin may type: one million credits."""
 
+MAX_AMOUNT_TEXT = 40
+"""The longest text ``parse_credits`` reads: checked before converting digits."""
+
+MAX_DESCRIPTION = 256
+"""The longest description (an adjustment's reason) a ledger entry keeps."""
+
 _AMOUNT = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]+))?")
 
 
@@ -106,32 +115,41 @@ def parse_credits(
     """``"12"``, ``"0.015"``, ``"-3.5"`` (if allowed) -> micro-credits, exactly.
 
     At most 6 decimal places; no exponents, no ``nan``/``inf``, no thousands
-    separators; the magnitude may not exceed ``maximum`` (micro-credits; default one
-    million credits). Every refusal is an ``InvalidInput`` saying why.
+    separators; at most ``MAX_AMOUNT_TEXT`` characters; the magnitude may not exceed
+    ``maximum`` (micro-credits; default one million credits). Every refusal is an
+    ``InvalidInput`` saying why.
     """
     if not isinstance(text, str):
-        raise InvalidInput(f"an amount of credits is text like 12 or 0.015, not {text!r}")
+        raise InvalidInput(f"an amount of credits is text like 12 or 0.015, not {shown(text)}")
     stripped = text.strip()
     if not stripped:
         raise InvalidInput("an amount of credits is required")
+    if len(stripped) > MAX_AMOUNT_TEXT:  # before int(): no conversion of huge digit strings
+        raise InvalidInput(
+            f"{shown(text)} is not an amount of credits: at most {MAX_AMOUNT_TEXT} "
+            f"characters, and at most {format_credits(maximum)} credits"
+        )
     match = _AMOUNT.fullmatch(stripped)
     if match is None:
         raise InvalidInput(
-            f"{text!r} is not an amount of credits: write digits with an optional "
+            f"{shown(text)} is not an amount of credits: write digits with an optional "
             "decimal point, e.g. 12 or 0.015"
         )
     sign, whole, fraction = match.group(1), match.group(2), match.group(3) or ""
     if len(fraction) > DECIMALS:
         raise InvalidInput(
-            f"{text!r} has too many decimal places: at most {DECIMALS} (one micro-credit)"
+            f"{shown(text)} has too many decimal places: at most {DECIMALS} (one micro-credit)"
         )
     micro = int(whole) * MICRO + int(fraction.ljust(DECIMALS, "0"))
     if sign == "-" and micro:
         if not allow_negative:
-            raise InvalidInput(f"{text!r} is negative: give a positive amount")
+            raise InvalidInput(f"{shown(text)} is negative: give a positive amount")
         micro = -micro
     if abs(micro) > maximum:
-        raise InvalidInput(f"{text!r} is too large: at most {format_credits(maximum)} credits")
+        limit = format_credits(maximum)
+        if micro < 0:
+            raise InvalidInput(f"{shown(text)} is too small: at least -{limit} credits")
+        raise InvalidInput(f"{shown(text)} is too large: at most {limit} credits")
     return micro
 
 

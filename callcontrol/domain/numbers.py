@@ -14,6 +14,7 @@ from enum import StrEnum
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
+from callcontrol.config import shown
 from callcontrol.errors import InvalidInput
 
 __all__ = ["NumberType", "infer_number_type", "number_country", "parse_e164"]
@@ -55,29 +56,29 @@ def _parse(text: str) -> phonenumbers.PhoneNumber:
         raise InvalidInput("a phone number is required")
     if not stripped.startswith("+"):
         raise InvalidInput(
-            f"{text!r} is not in international form: start with + and the country code "
+            f"{shown(text)} is not in international form: start with + and the country code "
             "(e.g. +44 20 7946 0000)"
         )
     if not _TYPED_NUMBER.fullmatch(stripped):
         raise InvalidInput(
-            f"{text!r} may contain only +, digits, spaces and the separators ( ) . / -"
+            f"{shown(text)} may contain only +, digits, spaces and the separators ( ) . / -"
         )
     digits = sum(ch.isdigit() for ch in stripped)
     if digits == 0:
-        raise InvalidInput(f"{text!r} is not a phone number: it has no digits")
+        raise InvalidInput(f"{shown(text)} is not a phone number: it has no digits")
     if digits > _MAX_E164_DIGITS:
-        raise InvalidInput(f"{text!r} has {digits} digits; E.164 allows at most 15")
+        raise InvalidInput(f"{shown(text)} has {digits} digits; E.164 allows at most 15")
     try:
         number = phonenumbers.parse(stripped, None)
     except NumberParseException as exc:
         reason = _PARSE_REASONS.get(exc.error_type, "cannot be parsed")
-        raise InvalidInput(f"{text!r} is not a phone number: {reason}") from exc
+        raise InvalidInput(f"{shown(text)} is not a phone number: {reason}") from exc
     if not phonenumbers.is_valid_number(number):
         region = phonenumbers.region_code_for_country_code(number.country_code or 0)
         if region == phonenumbers.UNKNOWN_REGION:
-            raise InvalidInput(f"{text!r} is not a phone number: unknown country code")
+            raise InvalidInput(f"{shown(text)} is not a phone number: unknown country code")
         raise InvalidInput(
-            f"{text!r} is not a valid number of country code +{number.country_code} "
+            f"{shown(text)} is not a valid number of country code +{number.country_code} "
             f"({region}): wrong length or unassigned range"
         )
     return number
@@ -101,5 +102,5 @@ def number_country(e164: str) -> str:
     number = _parse(e164)
     region = phonenumbers.region_code_for_number(number)
     if region is None:  # pragma: no cover - a valid number always has a region
-        raise InvalidInput(f"{e164!r} belongs to no country")
+        raise InvalidInput(f"{shown(e164)} belongs to no country")
     return str(region)

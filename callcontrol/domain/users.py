@@ -8,7 +8,9 @@ of the hash, changing the realm requires setting every password again.
 
 Extensions are 2 to 6 digits and never start with 0, so that nothing a user
 dials internally can be mistaken for an outside number (``+...`` or ``00...``)
-or a national trunk prefix (``0...``).
+or a national trunk prefix (``0...``), and are none of the emergency numbers and
+service codes of ``callcontrol.domain.emergency`` (112, 911, 999, ...): dialling those
+must reach the service, not a colleague.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from callcontrol.config import shown
+from callcontrol.domain.emergency import reserved_code
 from callcontrol.errors import InvalidInput, WeakPassword
 
 __all__ = [
@@ -92,25 +96,34 @@ def validate_user_name(text: str) -> str:
     if not name:
         raise InvalidInput("a user name is required")
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"user name {text!r} is longer than {MAX_NAME_LENGTH} characters")
+        raise InvalidInput(f"user name {shown(text)} is longer than {MAX_NAME_LENGTH} characters")
     if not name[0].isascii() or not name[0].isalpha():
-        raise InvalidInput(f"user name {text!r} must start with a letter a-z")
+        raise InvalidInput(f"user name {shown(text)} must start with a letter a-z")
     if not _NAME.fullmatch(name):
-        raise InvalidInput(f"user name {text!r} may contain only letters a-z, digits and . _ -")
+        raise InvalidInput(
+            f"user name {shown(text)} may contain only letters a-z, digits and . _ -"
+        )
     return name
 
 
 def validate_extension(text: str) -> str:
-    """Return the extension; InvalidInput unless it is 2-6 digits not starting with 0."""
+    """Return the extension; InvalidInput unless it is 2-6 digits not starting with 0
+    and not an emergency number or service code (in any country)."""
     extension = text.strip()
     if not extension.isascii() or not extension.isdigit():
-        raise InvalidInput(f"extension {text!r} must be digits only")
+        raise InvalidInput(f"extension {shown(text)} must be digits only")
     if extension.startswith("0"):
         raise InvalidInput(
-            f"extension {text!r} must not start with 0 (0 and 00 start outside numbers)"
+            f"extension {shown(text)} must not start with 0 (0 and 00 start outside numbers)"
         )
     if not _EXTENSION.fullmatch(extension):
-        raise InvalidInput(f"extension {text!r} must have 2 to 6 digits")
+        raise InvalidInput(f"extension {shown(text)} must have 2 to 6 digits")
+    code = reserved_code(extension)
+    if code is not None:
+        raise InvalidInput(
+            f"extension {extension} is the {code.describe()}: a user dialling it must "
+            "reach that service, not a colleague; choose another extension"
+        )
     return extension
 
 

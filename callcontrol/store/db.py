@@ -13,7 +13,9 @@ transaction (the wallet's one-statement writes on PostgreSQL).
 
 Errors leaving ``session()`` and ``autocommit()``:
 
-- connection failures, timeouts, locked database -> ``StoreError("database unavailable: ...")``
+- a database busy beyond the busy timeout (SQLite's write lock), a deadlock or a
+  serialization failure -> ``StoreError("the database is busy ...: try again")``
+- connection failures, timeouts -> ``StoreError("database unavailable: ...")``
 - a constraint violation no repository caught more precisely -> ``Conflict``
 - any other database error -> ``StoreError("database error: ...")``
 
@@ -41,7 +43,14 @@ from sqlalchemy.ext.asyncio import (
 from callcontrol.domain.money import chain_hash
 from callcontrol.errors import CallControlError, Conflict, StoreError
 
-__all__ = ["TRANSLATED_ERRORS", "Database", "normalize_url", "translate_error"]
+__all__ = [
+    "TRANSLATED_ERRORS",
+    "Database",
+    "make_parent_dir",
+    "normalize_url",
+    "sqlite_file",
+    "translate_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,14 @@ TRANSLATED_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     *_CONNECT_ERRORS,
+)
+
+# Reasons that mean "other writers held the database too long", not "it is down".
+_BUSY = (
+    "database is locked",
+    "database table is locked",
+    "deadlock detected",
+    "could not serialize access",
 )
 
 _BEGIN_OPTION = "callcontrol_sqlite_begin"
@@ -107,6 +124,11 @@ def translate_error(error: BaseException, url: URL) -> CallControlError:
     where = url.render_as_string(hide_password=True)
     if isinstance(error, exc.IntegrityError):
         return Conflict(f"conflicts with existing data: {reason}")
+    if any(busy in reason for busy in _BUSY):
+        return StoreError(
+            f"the database is busy (other commands were writing to it for too long): "
+            f"try again ({reason}; {where})"
+        )
     unavailable = isinstance(
         error, (exc.OperationalError, exc.InterfaceError, OSError, TimeoutError, *_CONNECT_ERRORS)
     ) or (isinstance(error, exc.DBAPIError) and error.connection_invalidated)
@@ -142,7 +164,7 @@ class Database:
         """Build the engine for ``url``; no connection is made until first use."""
         parsed = normalize_url(url)
         if parsed.get_backend_name() == "sqlite":
-            _make_parent_dir(parsed)
+            make_parent_dir(parsed)
             engine = create_async_engine(
                 parsed, echo=echo, pool_pre_ping=True, connect_args={"timeout": busy_timeout}
             )
@@ -217,14 +239,26 @@ class Database:
             raise translate_error(error, self._url) from error
 
 
-def _make_parent_dir(url: URL) -> None:
-    database = url.database or ""
-    if not database or database == ":memory:" or database.startswith("file:"):
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite URL; None for PostgreSQL and in-memory databases."""
+    parsed = normalize_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def make_parent_dir(url: str | URL) -> None:
+    """Create the directory of a SQLite file (the data dir) if it does not exist yet."""
+    file = sqlite_file(url)
+    if file is None:
         return
     try:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise StoreError(f"database unavailable: cannot create {database}: {error}") from error
+        raise StoreError(f"database unavailable: cannot create {file}: {error}") from error
 
 
 def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:

@@ -7,7 +7,7 @@ Tables::
     routes        at most one per number: ring a user, or run a flow
     call_records  one per call (CDR), finished exactly once; charged once (rate, cost)
     rate_sets     one per rate-file import; the newest is the rate table in force
-    rates         the prices of one rate set (never changed or deleted: CDRs point at them)
+    rates         the prices of one rate set (never changed; pruned only when no CDR names them)
     wallets       the organisation's wallet: one row (id 1), balance and held, micro-credits,
                   and the ledger's chain head (last_hash)
     ledger_entries  append-only signed amounts; sum == wallets.balance_micro; hash-chained
@@ -35,8 +35,9 @@ Decisions:
   It is tamper-evident: each entry's ``entry_hash`` chains over the one before, and
   ``wallets.last_hash`` is the newest entry's (``callcontrol.domain.money``).
 - Rates are versioned, not overwritten: an import adds a ``rate_sets`` row and its
-  rates in one transaction, and the newest set is in force. Old rates stay, so a
-  call record's ``rate_id`` always names the price it was charged at.
+  rates in one transaction, and the newest set is in force. Old rates stay until
+  ``callcontrol rates prune``, which never deletes a set a call record's ``rate_id``
+  names (or a live call may use), so that always names the price it was charged at.
 - ``holds.call_id`` has no foreign key: a hold may be taken before the call record
   is written; ``Wallet.audit`` reports holds whose call is unknown or settled.
 """

@@ -2,19 +2,25 @@
 
 Like ``repositories``, ``RateRepository`` works inside the caller's session (one
 transaction) and returns frozen values from ``callcontrol.domain.rating``. Rates are
-never changed or deleted: call records point at the price they were charged at.
+never changed: call records point at the price they were charged at.
+
+Old sets are deleted only by ``prune(keep)`` (``callcontrol rates prune``), which
+keeps the newest ``keep`` sets, every set with a rate a call record names
+(``call_records.rate_id``), and every set that was in force since the oldest call
+still open started (a live call may be priced by any of them). The rest go, with
+their rates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcontrol.domain.numbers import NumberType
 from callcontrol.domain.rating import Direction, Rate, RateSet
-from callcontrol.store.models import RateRow, RateSetRow
+from callcontrol.store.models import CallRecordRow, RateRow, RateSetRow
 
 __all__ = ["RateRepository"]
 
@@ -95,6 +101,33 @@ class RateRepository:
             .execution_options(populate_existing=True)
         )
         return [_rate(row) for row in rows]
+
+    async def prune(self, keep: int) -> list[RateSet]:
+        """Delete the rate sets nothing needs any more (module docstring); returns them.
+        ``keep`` >= 1: the set in force always stays."""
+        if keep < 1:
+            raise ValueError("keep at least the rate set in force")
+        sets = list(await self._session.scalars(select(RateSetRow).order_by(RateSetRow.id.desc())))
+        kept = {row.id for row in sets[:keep]}
+        charged = select(CallRecordRow.rate_id).where(CallRecordRow.rate_id.is_not(None))
+        kept.update(
+            await self._session.scalars(
+                select(RateRow.rate_set_id).where(RateRow.id.in_(charged)).distinct()
+            )
+        )
+        oldest_open = await self._session.scalar(
+            select(func.min(CallRecordRow.started_at)).where(CallRecordRow.ended_at.is_(None))
+        )
+        if oldest_open is not None:
+            in_force_then = [row.id for row in sets if row.imported_at <= oldest_open]
+            since = in_force_then[0] if in_force_then else 0
+            kept.update(row.id for row in sets if row.id >= since)
+        pruned = [row for row in sets if row.id not in kept]
+        if pruned:
+            ids = [row.id for row in pruned]
+            await self._session.execute(delete(RateRow).where(RateRow.rate_set_id.in_(ids)))
+            await self._session.execute(delete(RateSetRow).where(RateSetRow.id.in_(ids)))
+        return [_rate_set(row) for row in reversed(pruned)]
 
     async def get(self, rate_id: int) -> Rate | None:
         """Any rate by id, in force or from an older set (call records point at them)."""

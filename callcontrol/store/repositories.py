@@ -32,6 +32,11 @@ __all__ = ["CallRecordRepository", "NumberRepository", "UserRepository"]
 MAX_LIST_LIMIT = 1000
 
 
+def _upsert_dialect(session: AsyncSession) -> Any:
+    """The INSERT with ON CONFLICT of the session's database (both support it)."""
+    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+
+
 def _rowcount(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
@@ -247,19 +252,32 @@ class NumberRepository:
     async def _set_route(
         self, number_id: int, kind: RouteKind, *, user_id: int | None, flow_name: str | None
     ) -> None:
+        """Insert or replace the number's route in one statement (an upsert), so that
+        concurrent changes of the same route each apply whole, the last one winning."""
+        table = cast(Table, RouteRow.__table__)
+        insert = (
+            _upsert_dialect(self._session)
+            .insert(table)
+            .values(
+                number_id=number_id,
+                kind=kind.value,
+                user_id=user_id,
+                flow_name=flow_name,
+                updated_at=utcnow(),
+            )
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=[table.c.number_id],
+            set_={
+                name: insert.excluded[name]
+                for name in ("kind", "user_id", "flow_name", "updated_at")
+            },
+        )
         try:
             async with self._session.begin_nested():
-                row = await self._session.get(RouteRow, number_id)
-                if row is None:
-                    row = RouteRow(number_id=number_id)
-                    self._session.add(row)
-                row.kind = kind.value
-                row.user_id = user_id
-                row.flow_name = flow_name
-                row.updated_at = utcnow()
-                await self._session.flush()
+                await self._session.execute(statement)
         except IntegrityError as error:
-            raise Conflict("the route changed or its user was removed meanwhile") from error
+            raise Conflict("the number or its user was removed meanwhile") from error
 
 
 def _disposition(value: str | None) -> Disposition | str | None:
@@ -332,11 +350,7 @@ class CallRecordRepository:
                 else select(UserRow.id).where(UserRow.name == user_name).scalar_subquery()
             ),
         }
-        insert = (
-            postgresql.insert(table)
-            if self._session.get_bind().dialect.name == "postgresql"
-            else sqlite.insert(table)
-        )
+        insert = _upsert_dialect(self._session).insert(table)
         statement = insert.values(values).on_conflict_do_nothing().returning(*table.c)
         row = (await self._session.execute(statement)).first()
         if row is None:

@@ -119,7 +119,9 @@ async def test_apply_endpoint_pushes_or_says_why_not(database: Database) -> None
 
 
 async def test_seed_demo_is_idempotent(database_url: str, tmp_path: Path) -> None:
-    async with open_services(settings_for(database_url, tmp_path)) as services:
+    repo_flows = Path(__file__).resolve().parents[2] / "ivr_flows"  # the demo runs flow main
+    settings = settings_for(database_url, tmp_path).model_copy(update={"flows_dir": repo_flows})
+    async with open_services(settings) as services:
         await seed_demo(services)
         await seed_demo(services)
         users = await services.directory.list_users()

@@ -2,91 +2,27 @@
 
 ARI points at a closed port (127.0.0.1:9), so no Asterisk is touched: commands that
 would update Asterisk must still succeed and say that Asterisk was not updated.
+The ``run`` fixture is in conftest.py, the helpers in cli_helpers.py.
 """
 
 from __future__ import annotations
 
-import io
-import logging
-import os
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_helpers import (
+    ALICE_PW,
+    BOB_PW,
+    REPO_FLOWS,
+    SECRET,
+    Run,
+    add_alice,
+    usage_error,
+    write_flow,
+)
 
 from callcontrol.cli import main
 from callcontrol.config import Settings
-
-SECRET = "test-secret-xyz"
-ALICE_PW = "wonderland-7291"
-BOB_PW = "builder-5813-x"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Run = Callable[..., Result]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """main() installs its own root handler on the (captured) stderr; undo that."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture
-def run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Run]:
-    for name in list(os.environ):
-        if name.startswith("CALLCONTROL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # no ./callcontrol.toml from the checkout
-    monkeypatch.setenv("CALLCONTROL_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("CALLCONTROL_ARI_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("CALLCONTROL_ARI_PASSWORD", SECRET)
-
-    def invoke(*argv: str, stdin: str | None = None) -> Result:
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        both = captured.out + captured.err
-        assert "Traceback" not in both
-        assert SECRET not in both
-        return Result(code, captured.out, captured.err)
-
-    upgraded = invoke("db", "upgrade")
-    assert upgraded.code == 0, upgraded.err
-    assert "database at schema" in upgraded.out
-    yield invoke
-
-
-def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    assert info.value.code == 2
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.out + captured.err
-    assert "usage: callcontrol" in captured.err
-    return captured.err
-
-
-def add_alice(run: Run) -> Result:
-    result = run("users", "add", "alice", "--extension", "1001", "--password", ALICE_PW)
-    assert result.code == 0, result.err
-    return result
-
 
 # ---- db -----------------------------------------------------------------------------------
 
@@ -310,8 +246,9 @@ def test_numbers_add_bad_type_is_a_usage_error(
     assert "invalid choice: 'premium'" in err
 
 
-def test_numbers_route_to_user_flow_and_none(run: Run) -> None:
+def test_numbers_route_to_user_flow_and_none(run: Run, tmp_path: Path) -> None:
     add_alice(run)
+    write_flow(tmp_path / "ivr_flows", "main-menu")
     run("numbers", "add", "+442079460000")
     run("numbers", "add", "+448001234567")
     run("numbers", "add", "+442079460001")
@@ -496,10 +433,11 @@ def test_calls_list_bad_limit(run: Run) -> None:
 # ---- demo ---------------------------------------------------------------------------------
 
 
-def test_demo_seed_is_idempotent(run: Run) -> None:
+def test_demo_seed_is_idempotent(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLCONTROL_FLOWS_DIR", str(REPO_FLOWS))  # the demo runs flow main
     first = run("demo", "seed")
-    assert first.code == 0
-    assert run("demo", "seed").code == 0
+    assert first.code == 0, first.err
+    assert run("demo", "seed", "--force").code == 0
     listed = run("numbers", "list").out
     assert "+442079460000" in listed and "rings user alice" in listed
     assert run("users", "list").out.count("extension") == 2
@@ -515,7 +453,8 @@ def test_commands_on_a_database_without_schema(
     (tmp_path / "fresh").mkdir()
     result = run("users", "list")
     assert result.code == 1
-    assert result.err.startswith("error: database")
+    assert result.err.startswith("error: no database at ")
+    assert "run `callcontrol db upgrade`" in result.err
     current = run("db", "current")
     assert current.code == 1
     assert "schema none" in current.out
