@@ -3,7 +3,8 @@
     callcontrol credits balance               balance, held, available
     callcontrol credits ledger [--limit N]    newest entries first
     callcontrol credits adjust AMOUNT --reason TEXT   a correction (either sign)
-    callcontrol credits audit                 exit 1 and list the problems unless clean
+    callcontrol credits audit [--anchor ID:HASH]  exit 1 and list the problems unless clean;
+                                              clean: prints the ledger's chain head
 
 Amounts are printed with ``format_credits`` (6 decimals).
 """
@@ -15,8 +16,9 @@ from typing import Any
 
 from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
-from callcontrol.domain.money import format_credits, parse_credits
+from callcontrol.domain.money import ChainHead, format_credits, parse_credits
 from callcontrol.domain.text import printable
+from callcontrol.services import Services
 
 __all__ = ["register"]
 
@@ -53,9 +55,18 @@ def cmd_credits_adjust(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_credits_audit(settings: Settings, args: argparse.Namespace) -> int:
-    problems = with_services(settings, lambda s: s.charging.wallet.audit())
+    anchor = None if args.anchor is None else ChainHead.parse(args.anchor)
+
+    async def audit(services: Services) -> tuple[list[str], ChainHead]:
+        wallet = services.charging.wallet
+        return await wallet.audit(anchor=anchor), await wallet.chain_head()
+
+    problems, head = with_services(settings, audit)
     if not problems:
-        print("wallet audit: clean")
+        print("wallet audit: clean" + ("" if anchor is None else f" (anchor {anchor} holds)"))
+        # Kept outside the database, the head is what a later `--anchor` checks against:
+        # the one forgery a hash chain cannot see alone is a rewrite of the whole chain.
+        print(f"chain head: {head}")
         return 0
     print(f"wallet audit: {len(problems)} problem(s)")
     for problem in problems:
@@ -71,4 +82,9 @@ def register(sub: Any, add: AddCommand) -> None:
     p = add(credits, "adjust", cmd_credits_adjust, "correct the balance (recorded in the ledger)")
     p.add_argument("amount", help="credits, e.g. 10 or -2.5 (at most 6 decimals)")
     p.add_argument("--reason", required=True, help="why (kept in the ledger)")
-    add(credits, "audit", cmd_credits_audit, "check every wallet invariant; exit 1 if broken")
+    p = add(credits, "audit", cmd_credits_audit, "check every wallet invariant; exit 1 if broken")
+    p.add_argument(
+        "--anchor",
+        metavar="ID:HASH",
+        help="a chain head printed by an earlier audit: check it is still in the ledger",
+    )

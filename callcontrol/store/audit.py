@@ -29,7 +29,14 @@ from typing import Any, cast
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcontrol.domain.money import GENESIS_HASH, ChainHead, chain_hash, entry_body, is_hash
+from callcontrol.domain.money import (
+    GENESIS_HASH,
+    ChainHead,
+    chain_hash,
+    entry_body,
+    format_credits,
+    is_hash,
+)
 from callcontrol.store.models import WALLET_ID, CallRecordRow, HoldRow, LedgerEntryRow, WalletRow
 
 __all__ = ["MAX_PROBLEMS", "audit_chain", "audit_wallet"]
@@ -64,11 +71,18 @@ async def audit_wallet(session: AsyncSession) -> tuple[list[str], ChainHead | No
         await session.scalar(select(func.coalesce(func.sum(HoldRow.amount_micro), 0))) or 0
     )
     if balance != ledger_sum:
-        problems.append(f"balance {balance} micro-credits != sum of the ledger {ledger_sum}")
+        problems.append(
+            f"balance {format_credits(balance)} != sum of the ledger {format_credits(ledger_sum)}"
+        )
     if held != holds_sum:
-        problems.append(f"held {held} micro-credits != sum of the holds {holds_sum}")
+        problems.append(
+            f"held {format_credits(held)} != sum of the holds {format_credits(holds_sum)}"
+        )
     if held < 0 or balance - held < 0:
-        problems.append(f"negative amounts: held {held}, available {balance - held} micro-credits")
+        problems.append(
+            f"negative amounts: held {format_credits(held)}, "
+            f"available {format_credits(balance - held)}"
+        )
     last = (
         await session.execute(
             select(LedgerEntryRow.id, LedgerEntryRow.balance_after_micro, LedgerEntryRow.entry_hash)
@@ -256,6 +270,7 @@ async def _settled_mismatches(session: AsyncSession) -> list[str]:
         f" ORDER BY r.call_id LIMIT {MAX_PROBLEMS}",
     )
     return [
-        f"call {call_id}: charged {charged} micro-credits in the ledger, its record says {cost}"
+        f"call {call_id}: charged {format_credits(charged)} in the ledger, "
+        f"its record says {format_credits(cost)}"
         for call_id, cost, charged in rows
     ]

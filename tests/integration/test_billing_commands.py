@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,15 @@ def test_rates_and_credits_from_the_command_line(
     code, out = run(database_url, capsys, "credits", "ledger", "--limit", "1")
     assert "adjustment" in out and "typo" in out and "opening" not in out
     code, out = run(database_url, capsys, "credits", "audit")
-    assert (code, out.strip()) == (0, "wallet audit: clean")
+    clean, head = out.strip().splitlines()
+    assert (code, clean) == (0, "wallet audit: clean")
+    assert re.fullmatch(r"chain head: \d+:[0-9a-f]{64}", head)
+    # The head kept outside the database is a later audit's anchor.
+    code, out = run(database_url, capsys, "credits", "audit", "--anchor", head.split(": ")[1])
+    assert code == 0 and "anchor" in out and "holds" in out
+    forged = head.split(": ")[1][:-1] + ("0" if head[-1] != "0" else "1")
+    code, out = run(database_url, capsys, "credits", "audit", "--anchor", forged)
+    assert code == 1 and "anchor" in out
 
 
 @pytest.mark.parametrize(
@@ -101,4 +110,4 @@ def test_the_audit_exits_1_and_lists_problems(
     code, out = run(database_url, capsys, "credits", "audit")
     assert code == 1
     assert "wallet audit: 1 problem(s)" in out
-    assert "- balance 5 micro-credits != sum of the ledger 0" in out
+    assert "- balance 0.000005 != sum of the ledger 0.000000" in out
