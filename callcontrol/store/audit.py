@@ -92,7 +92,8 @@ async def audit_wallet(session: AsyncSession) -> tuple[list[str], ChainHead | No
     ).first()
     if last is not None and last[1] != balance:
         problems.append(
-            f"balance {balance} != balance_after {last[1]} of the last entry #{last[0]}"
+            f"balance {format_credits(balance)} != balance_after {format_credits(last[1])} "
+            f"of the last entry #{last[0]}"
         )
     newest = ChainHead(0, GENESIS_HASH) if last is None else ChainHead(last[0], last[2])
     if head != newest.entry_hash:
@@ -124,7 +125,8 @@ async def _broken_chain(session: AsyncSession) -> list[str]:
         f" ORDER BY id LIMIT {MAX_PROBLEMS}",
     )
     return [
-        f"ledger entry #{id_}: balance_after {after} != previous {previous} + amount {amount}"
+        f"ledger entry #{id_}: balance_after {format_credits(after)} != previous "
+        f"{format_credits(previous)} + amount {format_credits(amount)}"
         for id_, amount, after, previous in rows
     ]
 
@@ -216,7 +218,9 @@ async def _negative_holds(session: AsyncSession) -> list[str]:
         session,
         f"SELECT call_id, amount_micro FROM holds WHERE amount_micro < 0 LIMIT {MAX_PROBLEMS}",
     )
-    return [f"hold of call {call_id} is negative: {amount}" for call_id, amount in rows]
+    return [
+        f"hold of call {call_id} is negative: {format_credits(amount)}" for call_id, amount in rows
+    ]
 
 
 async def _duplicate_keys(session: AsyncSession) -> list[str]:

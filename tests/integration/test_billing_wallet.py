@@ -206,13 +206,13 @@ async def test_the_database_refuses_a_negative_available(database: Database) -> 
             "INSERT INTO ledger_entries (created_at, kind, amount_micro, reference,"
             " idempotency_key, description, balance_after_micro, entry_hash)"
             " VALUES (CURRENT_TIMESTAMP, 'purchase', 5, NULL, 'sneaky', '', 10000005, 'x')",
-            "balance 10000000 micro-credits != sum of the ledger 10000005",
+            "balance 10.000000 != sum of the ledger 10.000005",
         ),
         (
             "INSERT INTO ledger_entries (created_at, kind, amount_micro, reference,"
             " idempotency_key, description, balance_after_micro, entry_hash)"
             " VALUES (CURRENT_TIMESTAMP, 'refund', 5, NULL, 'chain', '', 7, 'x')",
-            "balance_after 7 != previous 10000000 + amount 5",
+            "balance_after 0.000007 != previous 10.000000 + amount 0.000005",
         ),
         (
             "INSERT INTO holds (call_id, amount_micro, created_at, updated_at)"
@@ -222,11 +222,11 @@ async def test_the_database_refuses_a_negative_available(database: Database) -> 
         (
             "INSERT INTO holds (call_id, amount_micro, created_at, updated_at)"
             " VALUES ('ghost', 3, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
-            "held 0 micro-credits != sum of the holds 3",
+            "held 0.000000 != sum of the holds 0.000003",
         ),
         (
             "UPDATE wallets SET balance_micro = 9000000",
-            "balance 9000000 != balance_after 10000000 of the last entry",
+            "balance 9.000000 != balance_after 10.000000 of the last entry",
         ),
     ],
 )
@@ -260,7 +260,9 @@ async def test_the_audit_finds_an_unreleased_hold_and_a_settled_cost_mismatch(
         assert await calls.set_charge("done", charge_state="settled", cost_micro=2 * MICRO)
     problems = await wallet.audit()
     assert any("hold of call done: the call ended (settled)" in p for p in problems), problems
-    assert any("call done: charged 1000000 micro-credits" in p for p in problems), problems
+    assert any(
+        "call done: charged 1.000000 in the ledger, its record says 2.000000" in p for p in problems
+    ), problems
     await wallet.release("done")
     async with database.session() as session:
         # a settled record is final: this changes nothing
