@@ -4,6 +4,7 @@
         services.db          Database (the one engine and pool)
         services.store       CallStore: what a call reads and writes
         services.directory   DirectoryService: users, numbers, routing (pushes endpoints)
+        services.admins      AdminService: console admins, sessions, API tokens, audit log
         services.charging    ChargingService: rates and the wallet
         services.ari         AriClient (not connected until first used)
         services.provisioner EndpointProvisioner on that client
@@ -24,7 +25,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
+from callcontrol.admins import AdminService
 from callcontrol.ari import AriClient
 from callcontrol.billing.service import ChargingService
 from callcontrol.calls.provisioning import EndpointProvisioner
@@ -51,6 +54,7 @@ class Services:
         self._ari = ari
         self._provisioner = EndpointProvisioner(ari) if isinstance(ari, AriClient) else None
         self.directory = DirectoryService(db, settings.sip_realm, endpoints=self._provisioner)
+        self.admins = AdminService(db, session_ttl=timedelta(hours=settings.console_session_hours))
 
     @property
     def ari_configured(self) -> bool:
