@@ -44,7 +44,7 @@ __all__ = ["TOKEN_PREFIX", "AdminService", "SignIn", "generate_password"]
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "cc_"
-MAX_AUDIT_PAGE = 500
+MAX_AUDIT_PAGE = 1000
 
 
 def _sha256(secret: str) -> str:
@@ -70,7 +70,7 @@ class AdminService:
 
     def __init__(self, db: Database, *, session_ttl: timedelta = timedelta(hours=12)) -> None:
         self._db = db
-        self._ttl = session_ttl
+        self.session_ttl = session_ttl
         self._hasher = PasswordHasher()
         self._dummy_hash = ""  # for unknown names; made at first use, not per command
 
@@ -140,7 +140,7 @@ class AdminService:
         async with self._db.session() as session:
             admins = AdminRepository(session)
             await admins.drop_expired_sessions(now)
-            await admins.open_session(admin, _sha256(secret), csrf, now + self._ttl)
+            await admins.open_session(admin, _sha256(secret), csrf, now + self.session_ttl)
         log.info("admin %s signed in", admin.name)
         return SignIn(admin, secret, csrf)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from callcontrol.cli import (
+    admins,
     calls,
     config,
     credits,
@@ -39,7 +40,7 @@ from callcontrol.logs import setup_logging
 __all__ = ["build_parser", "main"]
 
 # The order of the groups in ``callcontrol --help``.
-GROUPS = (serve, config, db, pbx, users, numbers, calls, ivr, rates, credits, demo)
+GROUPS = (serve, config, db, pbx, users, numbers, calls, ivr, rates, credits, admins, demo)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
