@@ -112,9 +112,7 @@ async def client(services: Services, live_calls: FakeLiveCalls) -> AsyncIterator
         yield test_client
 
 
-async def sign_in(
-    client: TestClient, name: str = ADMIN, password: str = PASSWORD
-) -> str:
+async def sign_in(client: TestClient, name: str = ADMIN, password: str = PASSWORD) -> str:
     """Sign in through the login form; the session's CSRF token."""
     form = await client.get("/login")
     token = _LOGIN_CSRF.search(await form.text())

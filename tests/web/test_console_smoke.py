@@ -7,7 +7,8 @@ from aiohttp.test_utils import TestClient
 
 
 @pytest.mark.parametrize(
-    "path", ["/numbers", "/users", "/flows", "/flows/main", "/calls/live", "/calls", "/ledger", "/audit"]
+    "path",
+    ["/numbers", "/users", "/flows", "/flows/main", "/calls/live", "/calls", "/ledger", "/audit"],
 )
 async def test_every_page_renders(client: TestClient, csrf: str, path: str) -> None:
     response = await client.get(path)

@@ -52,8 +52,10 @@ def number_json(n: Number) -> dict[str, Any]:
     }
 
 
-def user_json(u: User, registration: str | None = None) -> dict[str, Any]:
-    return {"name": u.name, "extension": u.extension, "registration": registration or "unknown"}
+def user_json(u: User, states: dict[str, str] | None = None) -> dict[str, Any]:
+    """The user; ``states`` from Asterisk (None: it cannot be asked, so unknown)."""
+    registration = "unknown" if states is None else states.get(u.extension, "offline")
+    return {"name": u.name, "extension": u.extension, "registration": registration}
 
 
 def endpoint_json(update: EndpointUpdate | None) -> dict[str, Any] | None:
@@ -64,7 +66,7 @@ def endpoint_json(update: EndpointUpdate | None) -> dict[str, Any] | None:
 
 def change_json(change: UserChange) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "user": user_json(change.user),
+        "user": user_json(change.user, None),
         "endpoint": endpoint_json(change.endpoint),
     }
     if change.password is not None:
@@ -187,9 +189,9 @@ async def delete_route(request: web.Request) -> web.Response:
 async def list_users(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     users = await console.services.directory.list_users()
-    states = await console.ops.registrations() or {}
+    states = await console.ops.registrations()
     page = _page_by_key(users, "name", request)
-    items = [user_json(u, states.get(u.extension)) for u in page["items"]]
+    items = [user_json(u, dict(states) if states is not None else None) for u in page["items"]]
     return web.json_response({**page, "items": items})
 
 
@@ -209,8 +211,8 @@ async def add_user(request: web.Request) -> web.Response:
 async def get_user(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     user = await console.services.directory.get_user(request.match_info["name"])
-    states = await console.ops.registrations() or {}
-    return web.json_response(user_json(user, states.get(user.extension)))
+    states = await console.ops.registrations()
+    return web.json_response(user_json(user, dict(states) if states is not None else None))
 
 
 @routes.post(API + "/users/{name}/password")

@@ -54,19 +54,18 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
-ADMIN = "callcontrol.admin"  # request keys set by the auth middleware
-CSRF = "callcontrol.csrf"
-SECRET = "callcontrol.session"
+ADMIN = web.RequestKey("admin", Admin)  # set by the auth middleware
+CSRF = web.RequestKey("csrf", str)  # the session's CSRF token (none for bearer tokens)
+SECRET = web.RequestKey("session", str)  # the session cookie's secret
 
 
 def admin_of(request: web.Request) -> Admin:
     """The signed-in admin (the auth middleware guarantees one on protected routes)."""
-    admin = request.get(ADMIN)
-    if not isinstance(admin, Admin):
+    if ADMIN not in request:
         raise web.HTTPUnauthorized()
-    return admin
+    return request[ADMIN]
 
 
 def csrf_of(request: web.Request) -> str:
     """The CSRF token of the request's cookie session ('' for bearer tokens)."""
-    return str(request.get(CSRF, ""))
+    return request[CSRF] if CSRF in request else ""
