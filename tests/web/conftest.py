@@ -28,9 +28,9 @@ from callcontrol.web.console.app import console_app
 from callcontrol.web.console.throttle import LoginThrottle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "ari"))
-from fake_ari import PASSWORD as ARI_PASSWORD  # noqa: E402
-from fake_ari import USERNAME as ARI_USERNAME  # noqa: E402
-from fake_ari import FakeAri  # noqa: E402
+from fake_ari import PASSWORD as ARI_PASSWORD
+from fake_ari import USERNAME as ARI_USERNAME
+from fake_ari import FakeAri
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin"

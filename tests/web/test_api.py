@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -350,7 +350,7 @@ async def test_ledger_is_paginated_newest_first(
     _, rest = await call(client, "GET", f"/ledger?limit=10&before={first['next']}", auth)
     ids += [e["id"] for e in rest["items"]]
     assert ids == sorted(ids, reverse=True) and len(ids) == 5
-    status, body = await call(client, "GET", "/ledger?before=-1", auth)
+    status, _body = await call(client, "GET", "/ledger?before=-1", auth)
     assert status == 400
 
 

@@ -180,7 +180,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     admins = request.app[CONSOLE].services.admins
     admin = admin_of(request)
-    secret = request[SECRET] if SECRET in request else ""
+    secret = request.get(SECRET, "")
     if secret:
         await admins.sign_out(secret)
     await admins.record(admin, "admin.sign_out", admin.name)
