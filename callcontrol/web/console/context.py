@@ -68,4 +68,4 @@ def admin_of(request: web.Request) -> Admin:
 
 def csrf_of(request: web.Request) -> str:
     """The CSRF token of the request's cookie session ('' for bearer tokens)."""
-    return request.get(CSRF, "")
+    return str(request.get(CSRF, ""))

@@ -26,9 +26,6 @@ __all__ = [
     "text_field",
 ]
 
-MAX_BODY_FIELD = 600_000  # characters: a flow file is at most 512 KiB
-
-
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object."""
     if request.content_type != "application/json":

@@ -106,10 +106,6 @@ class Hub:
         finally:
             self._subscribers.discard(sub)
 
-    @property
-    def listeners(self) -> int:
-        return len(self._subscribers)
-
     def _publish(self, event: Event) -> None:
         for sub in list(self._subscribers):
             if not sub.offer(event):
