@@ -6,7 +6,7 @@ environment. Errors print ``error: <message>`` and exit 1 (2 for usage), never a
 traceback.
 
 One module per command group (config, db, pbx, users, numbers, calls, serve, demo,
-rates, credits, ivr), each with ``register(sub, add)``; the commands get their
+rates, credits, ivr, admins), each with ``register(sub, add)``; the commands get their
 objects from ``open_services`` (services.py), the one composition root.
 """
 
