@@ -26,6 +26,7 @@ __all__ = [
     "text_field",
 ]
 
+
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object."""
     if request.content_type != "application/json":
