@@ -6,6 +6,7 @@
              -> FlowRegistry (ivr_flows/, hot reload) -> PromptMedia <- MediaServer (HTTP)
              -> EventRouter <- AriEventStream
              -> CallContext -> CallManager (InboundCall / AdoptedCall per call)
+             Services + CallManager.snapshot -> the admin console (web/console, HTTP)
 
 Start-up (``open_services`` has checked that the schema is current): serve prompts
 over HTTP, load the flows, connect ARI (the event stream retries with backoff until
@@ -32,10 +33,11 @@ from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia, says_in
 from callcontrol.domain.directory import User
-from callcontrol.errors import AriError, StoreError
+from callcontrol.errors import AriError, ConfigError, StoreError
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.services import Services
+from callcontrol.web.console.app import ConsoleServer, console_app
 from callcontrol.web.media import MediaServer
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,9 @@ class App:
             timezone=ZoneInfo(settings.timezone),
         )
         self.calls = CallManager(self.ctx)
+        self.console = ConsoleServer(
+            settings.console_listen, console_app(services, live_calls=self.calls)
+        )
         self.provisioner = services.provisioner
         self.stream = AriEventStream(
             settings.ari_url,
@@ -181,6 +186,12 @@ class App:
         log.info("flows loaded: %s", ", ".join(self.flows.names()) or "none")
         await self.media_server.start()
         try:
+            await self.console.start()
+        except ConfigError:
+            with contextlib.suppress(Exception):
+                await self.media_server.stop()
+            raise
+        try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self.flows.run(), name="flows"),
@@ -198,6 +209,8 @@ class App:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            with contextlib.suppress(Exception):
+                await self.console.stop()
             with contextlib.suppress(Exception):
                 await self.media_server.stop()
         log.info("stopped")

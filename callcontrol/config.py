@@ -139,6 +139,14 @@ class Settings(BaseModel):
         description="Seconds before the credits run out that the user hears a warning "
         "(the outside party does not); 0: no warning.",
     )
+    console_listen: str = Field(
+        "127.0.0.1:8080",
+        description="Where `callcontrol serve` serves the admin console and its JSON API "
+        "(/api/v1): host:port. Put a TLS proxy in front of it to reach it from elsewhere.",
+    )
+    console_session_hours: float = Field(
+        12.0, gt=0, le=720, description="Hours a console sign-in lasts."
+    )
     ivr_poll_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between checks of the flow files for edits."
     )
@@ -202,7 +210,7 @@ class Settings(BaseModel):
             raise ValueError("must be an IPv4 address and a port, e.g. 0.0.0.0:5060")
         return value
 
-    @field_validator("media_listen")
+    @field_validator("media_listen", "console_listen")
     @classmethod
     def _host_and_port(cls, value: str) -> str:
         host, _, port = value.rpartition(":")

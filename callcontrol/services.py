@@ -5,6 +5,7 @@
         services.store       CallStore: what a call reads and writes
         services.directory   DirectoryService: users, numbers, routing (pushes endpoints,
                              checks routed flows against flows_dir)
+        services.admins      AdminService: console admins, sessions, API tokens, audit log
         services.charging    ChargingService: rates and the wallet
         services.ari         AriClient (not connected until first used)
         services.provisioner EndpointProvisioner on that client
@@ -28,7 +29,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
+from callcontrol.admins import AdminService
 from callcontrol.ari import AriClient
 from callcontrol.billing.service import ChargingService
 from callcontrol.calls.provisioning import EndpointProvisioner
@@ -62,6 +65,7 @@ class Services:
             endpoints=self._provisioner,
             flows=FlowCatalog(settings.flows_dir.resolve(), default_timezone=settings.timezone),
         )
+        self.admins = AdminService(db, session_ttl=timedelta(hours=settings.console_session_hours))
 
     @property
     def ari_configured(self) -> bool:

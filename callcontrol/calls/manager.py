@@ -29,7 +29,10 @@ from callcontrol.calls.call import CALL_ID_VAR, ROLE_VAR, Call, utcnow
 from callcontrol.calls.context import CallContext
 from callcontrol.calls.inbound import InboundCall
 from callcontrol.calls.outbound import OutboundCall
+from callcontrol.calls.routed import RoutedCall
 from callcontrol.domain.call_records import CallRecord, Disposition, EndedBy
+from callcontrol.domain.live_calls import LiveCall
+from callcontrol.domain.rating import call_cost
 from callcontrol.errors import AriError, AriNotFound, CallControlError, StoreError
 from callcontrol.logs import call_id_var
 
@@ -217,6 +220,44 @@ class CallManager:
             except StoreError as exc:
                 log.warning("settlement still waits for the database: %s", exc)
                 delay = min(delay * 2, 30.0)
+
+    def snapshot(self) -> list[LiveCall]:
+        """The live calls as read-only values, oldest first (for the console)."""
+        out: list[LiveCall] = []
+        for call in list(self.calls.values()):
+            if call.finishing:
+                continue
+            if isinstance(call, AdoptedCall):
+                record = call.record
+                direction, caller, callee = record.direction, record.caller, record.callee
+                started_at = record.started_at
+            elif isinstance(call, RoutedCall):
+                direction, caller, callee = call.direction, call.caller_number, call.dialled
+                started_at = call.started_at
+            else:
+                continue
+            session = call.charging
+            talk = int(session.elapsed()) if session is not None else 0
+            if session is None and call.answered_at is not None:
+                talk = int((utcnow() - call.answered_at).total_seconds())
+            out.append(
+                LiveCall(
+                    call_id=call.call_id,
+                    direction=str(direction),
+                    caller=caller,
+                    callee=callee,
+                    started_at=started_at,
+                    answered_at=call.answered_at,
+                    talk_seconds=max(talk, 0),
+                    cost_micro=(
+                        call_cost(session.rate, talk, answered=session.answered)
+                        if session is not None
+                        else None
+                    ),
+                    rate=session.rate.description if session is not None else None,
+                )
+            )
+        return sorted(out, key=lambda live: live.started_at)
 
     def credits_changed(self) -> None:
         """Credits were added (by any process): every live call re-plans its limit."""

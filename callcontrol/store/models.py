@@ -12,6 +12,11 @@ Tables::
                   and the ledger's chain head (last_hash)
     ledger_entries  append-only signed amounts; sum == wallets.balance_micro; hash-chained
     holds         credits reserved for live calls, one per call; sum == wallets.held_micro
+    admins        console administrators; an argon2 hash of the password, never the password
+    admin_sessions  console logins: the SHA-256 of the cookie's secret, the CSRF token, expiry
+    admin_tokens  API bearer tokens: only their SHA-256 is stored
+    admin_audit   what each admin changed (append-only by convention; no foreign key, so
+                  the log outlives the admin)
 
 Decisions:
 
@@ -67,6 +72,10 @@ from callcontrol.domain.money import GENESIS_HASH
 
 __all__ = [
     "WALLET_ID",
+    "AdminAuditRow",
+    "AdminRow",
+    "AdminSessionRow",
+    "AdminTokenRow",
     "Base",
     "CallRecordRow",
     "HoldRow",
@@ -329,3 +338,52 @@ class HoldRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
+
+
+class AdminRow(Base):
+    """A console administrator (migration 0004)."""
+
+    __tablename__ = "admins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AdminSessionRow(Base):
+    """One console login; the cookie holds the secret whose SHA-256 is ``id``."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class AdminTokenRow(Base):
+    """An API bearer token; ``token_hash`` is the SHA-256 of the token."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+
+
+class AdminAuditRow(Base):
+    """One admin action: who, what, on what, when."""
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    admin_name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(256))
+    details: Mapped[str] = mapped_column(String(1024))

@@ -25,7 +25,10 @@ from callcontrol.store.db import Database
 from callcontrol.store.migrate import upgrade
 
 DEFAULT_PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-TABLES = "call_records, routes, numbers, users, rates, rate_sets, ledger_entries, holds, wallets"
+TABLES = (
+    "call_records, routes, numbers, users, rates, rate_sets, ledger_entries, holds, wallets, "
+    "admin_audit, admin_tokens, admin_sessions, admins"
+)
 # Migration 0002 creates the wallet's single row; emptying the tables recreates it.
 WALLET_ROW = (
     "INSERT INTO wallets (id, balance_micro, held_micro, updated_at) "

@@ -117,6 +117,7 @@ class FakeAri:
         self.gates: dict[tuple[str, str], asyncio.Event] = {}
         self.bridges: dict[str, dict[str, Any]] = {}
         self.dynamic: dict[tuple[str, str, str], dict[str, str]] = {}
+        self.registered: set[str] = set()  # PJSIP endpoints whose phone is registered
         self.delay = 0.0
         self.close_ws_immediately = False
         self.ws_handshakes = 0  # every /ari/events request, authorized or not
@@ -243,10 +244,26 @@ class FakeAri:
         r.add_post("/ari/bridges/{id}/addChannel", self._bridge_void)
         r.add_post("/ari/bridges/{id}/removeChannel", self._bridge_void)
         r.add_post("/ari/applications/{app}/subscription", self._subscribe)
+        r.add_get("/ari/endpoints/PJSIP", self._list_endpoints)
         dynamic = "/ari/asterisk/config/dynamic/{cls}/{type}/{id}"
         r.add_get(dynamic, self._get_config)
         r.add_put(dynamic, self._put_config)
         r.add_delete(dynamic, self._delete_config)
+
+    async def _list_endpoints(self, request: web.Request) -> web.Response:
+        """The endpoints pushed as dynamic configuration; online when ``registered``."""
+        names = sorted(i for (_c, kind, i) in self.dynamic if kind == "endpoint")
+        return web.json_response(
+            [
+                {
+                    "technology": "PJSIP",
+                    "resource": name,
+                    "state": "online" if name in self.registered else "offline",
+                    "channel_ids": [],
+                }
+                for name in names
+            ]
+        )
 
     def add_channel(self, channel_id: str, **kwargs: Any) -> dict[str, Any]:
         self.channels[channel_id] = channel_json(channel_id, **kwargs)
