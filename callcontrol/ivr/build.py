@@ -345,6 +345,8 @@ class FlowBuilder:
                 day = None
             if day is None:
                 r.error(item, f"holiday {_show(item)} must be a date YYYY-MM-DD")
+            elif day in out:
+                r.error(item, f"holiday {day} is listed twice")
             else:
                 out.add(day)
         return out

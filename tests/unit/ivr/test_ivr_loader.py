@@ -387,6 +387,13 @@ def test_time_switch_model(tmp_path: Path) -> None:
     assert switch.pos.line == 15
 
 
+def test_a_holiday_listed_twice_is_an_error_at_the_second(tmp_path: Path) -> None:
+    text = SWITCH.replace(
+        "holidays: [2026-12-25]", "holidays: [2026-12-25, 2026-01-01, 2026-12-25]"
+    )
+    assert problems(tmp_path, text) == ["19:40: holiday 2026-12-25 is listed twice"]
+
+
 def test_invalid_time_zone(tmp_path: Path) -> None:
     text = "timezone: Europe/Londn\n" + SWITCH
     assert problems(tmp_path, text) == [
