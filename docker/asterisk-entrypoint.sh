@@ -13,8 +13,25 @@ sip_bind="${CALLCONTROL_SIP_BIND:-0.0.0.0:5060}"
 carrier_ips="${CALLCONTROL_CARRIER_IPS:-127.0.0.1}"
 
 case "$CALLCONTROL_ARI_PASSWORD$ari_user" in
-  *[\;[:space:]]*)
-    echo "CALLCONTROL_ARI_PASSWORD/USERNAME must not contain ';' or white space" >&2
+  *[\;[:space:][:cntrl:]]*)
+    echo "CALLCONTROL_ARI_PASSWORD/USERNAME must not contain ';', white space or control characters" >&2
+    exit 64
+    ;;
+esac
+case "$ari_user" in
+  *[][:]*) echo "CALLCONTROL_ARI_USERNAME must not contain '[', ']' or ':'" >&2; exit 64 ;;
+esac
+# Only what an address, a CIDR or host:port is made of: nothing that could start a new
+# line or section of the generated file (the settings of `callcontrol` check the same).
+case "$sip_bind" in
+  *[!0-9A-Za-z.:\[\]-]*|"")
+    echo "CALLCONTROL_SIP_BIND must be ADDRESS:PORT, got a value with other characters" >&2
+    exit 64
+    ;;
+esac
+case "$carrier_ips" in
+  *[!0-9A-Fa-f.:/,\ ]*|"")
+    echo "CALLCONTROL_CARRIER_IPS must be addresses or CIDRs separated by commas" >&2
     exit 64
     ;;
 esac
