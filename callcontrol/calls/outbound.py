@@ -56,7 +56,8 @@ class OutboundCall(RoutedCall):
             callee=self.dialled,
             channel_id=caller,
             started_at=self.started_at,
-            user_name=target.name if target else None,
+            # the organisation's user on the call: whom it rings, else who dialled
+            user_name=target.name if target else (user.name if user else None),
         )
         self.recorded = True
         if user is None:

@@ -225,7 +225,8 @@ class RoutedCall(Call):
             await self.charging.enforce_on(callee)  # both legs end at the paid second
         self.disposition = Disposition.ANSWERED
         try:
-            await self.store.set_connected_user(self.call_id, user.name)
+            if not user.number:  # a user took it (an outside number keeps who dialled)
+                await self.store.set_connected_user(self.call_id, user.name)
         except StoreError as exc:
             # The call is paid for and limited by the PBX: it goes on without this detail.
             log.warning("could not record who took the call: %s", exc)

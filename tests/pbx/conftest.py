@@ -2,8 +2,14 @@
 
 The PBX is the development one (`callcontrol pbx up`), started once per session and
 left running (``.ci/run`` stops it). Each test gets its own SQLite database with
-demo users and numbers, its own app process (`python -m callcontrol serve`) whose
-log lines are awaitable events, and sipp phones that register with digest auth.
+demo users and numbers, its own app process (`python -m callcontrol serve`), and
+sipp phones that register with digest auth.
+
+Tests assert outcomes by querying the database: the call records (``Org.record``),
+the wallet and its audit. They wait on the app's events: a few log lines, the
+contract between the app and these tests (log_contract.py, pinned by a unit test),
+mostly ``AppProcess.calls_released``. Only where no event exists (a record closed by
+another process's start-up, or by a settlement retry) ``Org.wait_record`` polls.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import pytest
+from log_contract import CONNECTED, IVR_STEP, READY, RELEASED
 
 from callcontrol.billing.service import ChargingService
 from callcontrol.billing.wallet import Wallet
@@ -85,22 +92,59 @@ class Org:
     env: dict[str, str]
     db_url: str
 
-    async def record(self, call_id_prefix: str = "") -> CallRecord:
-        """The newest call record (or the one whose id starts with the prefix)."""
+    async def record(self, call_id: str) -> CallRecord:
         db = Database.from_url(self.db_url)
         try:
-            records = await CallStore(db).recent(20)
+            record = await CallStore(db).get(call_id)
         finally:
             await db.dispose()
-        for record in records:
-            if record.call_id.startswith(call_id_prefix):
-                return record
-        raise AssertionError(f"no call record {call_id_prefix!r}: {records}")
+        if record is None:
+            raise AssertionError(f"no record of call {call_id}")
+        return record
 
     async def records(self) -> list[CallRecord]:
         db = Database.from_url(self.db_url)
         try:
             return await CallStore(db).recent(50)
+        finally:
+            await db.dispose()
+
+    async def wait_record(
+        self, call_id: str, done: Callable[[CallRecord], bool], *, timeout: float = 30
+    ) -> CallRecord:
+        """Poll the call's record until ``done`` holds. Only for what no event tells: a
+        record closed while no app ran the call (re-adoption found it ended, or the
+        settlement retried after a database outage)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    try:
+                        record = await self.record(call_id)
+                    except AssertionError:
+                        pass  # not written yet
+                    else:
+                        if done(record):
+                            return record
+                    await asyncio.sleep(0.25)
+        except TimeoutError:
+            raise AssertionError(f"call record {call_id} not done in {timeout} s") from None
+
+    async def wallet_state(self) -> tuple[int, int, list[str]]:
+        """The wallet's balance, what it holds, and the audit's problems."""
+        db = Database.from_url(self.db_url)
+        try:
+            wallet = Wallet(db)
+            state = await wallet.balance()
+            return state.balance, state.held, await wallet.audit()
+        finally:
+            await db.dispose()
+
+    async def paid_for(self, call_id: str) -> int:
+        """What the call has been charged and holds: what its paid time costs."""
+        db = Database.from_url(self.db_url)
+        try:
+            wallet = Wallet(db)
+            return await wallet.charged_for(call_id) + await wallet.hold_of(call_id)
         finally:
             await db.dispose()
 
@@ -163,7 +207,7 @@ async def org(pbx: Settings, tmp_path: Path) -> Org:
 
 
 class AppProcess:
-    """`callcontrol serve` as a real process; its log lines are the events tests await."""
+    """`callcontrol serve` as a real process; the contract's log lines are its events."""
 
     def __init__(self, org: Org, name: str = "app", env: dict[str, str] | None = None) -> None:
         self.org = org
@@ -187,7 +231,7 @@ class AppProcess:
             stderr=asyncio.subprocess.STDOUT,
         )
         self._reader = asyncio.create_task(self._read())
-        await self.wait_log(r"provisioned \d+ users", timeout=20)
+        await self.wait_log(READY, timeout=20)
         return self
 
     async def _read(self) -> None:
@@ -206,8 +250,17 @@ class AppProcess:
     def mark(self) -> int:
         return len(self.lines)
 
-    async def wait_log(self, pattern: str, *, after: int = 0, timeout: float = 15) -> re.Match[str]:
-        """Wait for a log line matching ``pattern`` (among lines from index ``after``)."""
+    async def wait_log(
+        self,
+        pattern: str | re.Pattern[str],
+        *,
+        after: int = 0,
+        timeout: float = 15,
+        where: Callable[[re.Match[str]], bool] = lambda _: True,
+    ) -> re.Match[str]:
+        """Wait for a log line matching ``pattern`` (and ``where``) among the lines from
+        index ``after``: a pattern of the contract (log_contract.py), or a line that is
+        itself the observable under test."""
         regex = re.compile(pattern)
         seen = after
         try:
@@ -216,7 +269,7 @@ class AppProcess:
                     while True:
                         for line in self.lines[seen:]:
                             match = regex.search(line)
-                            if match:
+                            if match and where(match):
                                 return match
                         seen = len(self.lines)
                         if self._reader is not None and self._reader.done():
@@ -226,7 +279,9 @@ class AppProcess:
             tail = "\n".join(self.lines[-25:])
             raise AssertionError(f"no log line {pattern!r} in {timeout} s:\n{tail}") from None
 
-    async def wait_count(self, pattern: str, count: int, *, timeout: float = 30) -> int:
+    async def wait_count(
+        self, pattern: str | re.Pattern[str], count: int, *, timeout: float = 30
+    ) -> int:
         """Wait until ``count`` log lines match ``pattern``; the index after the last."""
         regex = re.compile(pattern)
         try:
@@ -244,6 +299,31 @@ class AppProcess:
             raise AssertionError(
                 f"not {count} log lines {pattern!r} in {timeout} s:\n{tail}"
             ) from None
+
+    async def calls_released(self, count: int = 1, *, timeout: float = 30) -> list[str]:
+        """The ids of the first ``count`` calls this process released, once it has:
+        their records are complete and their charges settled (unless the database was
+        down). Nothing of a released call may be left: no task, no subscription."""
+        index = await self.wait_count(RELEASED, count, timeout=timeout)
+        released = [m for line in self.lines[:index] if (m := RELEASED.search(line))]
+        for match in released:
+            assert (match["tasks"], match["subscriptions"]) == ("0", "0"), match.string
+        return [match["call_id"] for match in released]
+
+    async def connected(self, user: str = "", *, after: int = 0, timeout: float = 15) -> str:
+        """The id of the next call bridged (to ``user``): both legs up, first charge held."""
+        match = await self.wait_log(
+            CONNECTED,
+            after=after,
+            timeout=timeout,
+            where=lambda m: m["user"] == (user or m["user"]),
+        )
+        return match["call_id"]
+
+    def ivr_steps(self, call_id: str) -> list[str]:
+        """The flow interpreter's steps for the call so far, in order."""
+        steps = [m for line in self.lines if (m := IVR_STEP.search(line))]
+        return [m["step"] for m in steps if m["call_id"] == call_id]
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROUTED, AppProcess, Carrier, Org, Phones, make_org
+from log_contract import RELEASED, WARNED
 
 from callcontrol.config import Settings
+from callcontrol.domain.call_records import CallRecord
 from callcontrol.domain.money import MICRO, LedgerKind
 
 pytestmark = pytest.mark.pbx
@@ -46,16 +48,7 @@ async def charging_org(pbx: Settings, tmp_path: Path, credits: int) -> Org:
     return org
 
 
-async def balance_and_audit(org: Org) -> tuple[int, list[str]]:
-    wallet, db = await org.wallet()
-    try:
-        return (await wallet.balance()).balance, await wallet.audit()
-    finally:
-        await db.dispose()
-
-
-async def talk_seconds(org: Org) -> float:
-    record = await org.record()
+def talk_seconds(record: CallRecord) -> float:
     assert record.answered_at is not None and record.ended_at is not None
     return (record.ended_at - record.answered_at).total_seconds()
 
@@ -70,16 +63,16 @@ async def test_the_pbx_ends_the_call_when_the_credits_run_out(
         c = await (await carrier.call(ROUTED)).wait(40)  # waits for the PBX's BYE
         assert c.ok, c.explain()
         assert (await phone.wait(30)).ok
-        await app.wait_log(r"settled: \d+ s talk")
-        await app.wait_log(r"call ended: answered, ended by system")
+        [call_id] = await app.calls_released(1)
     finally:
         await app.stop()
-    assert 4.0 <= await talk_seconds(org) <= 6.0
-    record = await org.record()
+    record = await org.record(call_id)
+    assert (record.disposition, record.ended_by) == ("answered", "system")
+    assert 4.0 <= talk_seconds(record) <= 6.0
     assert record.cost_micro == MICRO // 2  # exactly what was used
     assert record.billable_seconds == 5
     assert record.charge_state == "settled"
-    assert await balance_and_audit(org) == (0, [])
+    assert await org.wallet_state() == (0, 0, [])
 
 
 async def test_credits_added_mid_call_extend_it(
@@ -90,23 +83,24 @@ async def test_credits_added_mid_call_extend_it(
     try:
         phone = await phones.answering("alice")
         call = await carrier.call(ROUTED)
-        await app.wait_log(r"paid until 5 s \(credits end there")
+        call_id = await app.connected("alice")
+        assert await org.paid_for(call_id) == MICRO // 2  # paid until 5 s: all there is
         wallet, db = await org.wallet()
         try:
             await wallet.credit(MICRO // 2, LedgerKind.PURCHASE, "top-up", "test:topup", "")
         finally:
             await db.dispose()
-        await app.wait_log(r"paid until 10 s")
         c = await call.wait(40)
         assert c.ok, c.explain()
         assert (await phone.wait(30)).ok
-        await app.wait_log(r"settled: \d+ s talk")
-        await app.wait_log(r"call ended: answered")
+        assert await app.calls_released(1) == [call_id]
     finally:
         await app.stop()
-    assert 9.0 <= await talk_seconds(org) <= 11.0
-    assert (await org.record()).cost_micro == MICRO
-    assert await balance_and_audit(org) == (0, [])
+    record = await org.record(call_id)
+    assert (record.disposition, record.ended_by) == ("answered", "system")
+    assert 9.0 <= talk_seconds(record) <= 11.0  # the top-up paid 5 s more
+    assert (record.cost_micro, record.billable_seconds) == (MICRO, 10)
+    assert await org.wallet_state() == (0, 0, [])
 
 
 async def test_app_killed_mid_call_pbx_still_cuts_and_restart_settles(
@@ -116,7 +110,8 @@ async def test_app_killed_mid_call_pbx_still_cuts_and_restart_settles(
     app = await AppProcess(org).start()
     phone = await phones.answering("alice")
     call = await carrier.call(ROUTED)
-    await app.wait_log(r"paid until 5 s")
+    call_id = await app.connected("alice")
+    assert await org.paid_for(call_id) == MICRO // 2  # paid until 5 s
     await app.stop(signal.SIGKILL)
     c = await call.wait(40)  # Asterisk ends it alone, at the paid second
     assert c.ok, c.explain()
@@ -124,17 +119,18 @@ async def test_app_killed_mid_call_pbx_still_cuts_and_restart_settles(
     second = AppProcess(org, "app2")
     await second.start()
     try:
-        await second.wait_log(r"settled: 5 s talk")
-        await second.wait_log(r"the call ended while the app was away")
+        # Its start-up finds the call gone and closes it by the crash rule: no event.
+        record = await org.wait_record(call_id, lambda r: r.ended_at is not None)
     finally:
         await second.stop()
-    record = await org.record()
     assert (record.cost_micro, record.charge_state, record.ended_by) == (
         MICRO // 2,
         "settled",
         "pbx",
     )
-    assert await balance_and_audit(org) == (0, [])
+    assert (record.disposition, record.billable_seconds) == ("answered", 5)
+    assert second.lines and not any(RELEASED.search(line) for line in second.lines)
+    assert await org.wallet_state() == (0, 0, [])
 
 
 async def test_not_enough_credits_refuses_the_call_uncharged(
@@ -149,14 +145,15 @@ async def test_not_enough_credits_refuses_the_call_uncharged(
         received = c.received()
         assert "SIP/2.0 183 Session Progress" in received
         assert received[-1].startswith("SIP/2.0 503")
-        await app.wait_log(r"call ended: refused_no_credit")
+        [call_id] = await app.calls_released(1)
         phone.kill()
         assert (await phone.wait(5)).received() == []  # the phone never rang
     finally:
         await app.stop()
-    record = await org.record()
+    record = await org.record(call_id)
     assert record.answered_at is None and record.charge_state == "refused_no_credit"
-    assert await balance_and_audit(org) == (MICRO // 20, [])
+    assert record.disposition == "refused_no_credit"
+    assert await org.wallet_state() == (MICRO // 20, 0, [])
 
 
 async def test_no_rate_refuses_the_call(pbx: Settings, tmp_path: Path, carrier: Carrier) -> None:
@@ -166,11 +163,12 @@ async def test_no_rate_refuses_the_call(pbx: Settings, tmp_path: Path, carrier: 
         c = await (await carrier.call(JAPAN, refused=True)).wait(30)
         assert c.ok, c.explain()
         assert c.received()[-1].startswith("SIP/2.0 503")
-        await app.wait_log(r"call ended: refused_no_rate")
+        [call_id] = await app.calls_released(1)
     finally:
         await app.stop()
-    assert (await org.record()).charge_state == "refused_no_rate"
-    assert await balance_and_audit(org) == (10 * MICRO, [])
+    record = await org.record(call_id)
+    assert (record.disposition, record.charge_state) == ("refused_no_rate", "refused_no_rate")
+    assert await org.wallet_state() == (10 * MICRO, 0, [])
 
 
 async def test_inbound_toll_free_is_charged_the_toll_free_rate(
@@ -183,18 +181,22 @@ async def test_inbound_toll_free_is_charged_the_toll_free_rate(
         c = await (await carrier.call(TOLL_FREE, hang_up_after_ms=2000)).wait(30)
         assert c.ok, c.explain()
         assert (await phone.wait(30)).ok
-        await app.wait_log(r"rate \d+ \(inbound GB toll_free\)")
-        match = await app.wait_log(r"settled: (\d+) s talk, (\d+) s billable, cost ([\d.]+)")
-        await app.wait_log(r"call ended: answered")
+        [call_id] = await app.calls_released(1)
     finally:
         await app.stop()
-    seconds = int(match.group(1))
-    # 12 credits a minute = 0.2 a second, plus the 0.05 connection fee
+    record = await org.record(call_id)
+    assert (record.disposition, record.ended_by, record.charge_state) == (
+        "answered",
+        "caller",
+        "settled",
+    )
+    seconds = record.billable_seconds
+    assert seconds is not None and 1 <= seconds <= 3  # about 2 s of talk, per second
+    # The toll-free rate: 12 credits a minute = 0.2 a second, plus the 0.05 fee (the
+    # local rate would be 0.1 a second, no fee)
     expected = MICRO // 20 + seconds * MICRO // 5
-    record = await org.record()
     assert record.cost_micro == expected
-    balance, problems = await balance_and_audit(org)
-    assert (balance, problems) == (10 * MICRO - expected, [])
+    assert await org.wallet_state() == (10 * MICRO - expected, 0, [])
 
 
 async def test_the_user_is_warned_before_the_credits_run_out(
@@ -213,14 +215,17 @@ async def test_the_user_is_warned_before_the_credits_run_out(
     try:
         phone = await phones.answering("alice")
         call = await carrier.call(ROUTED)
-        warned = await app.wait_log(r"warned the callee: the credits end in (\d) s")
-        assert int(warned.group(1)) in (2, 3)
-        await app.wait_log(r"call ended: answered, ended by system")
+        call_id = await app.connected("alice")
+        warned = await app.wait_log(WARNED)  # only the log shows the prompt was played
+        assert warned["role"] == "callee" and int(warned["seconds"]) in (2, 3)
         assert (await call.wait(30)).ok
         assert (await phone.wait(30)).ok
+        assert await app.calls_released(1) == [call_id]
     finally:
         await app.stop()
-    assert 4.0 <= await talk_seconds(org) <= 6.0
+    record = await org.record(call_id)
+    assert (record.disposition, record.ended_by) == ("answered", "system")
+    assert 4.0 <= talk_seconds(record) <= 6.0
 
 
 async def test_three_calls_share_the_last_credits_and_every_answered_call_is_paid(
@@ -246,18 +251,19 @@ async def test_three_calls_share_the_last_credits_and_every_answered_call_is_pai
             c = await call.wait(40)
             assert c.ok, c.explain()  # answered, then ended by the PBX
         assert (await phone.wait(30)).ok
-        await app.wait_count(r"call ended: answered", 3)
+        released = await app.calls_released(3)
     finally:
         await app.stop()
-    records = [r for r in await org.records() if r.direction == "inbound"]
-    assert len(records) == 3
+    records = [await org.record(call_id) for call_id in released]
+    assert [r.direction for r in await org.records()] == ["inbound"] * 3
     for record in records:
+        assert (record.disposition, record.ended_by) == ("answered", "system")
         assert record.answered_at is not None and record.charge_state == "settled"
         assert record.cost_micro is not None and record.cost_micro >= MICRO // 100
         assert record.billable_seconds is not None and record.billable_seconds >= 1
     spent = sum(r.cost_micro or 0 for r in records)
     assert spent <= 9 * MICRO // 100
-    assert await balance_and_audit(org) == (9 * MICRO // 100 - spent, [])
+    assert await org.wallet_state() == (9 * MICRO // 100 - spent, 0, [])
 
 
 async def test_a_readopted_call_warns_the_user_before_its_credits_run_out(
@@ -275,21 +281,26 @@ async def test_a_readopted_call_warns_the_user_before_its_credits_run_out(
     app = await AppProcess(org).start()
     phone = await phones.answering("alice")
     call = await carrier.call(ROUTED)
-    await app.wait_log(r"paid until 10 s")
+    call_id = await app.connected("alice")
+    assert await org.paid_for(call_id) == MICRO  # paid until 10 s, of 15
     await app.stop(signal.SIGKILL)
     second = AppProcess(org, "app2")
     await second.start()
     try:
-        await second.wait_log(r"re-adopted the call")
-        await second.wait_log(r"paid until 15 s \(credits end there")
-        warned = await second.wait_log(r"warned the callee: the credits end in (\d) s")
-        assert int(warned.group(1)) in (2, 3)
+        # The new process resumes the call, holds the rest (15 s) and warns before its end.
+        warned = await second.wait_log(WARNED)
+        assert warned["role"] == "callee" and int(warned["seconds"]) in (2, 3)
         c = await call.wait(40)
         assert c.ok, c.explain()
         assert (await phone.wait(30)).ok
-        await second.wait_log(r"call ended: answered, ended by system")
+        assert await second.calls_released(1) == [call_id]  # re-adopted, run to its end
     finally:
         await second.stop()
-    record = await org.record()
+    record = await org.record(call_id)
     assert (record.cost_micro, record.charge_state) == (3 * MICRO // 2, "settled")
-    assert await balance_and_audit(org) == (0, [])
+    assert (record.disposition, record.ended_by, record.billable_seconds) == (
+        "answered",
+        "system",
+        15,
+    )
+    assert await org.wallet_state() == (0, 0, [])

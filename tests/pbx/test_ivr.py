@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FLOW_NUMBER, AppProcess, Carrier, Org, Phones
+from log_contract import FLOW_ERROR, FLOW_SERVES, IVR_STEP, MEDIA_SERVED, RELEASED
 
 from callcontrol.pbx.dtmf import Dtmf, Pause
 
@@ -43,6 +44,10 @@ menus:
 """
 
 
+def is_test_flow(match: re.Match[str]) -> bool:
+    return match["name"] == "test"
+
+
 @pytest.fixture
 async def ivr(org: Org) -> Org:
     flows = Path(org.env["CALLCONTROL_FLOWS_DIR"])
@@ -63,9 +68,12 @@ async def ivr_app(ivr: Org) -> AppProcess:
     await app.stop()
 
 
-async def connected_to(app: AppProcess, user: str, mark: int = 0) -> str:
-    match = await app.wait_log(rf"\[(\w+)\] \S+: connected \S+ with {user}", after=mark, timeout=40)
-    return match.group(1)
+async def answered_by(app: AppProcess, org: Org, user: str) -> str:
+    """The one call, released: the flow connected it to ``user``; its id."""
+    [call_id] = await app.calls_released(1)
+    record = await org.record(call_id)
+    assert (record.disposition, record.user_name) == ("answered", user)
+    return call_id
 
 
 async def test_a_key_rings_the_right_user_and_interrupts_the_prompt(
@@ -73,77 +81,83 @@ async def test_a_key_rings_the_right_user_and_interrupts_the_prompt(
 ) -> None:
     phone = await phones.answering("alice")
     call = await carrier.dtmf_call(FLOW_NUMBER, [Pause(800), Dtmf("1")], end="wait_bye")
-    call_id = await connected_to(ivr_app, "alice")
-    await ivr_app.wait_log(rf"\[{call_id}\] .*barge-in: 1 stops the prompt")
+    call_id = await ivr_app.connected("alice", timeout=40)
+    steps = ivr_app.ivr_steps(call_id)
+    assert steps[:2] == ["menu main", "play sound:tt-weasels -> 1 (barge-in)"], steps
     phone_result = await phone.wait(40)  # alice talks until the PBX hangs up (she waits)
     call.kill()
     await call.wait(5)
     assert phone_result.received()[0].startswith("INVITE")
 
 
-async def test_a_submenu_then_a_key(ivr_app: AppProcess, phones: Phones, carrier: Carrier) -> None:
+async def test_a_submenu_then_a_key(
+    ivr: Org, ivr_app: AppProcess, phones: Phones, carrier: Carrier
+) -> None:
     phone = await phones.answering("bob", talk_ms=1000)
     call = await carrier.dtmf_call(
         FLOW_NUMBER, [Pause(500), Dtmf("2"), Pause(1200), Dtmf("1")], end="wait_bye"
     )
-    await connected_to(ivr_app, "bob")
     assert (await phone.wait(30)).ok
     assert (await call.wait(30)).ok
-    await ivr_app.wait_log(r"call ended: answered, ended by callee")
+    call_id = await answered_by(ivr_app, ivr, "bob")
+    assert (await ivr.record(call_id)).ended_by == "callee"
+    assert "menu support" in ivr_app.ivr_steps(call_id)
 
 
 async def test_no_key_retries_on_timeout_then_the_fallback(
-    ivr_app: AppProcess, phones: Phones, carrier: Carrier
+    ivr: Org, ivr_app: AppProcess, phones: Phones, carrier: Carrier
 ) -> None:
     phone = await phones.answering("bob", talk_ms=500)
     call = await carrier.dtmf_call(FLOW_NUMBER, [Pause(200)], end="wait_bye", wait_bye_ms=40_000)
-    await connected_to(ivr_app, "bob")  # on_failure after the retry timed out too
     assert (await phone.wait(60)).ok
     assert (await call.wait(60)).ok
-    steps = [line for line in ivr_app.lines if "ivr.interpreter" in line]
-    assert sum("timeout, attempt" in line for line in steps) == 2, steps
+    call_id = await answered_by(ivr_app, ivr, "bob")  # on_failure after the retry timed out too
+    steps = ivr_app.ivr_steps(call_id)
+    assert sum(step.startswith("timeout, attempt") for step in steps) == 2, steps
 
 
 async def test_invalid_keys_then_the_fallback(
-    ivr_app: AppProcess, phones: Phones, carrier: Carrier
+    ivr: Org, ivr_app: AppProcess, phones: Phones, carrier: Carrier
 ) -> None:
     phone = await phones.answering("bob", talk_ms=500)
     call = await carrier.dtmf_call(
         FLOW_NUMBER, [Pause(500), Dtmf("7"), Pause(800), Dtmf("7")], end="wait_bye"
     )
-    await connected_to(ivr_app, "bob")
     assert (await phone.wait(60)).ok
     assert (await call.wait(60)).ok
-    steps = [line for line in ivr_app.lines if "ivr.interpreter" in line]
-    assert sum("invalid, attempt" in line for line in steps) == 2, steps
+    call_id = await answered_by(ivr_app, ivr, "bob")
+    steps = ivr_app.ivr_steps(call_id)
+    assert sum(step.startswith("invalid, attempt") for step in steps) == 2, steps
 
 
 async def test_direct_dial_of_an_extension(
-    ivr_app: AppProcess, phones: Phones, carrier: Carrier
+    ivr: Org, ivr_app: AppProcess, phones: Phones, carrier: Carrier
 ) -> None:
     phone = await phones.answering("bob", talk_ms=500)
     call = await carrier.dtmf_call(
         FLOW_NUMBER, [Pause(500), Dtmf("9"), Pause(700), Dtmf("1002#")], end="wait_bye"
     )
-    await connected_to(ivr_app, "bob")
     assert (await phone.wait(30)).ok
     assert (await call.wait(30)).ok
+    call_id = await answered_by(ivr_app, ivr, "bob")
+    assert any(step.startswith("dial 1002 ->") for step in ivr_app.ivr_steps(call_id))
 
 
 async def test_caller_hangs_up_mid_menu_and_nothing_of_the_call_is_left(
-    ivr_app: AppProcess, carrier: Carrier
+    ivr: Org, ivr_app: AppProcess, carrier: Carrier
 ) -> None:
     call = await carrier.dtmf_call(FLOW_NUMBER, [Pause(1500)], end="hangup")
     assert (await call.wait(30)).ok
-    match = await ivr_app.wait_log(
-        r"call (\w+) released: (\d+) tasks left, (\d+) live calls, (\d+) channel subscriptions"
-    )
-    assert match.group(2, 3, 4) == ("0", "0", "0")
+    match = await ivr_app.wait_log(RELEASED)
+    assert (match["tasks"], match["live"], match["subscriptions"]) == ("0", "0", "0")
     assert not any("left tasks behind" in line for line in ivr_app.lines)
+    record = await ivr.record(match["call_id"])
+    assert (record.ended_by, record.user_name) == ("caller", None)
+    assert ivr_app.ivr_steps(match["call_id"])[-1] == "end: caller hung up"
 
 
 async def test_a_garbage_key_flood_does_not_break_the_call(
-    ivr_app: AppProcess, phones: Phones, carrier: Carrier
+    ivr: Org, ivr_app: AppProcess, phones: Phones, carrier: Carrier
 ) -> None:
     bob = await phones.answering("bob", talk_ms=500)
     flood = "5*5*5*5*5*5*5*5*5*5*5*5*5*5*5*5*5*5*5*5"
@@ -153,57 +167,60 @@ async def test_a_garbage_key_flood_does_not_break_the_call(
         end="wait_bye",
         wait_bye_ms=40_000,
     )
-    # Keys that mean nothing use up the retries; the menu's on_failure rings bob.
-    await connected_to(ivr_app, "bob")
     assert (await bob.wait(30)).ok
     assert (await call.wait(30)).ok
-    match = await ivr_app.wait_log(r"call \w+ released: (\d+) tasks left")
-    assert match.group(1) == "0"
-    assert sum("invalid key" in line for line in ivr_app.lines) >= 2
+    # Keys that mean nothing use up the retries; the menu's on_failure rings bob.
+    call_id = await answered_by(ivr_app, ivr, "bob")  # released, nothing left behind
+    steps = ivr_app.ivr_steps(call_id)
+    assert sum(step.startswith("invalid key") for step in steps) >= 2, steps
 
 
 async def test_a_flow_edited_during_a_call(
     ivr: Org, ivr_app: AppProcess, phones: Phones, carrier: Carrier
 ) -> None:
     flows = Path(ivr.env["CALLCONTROL_FLOWS_DIR"])
-    old_version = (await ivr_app.wait_log(r"flow test \(version (\w+)\) now serves")).group(1)
+    old_version = (await ivr_app.wait_log(FLOW_SERVES, where=is_test_flow))["version"]
     first = await carrier.dtmf_call(FLOW_NUMBER, [Pause(4000), Dtmf("1")], end="wait_bye")
-    await ivr_app.wait_log(rf"running flow test \(version {old_version}\)")
+    first_id = (await ivr_app.wait_log(IVR_STEP))["call_id"]  # its flow runs: version fixed
     mark = ivr_app.mark()
     (flows / "test.yaml").write_text(TEST_FLOW.replace('"1": {ring: alice}', '"1": {ring: bob}'))
-    new_version = (
-        await ivr_app.wait_log(r"flow test \(version (\w+)\) now serves", after=mark)
-    ).group(1)
+    new_version = (await ivr_app.wait_log(FLOW_SERVES, after=mark, where=is_test_flow))["version"]
     assert new_version != old_version
     alice = await phones.answering("alice", talk_ms=500)
     # The call in progress keeps its version: key 1 still rings alice.
-    await connected_to(ivr_app, "alice", mark)
     assert (await alice.wait(30)).ok
     assert (await first.wait(30)).ok
+    assert await ivr_app.calls_released(1) == [first_id]
+    assert (await ivr.record(first_id)).user_name == "alice"
     bob = await phones.answering("bob", talk_ms=500)
-    mark = ivr_app.mark()
     second = await carrier.dtmf_call(FLOW_NUMBER, [Pause(500), Dtmf("1")], end="wait_bye")
-    await ivr_app.wait_log(rf"running flow test \(version {new_version}\)", after=mark)
-    await connected_to(ivr_app, "bob", mark)
     assert (await bob.wait(30)).ok
     assert (await second.wait(30)).ok
+    second_id = (await ivr_app.calls_released(2))[1]
+    record = await ivr.record(second_id)  # a new call runs the new version: key 1 rings bob
+    assert (record.disposition, record.user_name) == ("answered", "bob")
 
 
 async def test_an_invalid_edit_is_refused_and_calls_go_on(
     ivr: Org, ivr_app: AppProcess, phones: Phones, carrier: Carrier
 ) -> None:
     flows = Path(ivr.env["CALLCONTROL_FLOWS_DIR"])
-    version = (await ivr_app.wait_log(r"flow test \(version (\w+)\) now serves")).group(1)
+    await ivr_app.wait_log(FLOW_SERVES, where=is_test_flow)
     mark = ivr_app.mark()
     (flows / "test.yaml").write_text(TEST_FLOW.replace("retries: 1", "retries: 1\n    colour: red"))
-    error = await ivr_app.wait_log(r"test\.yaml:(\d+):(\d+): .*colour", after=mark)
-    assert int(error.group(1)) > 0
+    error = await ivr_app.wait_log(
+        FLOW_ERROR,
+        after=mark,
+        where=lambda m: m["file"].endswith("test.yaml") and "colour" in m["message"],
+    )
+    assert int(error["line"]) > 0 and int(error["column"]) > 0
     phone = await phones.answering("alice", talk_ms=500)
     call = await carrier.dtmf_call(FLOW_NUMBER, [Pause(500), Dtmf("1")], end="wait_bye")
-    await ivr_app.wait_log(rf"running flow test \(version {re.escape(version)}\)", after=mark)
-    await connected_to(ivr_app, "alice", mark)
     assert (await phone.wait(30)).ok
     assert (await call.wait(30)).ok
+    await answered_by(ivr_app, ivr, "alice")
+    # The version served before the edit serves on: no other took its place.
+    assert not any(FLOW_SERVES.search(line) for line in ivr_app.lines[mark:])
 
 
 SPOKEN_FLOW = """\
@@ -232,12 +249,18 @@ async def test_spoken_and_recorded_prompts_reach_asterisk_over_http(
     try:
         phone = await phones.answering("alice", talk_ms=500)
         call = await carrier.dtmf_call(FLOW_NUMBER, [Pause(9000), Dtmf("1")], end="wait_bye")
-        await app.wait_log(r"serving tts-\w+\.wav to 127\.0\.0\.1", timeout=20)
-        await app.wait_log(r"serving welcome\.wav to 127\.0\.0\.1", timeout=20)
-        await connected_to(app, "alice")
+        for name in (r"tts-\w+\.wav", r"welcome\.wav"):  # Asterisk fetched them over HTTP
+            await app.wait_log(
+                MEDIA_SERVED,
+                timeout=20,
+                where=lambda m, name=name: (
+                    re.fullmatch(name, m["file"]) is not None and m["address"] == "127.0.0.1"
+                ),
+            )
         assert (await phone.wait(30)).ok
         assert (await call.wait(30)).ok
-        played = [line for line in app.lines if "ivr.interpreter" in line and " play " in line]
+        call_id = await answered_by(app, ivr, "alice")
+        played = [step for step in app.ivr_steps(call_id) if step.startswith("play ")]
         assert played and "barge-in" not in played[0], played  # played to the end
         assert not any("failed to play" in line for line in app.lines)
     finally:

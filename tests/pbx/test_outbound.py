@@ -86,15 +86,21 @@ async def test_a_user_calls_out_presenting_their_number_and_is_charged(
         invite = f.messages.split("INVITE sip:", 1)[1].split("\n\n", 1)[0]
         assert invite.startswith(DESTINATION)
         assert ROUTED in invite  # alice presents the number that rings her
-        await app.wait_log(r"rate \d+ \(outbound DE")
-        match = await app.wait_log(r"settled: (\d+) s talk")
-        await app.wait_log(r"call ended: answered, ended by caller")
+        [call_id] = await app.calls_released(1)
     finally:
         await app.stop()
-    seconds = int(match.group(1))
-    record = await org.record()
-    assert record.direction == "outbound"
+    record = await org.record(call_id)
+    assert (record.direction, record.disposition, record.ended_by) == (
+        "outbound",
+        "answered",
+        "caller",
+    )
+    assert record.charge_state == "settled"
+    seconds = record.billable_seconds
+    assert seconds is not None and 1 <= seconds <= 3  # about 2 s of talk, per second
+    # The DE rate: a 0.1 fee and 0.1 a second (the only outbound rate)
     assert record.cost_micro == MICRO // 10 + seconds * MICRO // 10
+    assert await org.wallet_state() == (10 * MICRO - record.cost_micro, 0, [])
 
 
 async def test_calls_between_users_are_free(pbx: Settings, tmp_path: Path, phones: Phones) -> None:
@@ -106,18 +112,14 @@ async def test_calls_between_users_are_free(pbx: Settings, tmp_path: Path, phone
         c, b = await call.wait(40), await bob.wait(40)
         assert c.ok, c.explain()
         assert b.ok, b.explain()
-        await app.wait_log(r"internal call from alice to bob: free")
-        await app.wait_log(r"call ended: answered, ended by caller")
+        [call_id] = await app.calls_released(1)
     finally:
         await app.stop()
-    record = await org.record()
+    record = await org.record(call_id)
     assert (record.direction, record.cost_micro, record.rate_id) == ("internal", None, None)
-    assert record.charge_state == "free"
-    wallet, db = await org.wallet()
-    try:
-        assert (await wallet.balance()).balance == 10 * MICRO
-    finally:
-        await db.dispose()
+    assert (record.charge_state, record.user_name) == ("free", "bob")
+    assert (record.disposition, record.ended_by) == ("answered", "caller")
+    assert await org.wallet_state() == (10 * MICRO, 0, [])
 
 
 async def test_a_user_without_a_number_cannot_call_out(pbx: Settings, tmp_path: Path) -> None:
@@ -127,10 +129,16 @@ async def test_a_user_without_a_number_cannot_call_out(pbx: Settings, tmp_path: 
         c = await (await user_dials(tmp_path, "bob", DESTINATION, refused=True)).wait(40)
         assert c.ok, c.explain()
         assert c.received()[-1].startswith("SIP/2.0 404")
-        await app.wait_log(r"bob has no number of their own to present")
-        await app.wait_log(r"call ended: not_allowed")
+        [call_id] = await app.calls_released(1)
     finally:
         await app.stop()
+    record = await org.record(call_id)  # not_allowed: bob has no number to present
+    assert (record.disposition, record.answered_at, record.cost_micro) == (
+        "not_allowed",
+        None,
+        None,
+    )
+    assert await org.wallet_state() == (10 * MICRO, 0, [])
 
 
 async def test_app_killed_during_an_outbound_call_restart_charges_it_once_at_its_rate(
@@ -143,7 +151,8 @@ async def test_app_killed_during_an_outbound_call_restart_charges_it_once_at_its
     app = await AppProcess(org).start()
     far_end = await carrier_answers(tmp_path)
     call = await user_dials(tmp_path, "alice", DESTINATION, hang_up_after_ms=6000)
-    await app.wait_log(r"paid until 60 s")
+    call_id = await app.connected(DESTINATION)
+    assert await org.paid_for(call_id) == MICRO // 10 + 60 * MICRO // 10  # paid until 60 s
     await app.stop(signal.SIGKILL)
     no_germany = tmp_path / "no_germany.csv"
     no_germany.write_text(RATES_CSV.splitlines()[0] + "\n" + RATES_CSV.splitlines()[1] + "\n")
@@ -155,15 +164,15 @@ async def test_app_killed_during_an_outbound_call_restart_charges_it_once_at_its
     second = AppProcess(org, "app2")
     await second.start()
     try:
-        await second.wait_log(r"re-adopted the call")
         c, f = await call.wait(40), await far_end.wait(40)
         assert c.ok, c.explain()
         assert f.ok, f.explain()
-        await second.wait_log(r"call ended: answered, ended by caller")
+        assert await second.calls_released(1) == [call_id]  # re-adopted, run to its end
     finally:
         await second.stop()
-    record = await org.record()
+    record = await org.record(call_id)
     assert record.direction == "outbound" and record.charge_state == "settled"
+    assert (record.disposition, record.ended_by) == ("answered", "caller")
     assert record.billable_seconds is not None and 5 <= record.billable_seconds <= 7
     assert record.cost_micro == MICRO // 10 + record.billable_seconds * MICRO // 10
     wallet, db = await org.wallet()
@@ -195,8 +204,10 @@ async def test_a_call_right_after_a_rates_import_uses_the_new_rates(
         c, f = await call.wait(40), await far_end.wait(40)
         assert c.ok, c.explain()
         assert f.ok, f.explain()
-        await app.wait_log(r"call ended: answered, ended by caller")
+        [call_id] = await app.calls_released(1)
     finally:
         await app.stop()
-    record = await org.record()
-    assert record.charge_state == "settled" and record.cost_micro is not None
+    record = await org.record(call_id)
+    assert (record.disposition, record.ended_by) == ("answered", "caller")
+    assert record.charge_state == "settled" and record.billable_seconds is not None
+    assert record.cost_micro == MICRO // 10 + record.billable_seconds * MICRO // 10  # new DE

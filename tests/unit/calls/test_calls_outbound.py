@@ -32,6 +32,7 @@ async def test_a_user_calls_out_presenting_their_number_and_pays_by_the_destinat
     assert app.requests("DELETE", f"/ari/channels/{PHONE}")  # alice's phone is released
     assert record.direction is CallDirection.OUTBOUND
     assert (record.caller, record.callee) == ("1001", ABROAD)
+    assert record.user_name == "alice"  # who placed it, not the number dialled
     assert record.disposition == Disposition.ANSWERED
     assert record.ended_by is EndedBy.CALLEE
     assert record.charge_state == ChargeState.SETTLED

@@ -1,0 +1,49 @@
+"""The app's log lines that the PBX tests rely on: few, stable, pinned by a unit test.
+
+The PBX tests assert outcomes by querying the database (call records, the wallet and
+its audit). They read the app's log only for the lines below: the events they wait
+on, and what nothing else can show. ``tests/unit/calls/test_calls_log_contract.py``
+makes each line the way the app does and matches it with these very patterns, so a
+change of wording fails one fast unit test, not the PBX suite.
+
+Events
+    READY        ``provisioned N users' SIP endpoints``: after every (re)connect to
+                 ARI, before the phones can register (``AppProcess.start`` waits for it).
+    RELEASED     ``call <id> released: T tasks left, L live calls, S channel
+                 subscriptions``: exactly once per call an app process ran, when the
+                 call's task is over; its record is then complete and its charge
+                 settled, unless the database was down (a retry completes them later).
+    CONNECTED    ``[<id>] <logger>: connected <caller> with <user>``: both legs are
+                 bridged and the call's first charge is held (mid-call synchronisation).
+
+Observables that no query can see
+    WARNED       ``warned the <role>: the credits end in N s``: the low-credit prompt.
+    IVR_STEP     ``[<id>] <logger>: ivr <flow>/<node>: <step>`` (DEBUG): the flow
+                 interpreter's trace; the steps read as ``callcontrol ivr simulate``
+                 prints them (their texts are pinned by tests/unit/ivr).
+    FLOW_SERVES  ``flow <name> (version <v>) now serves new calls``: an edit is live.
+    FLOW_ERROR   ``<file>:<line>:<col>: <message>``: a refused flow file's problem, on
+                 its own line, as ``callcontrol ivr validate`` prints it.
+    MEDIA_SERVED ``serving <file> to <address>``: Asterisk fetched a prompt over HTTP.
+    REPLACED     ``error: ARI application '<app>' was replaced``: why an instance
+                 stopped when another took its ARI application over.
+"""
+
+from __future__ import annotations
+
+import re
+
+READY = re.compile(r"provisioned (?P<users>\d+) users' SIP endpoints")
+RELEASED = re.compile(
+    r"call (?P<call_id>\w+) released: (?P<tasks>\d+) tasks left, (?P<live>\d+) live calls, "
+    r"(?P<subscriptions>\d+) channel subscriptions"
+)
+CONNECTED = re.compile(r"\[(?P<call_id>\w+)\] \S+: connected (?P<caller>\S+) with (?P<user>\S+)$")
+WARNED = re.compile(r"warned the (?P<role>\w+): the credits end in (?P<seconds>\d+) s")
+IVR_STEP = re.compile(
+    r"\[(?P<call_id>\w+)\] \S+: ivr (?P<flow>[^/\s]+)/(?P<node>\S+): (?P<step>.*)$"
+)
+FLOW_SERVES = re.compile(r"flow (?P<name>\S+) \(version (?P<version>\w+)\) now serves new calls")
+FLOW_ERROR = re.compile(r"^(?P<file>\S+):(?P<line>\d+):(?P<column>\d+): (?P<message>.*)$")
+MEDIA_SERVED = re.compile(r"serving (?P<file>\S+) to (?P<address>\S+)$")
+REPLACED = re.compile(r"^error: ARI application '(?P<app>[^']+)' was replaced")
