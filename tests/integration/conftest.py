@@ -22,10 +22,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
 from callcontrol.store.db import Database
+from callcontrol.store.autorecharge import AUTO_RECHARGE_ROW
+from callcontrol.store.offline_payments import OFFLINE_STATE_ROW
 from callcontrol.store.migrate import upgrade
 
 DEFAULT_PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-TABLES = "call_records, routes, numbers, users, rates, rate_sets, ledger_entries, holds, wallets"
+TABLES = (
+    "call_records, routes, numbers, users, rates, rate_sets, ledger_entries, holds, wallets, "
+    "payment_attempts, payment_methods, payment_customers, payment_webhook_events, "
+    "auto_recharge, notifications, offline_payment_state"
+)
 # Migration 0002 creates the wallet's single row; emptying the tables recreates it.
 WALLET_ROW = (
     "INSERT INTO wallets (id, balance_micro, held_micro, updated_at) "
@@ -93,6 +99,8 @@ async def _truncate(url: str) -> None:
         async with db.session() as session:
             await session.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
             await session.execute(text(WALLET_ROW))
+            await session.execute(text(AUTO_RECHARGE_ROW))
+            await session.execute(text(OFFLINE_STATE_ROW))
     finally:
         await db.dispose()
 
