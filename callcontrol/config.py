@@ -30,11 +30,20 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from callcontrol.domain.funding import parse_delays
 from callcontrol.errors import ConfigError
 
 ENV_PREFIX = "CALLCONTROL_"
 DEFAULT_CONFIG_FILE = Path("callcontrol.toml")
-SECRET_SETTINGS = frozenset({"ari_password", "database_url"})
+SECRET_SETTINGS = frozenset(
+    {
+        "ari_password",
+        "database_url",
+        "stripe_api_key",
+        "stripe_webhook_secret",
+        "notify_webhook_secret",
+    }
+)
 MAX_SHOWN = 80  # characters of an admin's value an error message repeats
 
 # Values that reach Asterisk (its .conf files, ARI, SIP headers) are plain tokens: no
@@ -142,6 +151,54 @@ class Settings(BaseModel):
     ivr_poll_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between checks of the flow files for edits."
     )
+    payment_provider: Literal["offline", "stripe"] = Field(
+        "offline",
+        description="Who takes payments: offline (test cards, no real money; for development "
+        "and tests) or stripe.",
+    )
+    stripe_api_key: str = Field(
+        "", description="Stripe secret (sk_...) or restricted (rk_...) API key. Never logged."
+    )
+    stripe_webhook_secret: str = Field(
+        "",
+        description="Signing secret (whsec_...) of the Stripe webhook endpoint "
+        "<server>/webhooks/stripe. Never logged.",
+    )
+    credit_price_minor: int = Field(
+        100,
+        ge=1,
+        le=1_000_000_000,
+        description="Price of one credit in the currency's smallest unit (cents).",
+    )
+    currency: str = Field("eur", description="ISO 4217 code of the currency credits are sold in.")
+    purchase_min_credits: int = Field(
+        1, ge=1, le=1_000_000, description="Fewest credits one purchase or recharge may buy."
+    )
+    purchase_max_credits: int = Field(
+        10_000, ge=1, le=1_000_000, description="Most credits one purchase or recharge may buy."
+    )
+    payment_reconcile_after: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="Seconds after which a payment with no final answer (a timeout, a crash) "
+        "is asked again, with the same idempotency key.",
+    )
+    auto_recharge_retry_delays: str = Field(
+        "3600,21600,86400",
+        description="Seconds to wait after the 1st, 2nd, ... soft card decline of "
+        "auto-recharge before trying again (comma-separated).",
+    )
+    notify_webhook_url: str = Field(
+        "",
+        description="Where low-balance and auto-recharge notifications are POSTed (JSON, "
+        "signed). Empty: they are only logged.",
+    )
+    notify_webhook_secret: str = Field(
+        "",
+        description="Key of the HMAC-SHA256 signature of those notifications "
+        "(header Callcontrol-Signature: t=<time>,v1=<hex>). Never logged.",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -224,6 +281,33 @@ class Settings(BaseModel):
                     f"{shown(entry)} is not an IP address or network (CIDR, e.g. 198.51.100.0/24)"
                 ) from None
         return ",".join(entries)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{3}", value):
+            raise ValueError("must be a 3-letter ISO 4217 code, e.g. eur")
+        return value.lower()
+
+    @field_validator("purchase_max_credits")
+    @classmethod
+    def _max_over_min(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("purchase_min_credits", 1):
+            raise ValueError("must not be below purchase_min_credits")
+        return value
+
+    @field_validator("auto_recharge_retry_delays")
+    @classmethod
+    def _delays(cls, value: str) -> str:
+        return ",".join(str(delay) for delay in parse_delays(value))
+
+    @field_validator("notify_webhook_url")
+    @classmethod
+    def _notify_url(cls, value: str) -> str:
+        problem = _url_problem(value) if value else ""
+        if problem and "query" not in problem:  # a token in the query string is fine here
+            raise ValueError(problem)
+        return value
 
     @field_validator("ari_url", "media_url")
     @classmethod

@@ -6,7 +6,7 @@ environment. Errors print ``error: <message>`` and exit 1 (2 for usage), never a
 traceback.
 
 One module per command group (config, db, pbx, users, numbers, calls, serve, demo,
-rates, credits, ivr), each with ``register(sub, add)``; the commands get their
+rates, credits, payments, ivr), each with ``register(sub, add)``; the commands get their
 objects from ``open_services`` (services.py), the one composition root.
 """
 
@@ -26,6 +26,7 @@ from callcontrol.cli import (
     demo,
     ivr,
     numbers,
+    payments,
     pbx,
     rates,
     serve,
@@ -39,7 +40,7 @@ from callcontrol.logs import setup_logging
 __all__ = ["build_parser", "main"]
 
 # The order of the groups in ``callcontrol --help``.
-GROUPS = (serve, config, db, pbx, users, numbers, calls, ivr, rates, credits, demo)
+GROUPS = (serve, config, db, pbx, users, numbers, calls, ivr, rates, credits, payments, demo)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

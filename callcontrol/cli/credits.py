@@ -4,6 +4,7 @@
     callcontrol credits ledger [--limit N]    newest entries first
     callcontrol credits adjust AMOUNT --reason TEXT   a correction (either sign)
     callcontrol credits audit                 exit 1 and list the problems unless clean
+    callcontrol credits buy | auto-recharge   funding (cli/funding.py)
 
 Amounts are printed with ``format_credits`` (6 decimals).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from callcontrol.cli import funding
 from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
 from callcontrol.domain.money import format_credits, parse_credits
@@ -25,6 +27,7 @@ def cmd_credits_balance(settings: Settings, args: argparse.Namespace) -> int:
     print(f"balance   {format_credits(state.balance):>20}")
     print(f"held      {format_credits(state.held):>20}")
     print(f"available {format_credits(state.available):>20}")
+    funding.print_funding(settings)
     return 0
 
 
@@ -71,3 +74,4 @@ def register(sub: Any, add: AddCommand) -> None:
     p.add_argument("amount", help="credits, e.g. 10 or -2.5 (at most 6 decimals)")
     p.add_argument("--reason", required=True, help="why (kept in the ledger)")
     add(credits, "audit", cmd_credits_audit, "check every wallet invariant; exit 1 if broken")
+    funding.register(credits, add)

@@ -44,6 +44,7 @@ __all__ = [
     "StoredMethod",
     "decline_action",
     "month_start",
+    "next_month_start",
     "parse_delays",
     "retry_at",
 ]
@@ -129,6 +130,7 @@ class AutoRecharge:
     in_flight: str | None
     failures: int
     retry_at: datetime | None
+    low_notified: bool
     off_reason: str | None
     changed_at: datetime
 
@@ -189,3 +191,11 @@ def month_start(now: datetime) -> datetime:
     """The first instant of ``now``'s calendar month, UTC: the monthly cap's window."""
     utc = now.astimezone(UTC)
     return utc.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month_start(now: datetime) -> datetime:
+    """The first instant of the calendar month after ``now``'s, UTC."""
+    start = month_start(now)
+    if start.month == 12:
+        return start.replace(year=start.year + 1, month=1)
+    return start.replace(month=start.month + 1)

@@ -58,6 +58,7 @@ class AutoRechargeRepository:
             in_flight=row.in_flight,
             failures=row.failures,
             retry_at=row.retry_at,
+            low_notified=row.low_notified,
             off_reason=row.off_reason,
             changed_at=row.changed_at,
         )
