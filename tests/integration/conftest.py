@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-from callcontrol.store.db import Database
 from callcontrol.store.autorecharge import AUTO_RECHARGE_ROW
-from callcontrol.store.offline_payments import OFFLINE_STATE_ROW
+from callcontrol.store.db import Database
 from callcontrol.store.migrate import upgrade
+from callcontrol.store.offline_payments import OFFLINE_STATE_ROW
 
 DEFAULT_PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 TABLES = (

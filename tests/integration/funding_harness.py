@@ -55,7 +55,9 @@ async def purchases(services: Services) -> list[LedgerEntry]:
 
 async def attempt_states(services: Services) -> list[str]:
     async with services.db.session() as session:
-        rows = await session.scalars(select(PaymentAttemptRow).order_by(PaymentAttemptRow.created_at))
+        rows = await session.scalars(
+            select(PaymentAttemptRow).order_by(PaymentAttemptRow.created_at)
+        )
         return [row.state for row in rows]
 
 

@@ -98,9 +98,7 @@ async def test_authentication_required_switches_it_off(database_url: str, tmp_pa
         assert not auto.enabled and auto.off_reason == "authentication required by the bank"
 
 
-async def test_soft_declines_back_off_then_switch_it_off(
-    database_url: str, tmp_path: Path
-) -> None:
+async def test_soft_declines_back_off_then_switch_it_off(database_url: str, tmp_path: Path) -> None:
     async with services_on(database_url, tmp_path) as services:
         await switch_on(services, "insufficient_funds")
         await fund(services, 1)
