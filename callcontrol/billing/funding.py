@@ -170,6 +170,7 @@ class FundingService:
     async def buy(self, credits_micro: int, method_id: int | None = None) -> Attempt:
         """Buy credits with a saved method (default: the default one); the attempt after
         the provider's answer (``succeeded``: credited; ``pending``: awaiting a transfer)."""
+        provider = self._provider()  # a provider not configured says so first
         amount_minor = self.pricing.price_of(credits_micro)
         method = await self._method(method_id)
         customer = await self.customer_id()
@@ -181,7 +182,7 @@ class FundingService:
                 credits_micro=credits_micro,
                 amount_minor=amount_minor,
                 currency=self.pricing.currency,
-                provider=self._provider().name,
+                provider=provider.name,
                 customer_id=customer,
                 method=method,
             )
