@@ -13,6 +13,7 @@ _ = object()
 _.model_config  # pydantic settings
 _._plain_value, _._known_zone, _._name  # pydantic field validators (config.py)
 _._ipv4_and_port, _._host_and_port, _._networks, _._http_url
+_._currency, _._max_over_min, _._notify_url, _._delays
 _.impl, _.cache_ok, _.process_bind_param, _.process_result_value  # TypeDecorator
 _.metadata, _.type_annotation_map  # the declarative base
 _.last_used_at  # AdminTokenRow: written by an UPDATE naming it (store/admins.py)
@@ -26,6 +27,10 @@ _.open_holds  # Wallet: the live holds, read by the audit tests
 _.ari_configured  # Services: whether PBX objects can be built
 _.menus, _.time_switches  # Flow: views of a flow's nodes by kind
 _.add_listener  # FlowRegistry: more than one observer of flow changes
+
+# Funding.
+_.redirect_url  # payments.port: the provider's page for the admin's browser (the console issue)
+_.last_error  # notifications: why the last delivery failed, kept on the outbox row for operators
 
 # Hooks tests await on instead of sleeping.
 _.subscribers  # EventRouter: live subscriptions

@@ -7,6 +7,7 @@
              -> EventRouter <- AriEventStream
              -> CallContext -> CallManager (InboundCall / AdoptedCall per call)
              Services + CallManager.snapshot -> the admin console (web/console, HTTP)
+             Settlement -> /webhooks/<provider> on the MediaServer; AutoRecharger, Notifier
 
 Start-up (``open_services`` has checked that the schema is current): serve prompts
 over HTTP, load the flows, connect ARI (the event stream retries with backoff until
@@ -14,7 +15,10 @@ Asterisk answers), and on every (re)connect provision the users' endpoints and
 re-adopt or settle our calls.
 While running: flows are re-read when edited; the wallet is watched so credits added
 by any process extend live calls (a rate table imported by any process is picked up
-by the next call's quote).
+by the next call's quote). Funding runs beside the calls, never in their path: the
+auto-recharger (woken by this process's wallet writes and by the wallet watch), the
+payments reconciler, the notifications sender and, with the offline provider, the
+delivery of its webhooks to our own endpoint.
 SIGTERM/SIGINT: stop taking calls, detach the calls in progress (they stay up in
 Asterisk, which still enforces their paid time), close everything, exit 0.
 """
@@ -33,12 +37,14 @@ from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia, says_in
 from callcontrol.domain.directory import User
-from callcontrol.errors import AriError, ConfigError, StoreError
+from callcontrol.errors import AriError, CallControlError, ConfigError, StoreError
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.services import Services
+from callcontrol.store.offline_payments import DurableOfflineProvider
 from callcontrol.web.console.app import ConsoleServer, console_app
 from callcontrol.web.media import MediaServer
+from callcontrol.web.webhooks import add_routes, deliver_offline_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,8 @@ class App:
         flows_dir = settings.flows_dir.resolve()
         self.media = PromptMedia(settings.effective_media_url, flows_dir, settings.tts_cache_dir)
         self.media_server = MediaServer(settings.media_listen, flows_dir, settings.tts_cache_dir)
+        self.services = services
+        add_routes(self.media_server.app, services.settlement)
         self.known_users: set[str] | None = None  # None until read: the check is skipped
         sounds_dir = system_sounds_dir(settings.pbx_root)
         self.sounds: set[str] = sounds_in_dir(sounds_dir) if sounds_dir else set()
@@ -160,9 +168,11 @@ class App:
                 await self.provision()
 
     async def watch_loop(self) -> None:
-        """Credits added by any process extend live calls."""
+        """Credits added by any process extend live calls; debits by any process may be
+        due for an auto-recharge."""
         last_entry: int | None = None
         while True:
+            self.services.recharger.wake()
             try:
                 entry = await self.charging.wallet.last_credit_id()
                 if last_entry is not None and entry != last_entry:
@@ -171,6 +181,37 @@ class App:
             except StoreError as exc:
                 log.warning("wallet watch: %s", exc)
             await asyncio.sleep(WATCH_INTERVAL)
+
+    # ---- funding --------------------------------------------------------------------------
+
+    async def reconcile_loop(self) -> None:
+        """Payments left without an answer (a timeout, a crash) are resolved, from start on."""
+        settlement = self.services.settlement
+        while True:
+            try:
+                await settlement.reconcile()
+            except CallControlError as exc:
+                log.warning("payments reconciler: %s", exc)
+            await asyncio.sleep(min(max(settlement.reconcile_after / 2, 1.0), 60.0))
+
+    def funding_tasks(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        services = self.services
+        try:
+            provider = services.payments
+        except ConfigError as exc:
+            log.warning("payments are off: %s", exc)
+            return []
+        tasks = [
+            tg.create_task(services.recharger.run(), name="auto-recharge"),
+            tg.create_task(services.notifier.run(), name="notifications"),
+            tg.create_task(self.reconcile_loop(), name="payments-reconciler"),
+        ]
+        if isinstance(provider, DurableOfflineProvider):
+            host = "127.0.0.1" if self.media_server.host == "0.0.0.0" else self.media_server.host
+            url = f"http://{host}:{self.media_server.port}/webhooks/offline"
+            delivery = deliver_offline_webhooks(provider, url)
+            tasks.append(tg.create_task(delivery, name="offline-webhooks"))
+        return tasks
 
     # ---- run ------------------------------------------------------------------------------
 
@@ -198,6 +239,7 @@ class App:
                     tg.create_task(self.prompt_loop(), name="prompts"),
                     tg.create_task(self.provision_loop(), name="provisioning"),
                     tg.create_task(self.watch_loop(), name="wallet-watch"),
+                    *self.funding_tasks(tg),
                 ]
                 stream = tg.create_task(self.stream.run(), name="ari-events")
                 stop = tg.create_task(self.stopping.wait(), name="stop")

@@ -30,12 +30,21 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from callcontrol.domain.funding import parse_delays
+from callcontrol.domain.text import cut, shown
 from callcontrol.errors import ConfigError
 
 ENV_PREFIX = "CALLCONTROL_"
 DEFAULT_CONFIG_FILE = Path("callcontrol.toml")
-SECRET_SETTINGS = frozenset({"ari_password", "database_url"})
-MAX_SHOWN = 80  # characters of an admin's value an error message repeats
+SECRET_SETTINGS = frozenset(
+    {
+        "ari_password",
+        "database_url",
+        "stripe_api_key",
+        "stripe_webhook_secret",
+        "notify_webhook_secret",
+    }
+)
 
 # Values that reach Asterisk (its .conf files, ARI, SIP headers) are plain tokens: no
 # white space, no ';' (a comment in a .conf file), no brackets, quotes or commas.
@@ -150,6 +159,54 @@ class Settings(BaseModel):
     ivr_poll_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between checks of the flow files for edits."
     )
+    payment_provider: Literal["offline", "stripe"] = Field(
+        "offline",
+        description="Who takes payments: offline (test cards, no real money; for development "
+        "and tests) or stripe.",
+    )
+    stripe_api_key: str = Field(
+        "", description="Stripe secret (sk_...) or restricted (rk_...) API key. Never logged."
+    )
+    stripe_webhook_secret: str = Field(
+        "",
+        description="Signing secret (whsec_...) of the Stripe webhook endpoint "
+        "<server>/webhooks/stripe. Never logged.",
+    )
+    credit_price_minor: int = Field(
+        100,
+        ge=1,
+        le=1_000_000_000,
+        description="Price of one credit in the currency's smallest unit (cents).",
+    )
+    currency: str = Field("eur", description="ISO 4217 code of the currency credits are sold in.")
+    purchase_min_credits: int = Field(
+        1, ge=1, le=1_000_000, description="Fewest credits one purchase or recharge may buy."
+    )
+    purchase_max_credits: int = Field(
+        10_000, ge=1, le=1_000_000, description="Most credits one purchase or recharge may buy."
+    )
+    payment_reconcile_after: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="Seconds after which a payment with no final answer (a timeout, a crash) "
+        "is asked again, with the same idempotency key.",
+    )
+    auto_recharge_retry_delays: str = Field(
+        "3600,21600,86400",
+        description="Seconds to wait after the 1st, 2nd, ... soft card decline of "
+        "auto-recharge before trying again (comma-separated).",
+    )
+    notify_webhook_url: str = Field(
+        "",
+        description="Where low-balance and auto-recharge notifications are POSTed (JSON, "
+        "signed). Empty: they are only logged.",
+    )
+    notify_webhook_secret: str = Field(
+        "",
+        description="Key of the HMAC-SHA256 signature of those notifications "
+        "(header Callcontrol-Signature: t=<time>,v1=<hex>). Never logged.",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -233,6 +290,33 @@ class Settings(BaseModel):
                 ) from None
         return ",".join(entries)
 
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{3}", value):
+            raise ValueError("must be a 3-letter ISO 4217 code, e.g. eur")
+        return value.lower()
+
+    @field_validator("purchase_max_credits")
+    @classmethod
+    def _max_over_min(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("purchase_min_credits", 1):
+            raise ValueError("must not be below purchase_min_credits")
+        return value
+
+    @field_validator("auto_recharge_retry_delays")
+    @classmethod
+    def _delays(cls, value: str) -> str:
+        return ",".join(str(delay) for delay in parse_delays(value))
+
+    @field_validator("notify_webhook_url")
+    @classmethod
+    def _notify_url(cls, value: str) -> str:
+        problem = _url_problem(value) if value else ""
+        if problem and "query" not in problem:  # a token in the query string is fine here
+            raise ValueError(problem)
+        return value
+
     @field_validator("ari_url", "media_url")
     @classmethod
     def _http_url(cls, value: str, info: ValidationInfo) -> str:
@@ -287,17 +371,6 @@ class Settings(BaseModel):
                 value = _redact_url(raw) if key == "database_url" else "********"
             out[key] = str(value) if isinstance(value, Path) else value
         return out
-
-
-def shown(value: object) -> str:
-    """An admin's value for an error message: quoted, escaped, cut when long."""
-    if isinstance(value, bool):
-        return str(value).lower()  # as TOML writes it
-    if not isinstance(value, str):
-        return _cut(repr(value))
-    if len(value) <= MAX_SHOWN:
-        return repr(value)
-    return f"{value[:MAX_SHOWN]!r}... ({len(value)} characters)"
 
 
 def password_fits_asterisk(password: str) -> bool:
@@ -378,7 +451,7 @@ def load_settings(
             raise ConfigError(f"config file {path}: {exc}") from exc
         for key, value in from_file.items():
             values[key] = value
-            source[key] = f"config file {_cut(str(path), limit=1024)}"
+            source[key] = f"config file {cut(str(path), limit=1024)}"
 
     problems: list[str] = []
     known = set(Settings.model_fields)
@@ -388,7 +461,7 @@ def load_settings(
         key = name[len(ENV_PREFIX) :].lower()
         if key not in known:
             problems.append(
-                f"unknown setting {shown(key)} (from environment variable {_cut(name)}; "
+                f"unknown setting {shown(key)} (from environment variable {cut(name)}; "
                 f"every {ENV_PREFIX}* variable is a setting)"
             )
             continue
@@ -418,12 +491,3 @@ def _problem(err: ErrorDetails, values: Mapping[str, Any], source: Mapping[str, 
     text = err["msg"].removeprefix("Value error, ")
     given = "" if key in SECRET_SETTINGS or key not in values else f", got {shown(values[key])}"
     return f"setting {key!r}: {text}{given}{where}"
-
-
-def _cut(text: str, limit: int = MAX_SHOWN) -> str:
-    """A name for an error message: on one line, cut when long."""
-    if not text.isprintable():
-        text = repr(text)[1:-1]
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text)} characters)"

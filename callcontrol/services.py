@@ -7,6 +7,11 @@
                              checks routed flows against flows_dir)
         services.admins      AdminService: console admins, sessions, API tokens, audit log
         services.charging    ChargingService: rates and the wallet
+        services.funding     FundingService: payment methods, purchases, auto-recharge settings
+        services.settlement  Settlement: books the provider's answers, webhooks, reconciler
+        services.recharger   AutoRecharger (woken by the wallet; run by ``serve``)
+        services.notifier    Notifier: the notifications outbox and its sender
+        services.payments    the PaymentProvider of the settings (offline or Stripe)
         services.ari         AriClient (not connected until first used)
         services.provisioner EndpointProvisioner on that client
         services.flow_registry(...)  a FlowRegistry on the settings' flows directory
@@ -16,6 +21,10 @@ the benchmarks. Leaving the block closes the ARI client and disposes the databas
 It opens the database with ``store.migrate.open_current``: a database that does not
 exist, was never migrated or has another schema version is refused there, once,
 with what to do (``callcontrol db upgrade``), before any command touches it.
+
+The payment provider is built once too; when its settings are incomplete (Stripe
+without keys), ``payments`` raises the ConfigError that says why, and every command
+that needs no payment still works.
 
 When no ARI password can be found (no ``ari_password`` and no secret file), the
 ARI objects are not built: ``ari`` and ``provisioner`` raise the ConfigError that
@@ -33,30 +42,71 @@ from datetime import timedelta
 
 from callcontrol.admins import AdminService
 from callcontrol.ari import AriClient
+from callcontrol.billing.autorecharge import AutoRecharger
+from callcontrol.billing.funding import FundingService
+from callcontrol.billing.notifications import Notifier
 from callcontrol.billing.service import ChargingService
+from callcontrol.billing.settlement import Settlement
 from callcontrol.calls.provisioning import EndpointProvisioner
 from callcontrol.calls.records import CallStore
 from callcontrol.config import Settings
 from callcontrol.directory.flows import FlowCatalog
 from callcontrol.directory.service import DirectoryService
+from callcontrol.domain.funding import Pricing, parse_delays
+from callcontrol.domain.money import MICRO
 from callcontrol.errors import ConfigError
 from callcontrol.ivr.registry import FlowRegistry, KnownUsers, Listener
+from callcontrol.payments.errors import PaymentConfigError
+from callcontrol.payments.port import PaymentProvider
 from callcontrol.store.db import Database
 from callcontrol.store.migrate import open_current
+from callcontrol.store.offline_payments import DurableOfflineProvider
 
 __all__ = ["Services", "open_services"]
 
 log = logging.getLogger(__name__)
 
+#: The offline provider signs its webhooks with this (no real money: not a secret).
+OFFLINE_WEBHOOK_SECRET = "whsec_offline_development"
+
 
 class Services:
     """The objects every entry point shares; build them with ``open_services``."""
 
-    def __init__(self, settings: Settings, db: Database, ari: AriClient | ConfigError) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        ari: AriClient | ConfigError,
+        payments: PaymentProvider | ConfigError,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.store = CallStore(db)
         self.charging = ChargingService(db)
+        self._payments = payments
+        self.notifier = Notifier(db, settings.notify_webhook_url, settings.notify_webhook_secret)
+        self.settlement = Settlement(
+            db,
+            self.charging.wallet,
+            lambda: self.payments,
+            self.notifier,
+            retry_delays=parse_delays(settings.auto_recharge_retry_delays),
+            reconcile_after=settings.payment_reconcile_after,
+        )
+        self.funding = FundingService(
+            db,
+            lambda: self.payments,
+            self.settlement,
+            Pricing(
+                settings.credit_price_minor,
+                settings.currency,
+                settings.purchase_min_credits * MICRO,
+                settings.purchase_max_credits * MICRO,
+            ),
+        )
+        self.recharger = AutoRecharger(db, self.charging.wallet, self.funding, self.notifier)
+        self.charging.wallet.observe(self.recharger.wake)
         self._ari = ari
         self._provisioner = EndpointProvisioner(ari) if isinstance(ari, AriClient) else None
         self.directory = DirectoryService(
@@ -71,6 +121,13 @@ class Services:
     def ari_configured(self) -> bool:
         """Whether an ARI password was found (not whether Asterisk answers)."""
         return isinstance(self._ari, AriClient)
+
+    @property
+    def payments(self) -> PaymentProvider:
+        """The payment provider; ConfigError when its settings are incomplete."""
+        if isinstance(self._payments, ConfigError):
+            raise ConfigError(str(self._payments))
+        return self._payments
 
     @property
     def ari(self) -> AriClient:
@@ -119,6 +176,25 @@ def _ari_client(settings: Settings) -> AriClient | ConfigError:
     )
 
 
+def _payment_provider(settings: Settings, db: Database) -> PaymentProvider | ConfigError:
+    """The provider of ``payment_provider`` (nothing is contacted yet), or why there is none."""
+    if settings.payment_provider == "offline":
+        return DurableOfflineProvider(db, OFFLINE_WEBHOOK_SECRET)
+    from callcontrol.payments.stripe_provider import (  # noqa: PLC0415 (the SDK is slow to import)
+        StripeProvider,
+        StripeSettings,
+    )
+
+    try:
+        return StripeProvider(
+            StripeSettings(
+                api_key=settings.stripe_api_key, webhook_secret=settings.stripe_webhook_secret
+            )
+        )
+    except PaymentConfigError as exc:
+        return exc
+
+
 async def _close(what: str, close: Callable[[], Awaitable[None]]) -> None:
     try:
         await close()
@@ -135,4 +211,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ari = _ari_client(settings)
         if isinstance(ari, AriClient):
             stack.push_async_callback(_close, "ARI client", ari.close)
-        yield Services(settings, db, ari)
+        payments = _payment_provider(settings, db)
+        if not isinstance(payments, ConfigError):
+            stack.push_async_callback(_close, "payment provider", payments.close)
+        yield Services(settings, db, ari, payments)

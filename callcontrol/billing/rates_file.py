@@ -40,11 +40,10 @@ import phonenumbers
 import yaml
 
 from callcontrol.billing.errors import RatesFileError
-from callcontrol.config import shown
 from callcontrol.domain.money import MICRO, parse_credits
 from callcontrol.domain.numbers import NumberType
 from callcontrol.domain.rating import Direction, Rate, rate_key
-from callcontrol.domain.text import describe_character, unsafe_character
+from callcontrol.domain.text import describe_character, shown, unsafe_character
 from callcontrol.errors import InvalidInput
 from callcontrol.yamllimits import YamlLimitError, compose
 

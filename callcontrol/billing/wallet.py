@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from callcontrol.billing.errors import ChargeRefused, InsufficientCredits
@@ -67,6 +68,17 @@ class Wallet:
 
     def __init__(self, db: Database) -> None:
         self._store = wallet_store_for(db)
+        self._observers: list[Callable[[], None]] = []
+
+    def observe(self, spent: Callable[[], None]) -> None:
+        """Call ``spent()`` after every write that may have lowered ``available`` (a
+        charge, a hold, a debit). It runs on the writer's path: it must only note the
+        fact (e.g. set an ``asyncio.Event``), never wait or do I/O."""
+        self._observers.append(spent)
+
+    def _spent(self) -> None:
+        for spent in self._observers:
+            spent()
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -168,6 +180,8 @@ class Wallet:
             )
         if posted.duplicate:
             return self._same(posted.entry, kind, amount)
+        if amount < 0:
+            self._spent()
         entry = posted.entry
         log.info("wallet %s %s (%s) -> %s", kind, format_credits(amount), key, entry.balance_after)
         return entry
@@ -189,13 +203,19 @@ class Wallet:
         Conflict if the call already has a hold (``hold_up_to`` adds to one).
         """
         _amount(amount, "a hold", minimum=0)
-        return await self._store.hold(call_id, amount)
+        held = await self._store.hold(call_id, amount)
+        if held and amount:
+            self._spent()
+        return held
 
     async def hold_up_to(self, call_id: str, wanted: int) -> int:
         """Hold as much as available, up to ``wanted``, creating or extending the call's
         hold; returns how much was added (0 when nothing is available)."""
         _amount(wanted, "a hold", minimum=0)
-        return await self._store.hold_up_to(call_id, wanted)
+        added = await self._store.hold_up_to(call_id, wanted)
+        if added:
+            self._spent()
+        return added
 
     # ---- charging and releasing ----------------------------------------------------------
 
@@ -225,6 +245,8 @@ class Wallet:
             )
         if posted.duplicate:
             self._same(posted.entry, LedgerKind.CALL_CHARGE, -amount)
+        else:
+            self._spent()
         return ChargeResult(
             entry=posted.entry, duplicate=posted.duplicate, hold_left=posted.hold_left
         )

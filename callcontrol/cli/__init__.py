@@ -9,7 +9,7 @@ as in everything the commands print from the database. A closed output pipe
 like a Unix tool killed by SIGPIPE.
 
 One module per command group (config, db, pbx, users, numbers, calls, serve, demo,
-rates, credits, ivr, admins), each with ``register(sub, add)``; the commands get their
+rates, credits, payments, ivr, admins), each with ``register(sub, add)``; the commands get their
 objects from ``open_services`` (services.py), the one composition root.
 """
 
@@ -32,6 +32,7 @@ from callcontrol.cli import (
     demo,
     ivr,
     numbers,
+    payments,
     pbx,
     rates,
     serve,
@@ -46,7 +47,21 @@ from callcontrol.logs import setup_logging
 __all__ = ["build_parser", "main"]
 
 # The order of the groups in ``callcontrol --help``.
-GROUPS = (serve, config, db, pbx, users, numbers, calls, ivr, rates, credits, admins, demo)
+GROUPS = (
+    serve,
+    config,
+    db,
+    pbx,
+    users,
+    numbers,
+    calls,
+    ivr,
+    rates,
+    credits,
+    payments,
+    admins,
+    demo,
+)
 
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 

@@ -5,6 +5,7 @@
     callcontrol credits adjust AMOUNT --reason TEXT   a correction (either sign)
     callcontrol credits audit [--anchor ID:HASH]  exit 1 and list the problems unless clean;
                                               clean: prints the ledger's chain head
+    callcontrol credits buy | auto-recharge   funding (cli/funding.py)
 
 Amounts are printed with ``format_credits`` (6 decimals).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from callcontrol.cli import funding
 from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
 from callcontrol.domain.money import ChainHead, format_credits, parse_credits
@@ -28,6 +30,7 @@ def cmd_credits_balance(settings: Settings, args: argparse.Namespace) -> int:
     print(f"balance   {format_credits(state.balance):>20}")
     print(f"held      {format_credits(state.held):>20}")
     print(f"available {format_credits(state.available):>20}")
+    funding.print_funding(settings)
     return 0
 
 
@@ -88,3 +91,4 @@ def register(sub: Any, add: AddCommand) -> None:
         metavar="ID:HASH",
         help="a chain head printed by an earlier audit: check it is still in the ledger",
     )
+    funding.register(credits, add)

@@ -22,7 +22,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from callcontrol.cli.common import AddCommand, with_services
-from callcontrol.config import Settings, shown
+from callcontrol.config import Settings
+from callcontrol.domain.text import shown
 from callcontrol.errors import CallControlError, InvalidInput, NotFound
 from callcontrol.ivr import loops
 from callcontrol.ivr.errors import FlowError, FlowValidationError

@@ -34,9 +34,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from callcontrol.config import shown
 from callcontrol.domain.directory import Number, User
 from callcontrol.domain.numbers import NumberType, infer_number_type, number_country, parse_e164
+from callcontrol.domain.text import shown
 from callcontrol.domain.users import (
     check_password,
     sip_digests,

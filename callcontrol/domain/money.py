@@ -72,7 +72,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from callcontrol.config import shown
+from callcontrol.domain.text import shown
 from callcontrol.errors import InvalidInput
 
 __all__ = [

@@ -14,7 +14,7 @@ from enum import StrEnum
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
-from callcontrol.config import shown
+from callcontrol.domain.text import shown
 from callcontrol.errors import InvalidInput
 
 __all__ = ["NumberType", "infer_number_type", "number_country", "parse_e164"]

@@ -23,10 +23,13 @@ import unicodedata
 from callcontrol.errors import InvalidInput
 
 __all__ = [
+    "MAX_SHOWN",
     "UNSAFE_CATEGORIES",
     "check_text",
+    "cut",
     "describe_character",
     "printable",
+    "shown",
     "unsafe_character",
 ]
 
@@ -90,3 +93,26 @@ def _escape(char: str) -> str:
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+MAX_SHOWN = 80  # characters of an admin's value an error message repeats
+
+
+def shown(value: object) -> str:
+    """An admin's value for an error message: quoted, escaped, cut when long."""
+    if isinstance(value, bool):
+        return str(value).lower()  # as TOML writes it
+    if not isinstance(value, str):
+        return cut(repr(value))
+    if len(value) <= MAX_SHOWN:
+        return repr(value)
+    return f"{value[:MAX_SHOWN]!r}... ({len(value)} characters)"
+
+
+def cut(text: str, limit: int = MAX_SHOWN) -> str:
+    """A name for an error message: on one line, cut when long."""
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"

@@ -19,8 +19,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from callcontrol.config import shown
 from callcontrol.domain.emergency import reserved_code
+from callcontrol.domain.text import shown
 from callcontrol.errors import InvalidInput, WeakPassword
 
 __all__ = [

@@ -28,7 +28,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from callcontrol.config import Settings, password_fits_asterisk, shown
+from callcontrol.config import Settings, password_fits_asterisk
+from callcontrol.domain.text import shown
 from callcontrol.errors import PbxError
 
 log = logging.getLogger(__name__)

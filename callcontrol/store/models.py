@@ -17,6 +17,13 @@ Tables::
     admin_tokens  API bearer tokens: only their SHA-256 is stored
     admin_audit   what each admin changed (append-only by convention; no foreign key, so
                   the log outlives the admin)
+    payment_methods     saved ways to pay: a provider's reference + brand, last four, expiry
+    payment_customers   the organisation's customer id at each payment provider
+    payment_attempts    one per purchase or auto-recharge; its id is the idempotency key
+    payment_webhook_events  the provider's events received, once each (by event id)
+    auto_recharge       the wallet's auto-recharge: one row (id 1), and its in-flight claim
+    notifications       the outbox of notifications to send to the admin's webhook URL
+    offline_payment_state   the offline payment provider's memory (development, tests)
 
 Decisions:
 
@@ -54,6 +61,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -62,6 +70,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -76,11 +85,18 @@ __all__ = [
     "AdminRow",
     "AdminSessionRow",
     "AdminTokenRow",
+    "AutoRechargeRow",
     "Base",
     "CallRecordRow",
     "HoldRow",
     "LedgerEntryRow",
+    "NotificationRow",
     "NumberRow",
+    "OfflinePaymentStateRow",
+    "PaymentAttemptRow",
+    "PaymentCustomerRow",
+    "PaymentMethodRow",
+    "PaymentWebhookEventRow",
     "RateRow",
     "RateSetRow",
     "RouteRow",
@@ -387,3 +403,144 @@ class AdminAuditRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(256))
     details: Mapped[str] = mapped_column(String(1024))
+
+
+# ---- funding (migration 0005) ------------------------------------------------------------
+
+
+class PaymentMethodRow(Base):
+    """A saved way to pay; a card is never more than the provider's reference and what a
+    person reads. Removed methods stay (attempts name them) with ``removed_at`` set."""
+
+    __tablename__ = "payment_methods"
+    __table_args__ = (
+        CheckConstraint("kind IN ('card', 'bank_transfer')", name="kind"),
+        CheckConstraint("kind <> 'card' OR provider_ref IS NOT NULL", name="card_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_ref: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    brand: Mapped[str] = mapped_column(String(32))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int | None] = mapped_column(Integer)
+    exp_year: Mapped[int | None] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(128))
+    is_default: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[datetime | None]
+
+
+class PaymentCustomerRow(Base):
+    """The organisation's customer id at a payment provider."""
+
+    __tablename__ = "payment_customers"
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128))
+
+
+class PaymentAttemptRow(Base):
+    """One purchase or auto-recharge; ``id`` is the provider's idempotency key and the
+    ledger's key is ``purchase:<id>``."""
+
+    __tablename__ = "payment_attempts"
+    __table_args__ = (
+        CheckConstraint("kind IN ('purchase', 'auto_recharge')", name="kind"),
+        CheckConstraint(
+            "state IN ('created', 'unknown', 'pending', 'needs_customer', 'succeeded', 'failed')",
+            name="state",
+        ),
+        CheckConstraint("flow IN ('charge', 'checkout')", name="flow"),
+        CheckConstraint("credits_micro > 0 AND amount_minor > 0", name="amounts"),
+        UniqueConstraint("provider_payment_id"),
+        Index("ix_payment_attempts_state", "state"),
+        Index("ix_payment_attempts_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    flow: Mapped[str] = mapped_column(String(8))
+    credits_micro: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    provider: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[str] = mapped_column(String(128))
+    method_id: Mapped[int | None] = mapped_column(ForeignKey("payment_methods.id"))
+    method_ref: Mapped[str | None] = mapped_column(String(128))
+    provider_payment_id: Mapped[str | None] = mapped_column(String(128))
+    decline_code: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(String(256))
+    ledger_entry_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PaymentWebhookEventRow(Base):
+    """A provider's event, stored once by its id before it is acted on."""
+
+    __tablename__ = "payment_webhook_events"
+
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+
+
+class AutoRechargeRow(Base):
+    """The wallet's auto-recharge: one row, id ``WALLET_ID``, created by migration 0005.
+
+    ``in_flight`` names the one attempt under way: claiming it is a conditional UPDATE
+    that only one process can win (at most one recharge in flight per wallet)."""
+
+    __tablename__ = "auto_recharge"
+    __table_args__ = (
+        CheckConstraint(f"id = {WALLET_ID}", name="single"),
+        CheckConstraint("threshold_micro >= 0 AND amount_micro > 0", name="amounts"),
+        CheckConstraint("monthly_cap_micro IS NULL OR monthly_cap_micro > 0", name="cap"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    threshold_micro: Mapped[int] = mapped_column(BigInteger)
+    amount_micro: Mapped[int] = mapped_column(BigInteger)
+    method_id: Mapped[int | None] = mapped_column(ForeignKey("payment_methods.id"))
+    monthly_cap_micro: Mapped[int | None] = mapped_column(BigInteger)
+    in_flight: Mapped[str | None] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer)
+    retry_at: Mapped[datetime | None]
+    low_notified: Mapped[bool] = mapped_column(Boolean)
+    off_reason: Mapped[str | None] = mapped_column(String(256))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotificationRow(Base):
+    """An event for the admin: logged when written, then sent to the webhook URL."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("key"), Index("ix_notifications_due", "sent_at", "due_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(256))
+
+
+class OfflinePaymentStateRow(Base):
+    """The offline payment provider's whole memory as JSON (one row, id 1)."""
+
+    __tablename__ = "offline_payment_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

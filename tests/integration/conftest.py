@@ -21,13 +21,17 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
+from callcontrol.store.autorecharge import AUTO_RECHARGE_ROW
 from callcontrol.store.db import Database
 from callcontrol.store.migrate import upgrade
+from callcontrol.store.offline_payments import OFFLINE_STATE_ROW
 
 DEFAULT_PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 TABLES = (
     "call_records, routes, numbers, users, rates, rate_sets, ledger_entries, holds, wallets, "
-    "admin_audit, admin_tokens, admin_sessions, admins"
+    "admin_audit, admin_tokens, admin_sessions, admins, "
+    "payment_attempts, payment_methods, payment_customers, payment_webhook_events, "
+    "auto_recharge, notifications, offline_payment_state"
 )
 # Migration 0002 creates the wallet's single row; emptying the tables recreates it.
 WALLET_ROW = (
@@ -99,6 +103,8 @@ async def _truncate(url: str) -> None:
             await session.execute(text("SET LOCAL session_replication_role = replica"))
             await session.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
             await session.execute(text(WALLET_ROW))
+            await session.execute(text(AUTO_RECHARGE_ROW))
+            await session.execute(text(OFFLINE_STATE_ROW))
     finally:
         await db.dispose()
 

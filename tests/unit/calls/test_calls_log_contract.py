@@ -23,6 +23,7 @@ from callcontrol.ari import AriApplicationReplaced, AriClient, AriEventStream
 from callcontrol.calls.call import Call
 from callcontrol.calls.limits import PbxLimits
 from callcontrol.config import load_settings
+from callcontrol.errors import ConfigError
 from callcontrol.ivr.loader import load_flow
 from callcontrol.ivr.simulate import simulate_async
 from callcontrol.logs import FORMAT, CallIdFilter, call_id_var
@@ -127,7 +128,7 @@ async def test_readiness_and_flow_versions_and_refusals(
     db = Database.from_url(db_url)
     ari = AriClient(fake.url, USERNAME, PASSWORD, app=APP)
     try:
-        serve = ServeApp(Services(settings, db, ari))
+        serve = ServeApp(Services(settings, db, ari, ConfigError("no payments here")))
         await serve.provision()
         assert log.matches(contract.READY) == [{"users": "2"}]
 
