@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -206,12 +207,21 @@ async def org(pbx: Settings, tmp_path: Path) -> Org:
     return await make_org(pbx, tmp_path)
 
 
+def free_tcp_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class AppProcess:
     """`callcontrol serve` as a real process; the contract's log lines are its events."""
 
     def __init__(self, org: Org, name: str = "app", env: dict[str, str] | None = None) -> None:
         self.org = org
-        self.env = {**org.env, **(env or {})}
+        # Each process its own console port: two apps may run at once (take-over tests).
+        self.env = {"CALLCONTROL_CONSOLE_LISTEN": f"127.0.0.1:{free_tcp_port()}"}
+        self.env |= {**org.env, **(env or {})}
         self.log_path = org.data_dir / f"{name}.log"
         self.lines: list[str] = []
         self.proc: asyncio.subprocess.Process | None = None
