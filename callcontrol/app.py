@@ -12,7 +12,8 @@ Start-up (``open_services`` has checked that the schema is current): serve promp
 over HTTP, load the flows, connect ARI (the event stream retries with backoff until
 Asterisk answers), and on every (re)connect provision the users' endpoints and
 re-adopt or settle our calls.
-While running: flows are re-read when edited; the wallet is watched so credits added
+While running: flows are re-read when edited; numbers' rent is charged on their
+anniversaries; the wallet is watched so credits added
 by any process extend live calls (a rate table imported by any process is picked up
 by the next call's quote).
 SIGTERM/SIGINT: stop taking calls, detach the calls in progress (they stay up in
@@ -33,7 +34,7 @@ from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia, says_in
 from callcontrol.domain.directory import User
-from callcontrol.errors import AriError, ConfigError, StoreError
+from callcontrol.errors import AriError, CallControlError, ConfigError, StoreError
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.services import Services
@@ -81,12 +82,15 @@ class App:
             flows=self.flows,
             ring_timeout=settings.ring_timeout,
             timezone=ZoneInfo(settings.timezone),
+            country=settings.country,
+            main_number=settings.main_number,
         )
         self.calls = CallManager(self.ctx)
         self.console = ConsoleServer(
             settings.console_listen, console_app(services, live_calls=self.calls)
         )
         self.provisioner = services.provisioner
+        self.renewals = services.renewals
         self.stream = AriEventStream(
             settings.ari_url,
             settings.ari_username,
@@ -124,7 +128,8 @@ class App:
     async def provision(self) -> None:
         """Push every user's SIP endpoint into Asterisk and remove stale ones."""
         try:
-            await self.provisioner.sync_all(await self.refresh_users())
+            users = await self.refresh_users()
+            await self.provisioner.sync_all(users, await self.store.presented_numbers())
         except (AriError, StoreError) as exc:
             log.error("could not provision users' endpoints: %s", exc)
 
@@ -172,6 +177,16 @@ class App:
                 log.warning("wallet watch: %s", exc)
             await asyncio.sleep(WATCH_INTERVAL)
 
+    async def rental_loop(self) -> None:
+        """Numbers' rent on their anniversaries (numbers/rental.py: once per number and
+        period whatever the number of processes; catches up after downtime)."""
+        while True:
+            try:
+                await self.renewals.renew_due()
+            except CallControlError as exc:
+                log.warning("number rent: %s", exc)
+            await asyncio.sleep(self.settings.number_renew_interval)
+
     # ---- run ------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -198,6 +213,7 @@ class App:
                     tg.create_task(self.prompt_loop(), name="prompts"),
                     tg.create_task(self.provision_loop(), name="provisioning"),
                     tg.create_task(self.watch_loop(), name="wallet-watch"),
+                    tg.create_task(self.rental_loop(), name="number-rent"),
                 ]
                 stream = tg.create_task(self.stream.run(), name="ari-events")
                 stop = tg.create_task(self.stopping.wait(), name="stop")

@@ -45,6 +45,7 @@ from callcontrol.domain.users import (
 )
 from callcontrol.errors import AriError, Conflict, InvalidInput, NotFound
 from callcontrol.store.db import Database
+from callcontrol.store.ownership import OwnershipRepository
 from callcontrol.store.repositories import NumberRepository, UserRepository
 
 __all__ = ["DirectoryService", "EndpointUpdate", "Endpoints"]
@@ -83,7 +84,7 @@ class Flows(Protocol):
 class Endpoints(Protocol):
     """Users' SIP endpoints in the PBX (calls/provisioning.py's EndpointProvisioner)."""
 
-    async def push(self, user: User) -> None: ...
+    async def push(self, user: User, number: str | None = None) -> None: ...
 
     async def remove(self, extension: str) -> None: ...
 
@@ -210,10 +211,16 @@ class DirectoryService:
             if removed:
                 await self._endpoints.remove(user.extension)
             else:
-                await self._endpoints.push(user)
+                await self._endpoints.push(user, await self.presented_number(user.name))
         except AriError as exc:
             return EndpointUpdate(user.extension, removed, str(exc))
         return EndpointUpdate(user.extension, removed)
+
+    async def presented_number(self, name: str) -> str | None:
+        """The number the user presents calling out (their default assigned number in
+        service); None: they have none and cannot call out."""
+        async with self._db.session() as session:
+            return await OwnershipRepository(session).presented_number(name)
 
     async def list_users(self) -> list[User]:
         async with self._db.session() as session:
