@@ -247,10 +247,18 @@ class DirectoryService:
         return number
 
     async def remove_number(self, text: str) -> None:
-        """Remove a number and its routing; NotFound if it is not ours."""
+        """Remove a number an operator added, its routing and assignments; NotFound if
+        it is not ours, Conflict if it was bought from the catalogue (release it)."""
         e164 = parse_e164(text)
         async with self._db.session(immediate=True) as session:
-            if not await NumberRepository(session).remove(e164):
+            numbers = NumberRepository(session)
+            number = await numbers.get(e164)
+            if number is not None and number.paid_until is not None:
+                raise Conflict(
+                    f"{e164} was bought from the catalogue: release it "
+                    "(callcontrol numbers release), which returns it to the catalogue"
+                )
+            if not await numbers.remove(e164):
                 raise NotFound(f"no number {e164}")
         log.info("removed number %s", e164)
 

@@ -44,7 +44,7 @@ from callcontrol.store.models import utcnow
 from callcontrol.store.ownership import OwnershipRepository, UserNumber
 from callcontrol.store.repositories import NumberRepository
 
-__all__ = ["NumbersService", "Purchase", "Release"]
+__all__ = ["NumbersService", "Purchase", "Release", "UserNumber"]
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class NumbersService:
                 raise NotFound(f"{e164} is not one of the organisation's numbers")
             await owned.promote_defaults(users)
         to_catalogue = await self.catalogue.release(e164, self.policy.ageing)
-        log.warning(
+        log.info(
             "released %s%s; routing removed: %s; unassigned from: %s; %s",
             e164,
             f" ({reason})" if reason else "",
