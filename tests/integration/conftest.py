@@ -26,8 +26,8 @@ from callcontrol.store.migrate import upgrade
 
 DEFAULT_PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 TABLES = (
-    "call_records, number_assignments, catalogue_numbers, routes, numbers, users, rates, rate_sets, ledger_entries, holds, wallets, "
-    "admin_audit, admin_tokens, admin_sessions, admins"
+    "call_records, number_assignments, catalogue_numbers, routes, numbers, users, rates, "
+    "rate_sets, ledger_entries, holds, wallets, admin_audit, admin_tokens, admin_sessions, admins"
 )
 # Migration 0002 creates the wallet's single row; emptying the tables recreates it.
 WALLET_ROW = (

@@ -277,7 +277,7 @@ async def test_release_names_the_flow_then_removes_routing_and_assignments(org: 
     await org.numbers.buy(LONDON)
     await org.directory.route_to_flow(LONDON, "main")
     await org.numbers.assign(LONDON, "alice")
-    with pytest.raises(Conflict, match="runs the IVR flow 'main'.*--force"):
+    with pytest.raises(Conflict, match=r"runs the IVR flow 'main'.*--force"):
         await org.numbers.release(LONDON)
     done = await org.numbers.release(LONDON, force=True)
     assert (done.route, done.users, done.to_catalogue) == ("flow main", ["alice"], True)
