@@ -191,6 +191,7 @@ async def test_a_bought_number_refuses_calls_until_routed_then_rings_the_user(
         c = await (await carrier.call(LONDON, refused=True)).wait(30)
         assert c.ok, c.explain()
         assert c.received()[-1].startswith("SIP/2.0 404")
+        await app.wait_log(r"call ended: refused_no_route")
         assert (await org.record()).disposition == "refused_no_route"
         await on_services(org, lambda s: s.directory.route_to_user(LONDON, "alice"))
         phone = await phones.answering("alice")
@@ -234,6 +235,7 @@ async def test_a_released_number_refuses_calls_at_once(
         c = await (await carrier.call(LONDON, refused=True)).wait(30)
         assert c.ok, c.explain()
         assert c.received()[-1].startswith("SIP/2.0 404")
+        await app.wait_log(r"call ended: refused_unknown_number")
         assert (await org.record()).disposition == "refused_unknown_number"
     finally:
         await app.stop()
@@ -255,6 +257,7 @@ async def test_a_user_without_an_assigned_number_is_refused_before_the_carrier(
         c = await (await user_dials(tmp_path, "bob", DESTINATION, refused=True)).wait(40)
         assert c.ok, c.explain()
         assert c.received()[-1].startswith("SIP/2.0 404")
+        await app.wait_log(r"call ended: not_allowed")
         assert (await org.record()).disposition == "not_allowed"
         far_end.kill()
         f = await far_end.wait(10)
@@ -312,6 +315,7 @@ async def test_unpaid_rent_suspends_the_number_and_a_top_up_renews_it(
         c = await (await carrier.call(LONDON_2, refused=True)).wait(30)
         assert c.ok, c.explain()
         assert c.received()[-1].startswith("SIP/2.0 404")  # not in service
+        await app.wait_log(r"call ended: refused_suspended")
         assert (await org.record()).disposition == "refused_suspended"
         wallet, db = await org.wallet()
         try:
@@ -350,7 +354,7 @@ async def test_two_app_processes_on_one_postgresql_renew_each_period_once(
     pbx: Settings, tmp_path: Path, pg_database: str
 ) -> None:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_database}"
-    org = await numbers_org(pbx, tmp_path, db_url=url)
+    org = await numbers_org(pbx, tmp_path, credits=50 * MICRO, db_url=url)
     env = {**RENT_ENV, "CALLCONTROL_NUMBER_RENEW_INTERVAL": "0.2"}
     async with services_of(org, **env) as services:
         await services.numbers.buy(LONDON)
