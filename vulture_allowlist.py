@@ -14,15 +14,16 @@ _.model_config  # pydantic settings
 _._plain_value, _._known_zone, _._name  # pydantic field validators (config.py)
 _._ipv4_and_port, _._host_and_port, _._networks, _._http_url
 _._currency, _._max_over_min, _._notify_url, _._delays
+_._country, _._main_number
 _.impl, _.cache_ok, _.process_bind_param, _.process_result_value  # TypeDecorator
 _.metadata, _.type_annotation_map  # the declarative base
+_.assigned_at  # NumberAssignmentRow: written as a constructor keyword (store/ownership.py)
 _.last_used_at  # AdminTokenRow: written by an UPDATE naming it (store/admins.py)
 _._on_connect, _._on_begin, _.isolation_level  # engine event hooks (store/db.py)
 _.error_id  # every error class names its stable id (the console's API reports it)
 
 # Interfaces kept on purpose.
 _.shortfall  # domain.charging.ChargeStep: what a tick could not charge (tested)
-_.NUMBER_PURCHASE, _.NUMBER_RENTAL  # ledger kinds allowed by the schema (numbers issue)
 _.open_holds  # Wallet: the live holds, read by the audit tests
 _.ari_configured  # Services: whether PBX objects can be built
 _.menus, _.time_switches  # Flow: views of a flow's nodes by kind

@@ -13,7 +13,8 @@ Start-up (``open_services`` has checked that the schema is current): serve promp
 over HTTP, load the flows, connect ARI (the event stream retries with backoff until
 Asterisk answers), and on every (re)connect provision the users' endpoints and
 re-adopt or settle our calls.
-While running: flows are re-read when edited; the wallet is watched so credits added
+While running: flows are re-read when edited; numbers' rent is charged on their
+anniversaries; the wallet is watched so credits added
 by any process extend live calls (a rate table imported by any process is picked up
 by the next call's quote). Funding runs beside the calls, never in their path: the
 auto-recharger (woken by this process's wallet writes and by the wallet watch), the
@@ -89,12 +90,15 @@ class App:
             flows=self.flows,
             ring_timeout=settings.ring_timeout,
             timezone=ZoneInfo(settings.timezone),
+            country=settings.country,
+            main_number=settings.main_number,
         )
         self.calls = CallManager(self.ctx)
         self.console = ConsoleServer(
             settings.console_listen, console_app(services, live_calls=self.calls)
         )
         self.provisioner = services.provisioner
+        self.renewals = services.renewals
         self.stream = AriEventStream(
             settings.ari_url,
             settings.ari_username,
@@ -132,7 +136,8 @@ class App:
     async def provision(self) -> None:
         """Push every user's SIP endpoint into Asterisk and remove stale ones."""
         try:
-            await self.provisioner.sync_all(await self.refresh_users())
+            users = await self.refresh_users()
+            await self.provisioner.sync_all(users, await self.store.presented_numbers())
         except (AriError, StoreError) as exc:
             log.error("could not provision users' endpoints: %s", exc)
 
@@ -213,6 +218,16 @@ class App:
             tasks.append(tg.create_task(delivery, name="offline-webhooks"))
         return tasks
 
+    async def rental_loop(self) -> None:
+        """Numbers' rent on their anniversaries (numbers/rental.py: once per number and
+        period whatever the number of processes; catches up after downtime)."""
+        while True:
+            try:
+                await self.renewals.renew_due()
+            except CallControlError as exc:
+                log.warning("number rent: %s", exc)
+            await asyncio.sleep(self.settings.number_renew_interval)
+
     # ---- run ------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -240,6 +255,7 @@ class App:
                     tg.create_task(self.provision_loop(), name="provisioning"),
                     tg.create_task(self.watch_loop(), name="wallet-watch"),
                     *self.funding_tasks(tg),
+                    tg.create_task(self.rental_loop(), name="number-rent"),
                 ]
                 stream = tg.create_task(self.stream.run(), name="ari-events")
                 stop = tg.create_task(self.stopping.wait(), name="stop")

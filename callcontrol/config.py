@@ -20,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -52,6 +53,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _REALM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*")
 _PORT = re.compile(r"[0-9]{1,5}")
+_E164 = re.compile(r"\+[1-9][0-9]{5,14}")
 
 
 class Settings(BaseModel):
@@ -207,6 +209,54 @@ class Settings(BaseModel):
         description="Key of the HMAC-SHA256 signature of those notifications "
         "(header Callcontrol-Signature: t=<time>,v1=<hex>). Never logged.",
     )
+    country: str = Field(
+        "GB",
+        description="The organisation's country (ISO 3166 alpha-2): its emergency numbers "
+        "go straight to the carrier (`callcontrol pbx up` writes them into the dialplan).",
+    )
+    main_number: str = Field(
+        "",
+        description="The organisation's main number (E.164), presented by emergency calls "
+        "of users who have no assigned number. Empty: their extension.",
+    )
+    number_rental_period: int = Field(
+        0,
+        ge=0,
+        le=366 * 86400,
+        description="Seconds between a number's rent charges; 0: a calendar month, on the "
+        "purchase's anniversary (a few seconds: for tests and trials).",
+    )
+    number_grace_period: int = Field(
+        7 * 86400,
+        ge=0,
+        le=366 * 86400,
+        description="Seconds a number's rent may stay unpaid before the number is "
+        "suspended (refuses calls).",
+    )
+    number_release_after: int = Field(
+        30 * 86400,
+        ge=0,
+        le=366 * 86400,
+        description="Seconds a suspended number waits for its rent before it is released.",
+    )
+    number_ageing_period: int = Field(
+        90 * 86400,
+        ge=0,
+        le=3 * 366 * 86400,
+        description="Seconds a released number ages before the catalogue offers it again.",
+    )
+    number_reservation: int = Field(
+        600,
+        ge=10,
+        le=86400,
+        description="Seconds the catalogue holds a number for a purchase in progress.",
+    )
+    number_renew_interval: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="Seconds between the rent scheduler's runs in `callcontrol serve`.",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -227,6 +277,27 @@ class Settings(BaseModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
             raise ValueError("unknown time zone (use an IANA name, e.g. Europe/London)") from None
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        code = value.strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError("must be an ISO 3166 two-letter country code, e.g. GB, US, DE")
+        return code
+
+    @field_validator("main_number")
+    @classmethod
+    def _main_number(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            number = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            number = None
+        if not _E164.fullmatch(value) or number is None or not phonenumbers.is_valid_number(number):
+            raise ValueError("must be a valid number in E.164 form, e.g. +442079460000")
         return value
 
     @field_validator("ari_username", "ari_app")

@@ -1,4 +1,5 @@
-"""The demo data: two users, three numbers (one per kind of routing), rates and credits.
+"""The demo data: two users, three numbers (one per kind of routing), rates, credits, and
+the example number catalogue to buy more from.
 
 ``seed_demo(services)`` is idempotent: what exists is left alone, and the demo
 credits are one idempotent wallet credit (``demo:initial-credits``). The schema
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from callcontrol.carrier.catalogue_file import load_catalogue_file
 from callcontrol.domain.money import MICRO, LedgerKind
 from callcontrol.services import Services
 
@@ -25,6 +27,7 @@ __all__ = [
 ]
 
 DEMO_RATES = Path(__file__).resolve().parent.parent / "rates" / "example_rates.csv"
+DEMO_CATALOGUE = Path(__file__).resolve().parent.parent / "catalogue" / "example_catalogue.csv"
 DEMO_PASSWORDS = {"alice": "wonderland-7291", "bob": "builder-5813-x"}
 DEMO_EXTENSIONS = {"alice": "1001", "bob": "1002"}
 DEMO_CREDITS = 20 * MICRO
@@ -58,12 +61,15 @@ async def seed_demo(services: Services) -> None:
     if "+442079460000" not in numbers:
         await directory.add_number("+442079460000")
         await directory.route_to_user("+442079460000", "alice")
+        await services.numbers.assign("+442079460000", "alice")
     if "+442079460001" not in numbers:
         await directory.add_number("+442079460001")
     if "+442079460002" not in numbers:
         await directory.add_number("+442079460002")
         await directory.route_to_flow("+442079460002", "main")
 
+    if not await services.numbers.coverage():
+        await services.inventory.import_offers(load_catalogue_file(DEMO_CATALOGUE))
     charging = services.charging
     if await charging.current_rate_set() is None:
         await charging.import_rates(DEMO_RATES)
@@ -76,7 +82,9 @@ def describe_demo() -> str:
     """What ``seed_demo`` creates, in one paragraph."""
     return (
         "demo data: users alice (1001, password wonderland-7291) and bob (1002, "
-        "password builder-5813-x); +442079460000 rings alice; +442079460001 has no "
+        "password builder-5813-x); +442079460000 rings alice and is hers to call out "
+        "with; +442079460001 has no "
         "routing; +442079460002 runs the IVR flow 'main'; rates from "
-        f"{DEMO_RATES.name}; 20 credits in the wallet"
+        f"{DEMO_RATES.name}; 20 credits in the wallet; numbers to buy from "
+        f"{DEMO_CATALOGUE.name}"
     )

@@ -12,6 +12,10 @@
         services.recharger   AutoRecharger (woken by the wallet; run by ``serve``)
         services.notifier    Notifier: the notifications outbox and its sender
         services.payments    the PaymentProvider of the settings (offline or Stripe)
+        services.inventory   InventoryCatalogue: the number inventory in the database
+        services.numbers     NumbersService: search, buy, release, assign (over the
+                             catalogue port: the inventory, or a carrier's adapter)
+        services.renewals    Renewals: numbers' rent (the scheduler in serve runs it)
         services.ari         AriClient (not connected until first used)
         services.provisioner EndpointProvisioner on that client
         services.flow_registry(...)  a FlowRegistry on the settings' flows directory
@@ -49,13 +53,17 @@ from callcontrol.billing.service import ChargingService
 from callcontrol.billing.settlement import Settlement
 from callcontrol.calls.provisioning import EndpointProvisioner
 from callcontrol.calls.records import CallStore
+from callcontrol.carrier.inventory import InventoryCatalogue
 from callcontrol.config import Settings
 from callcontrol.directory.flows import FlowCatalog
 from callcontrol.directory.service import DirectoryService
 from callcontrol.domain.funding import Pricing, parse_delays
 from callcontrol.domain.money import MICRO
+from callcontrol.domain.rental import RentalPolicy
 from callcontrol.errors import ConfigError
 from callcontrol.ivr.registry import FlowRegistry, KnownUsers, Listener
+from callcontrol.numbers.rental import LogNotices, Renewals
+from callcontrol.numbers.service import NumbersService
 from callcontrol.payments.errors import PaymentConfigError
 from callcontrol.payments.port import PaymentProvider
 from callcontrol.store.db import Database
@@ -108,7 +116,9 @@ class Services:
         self.recharger = AutoRecharger(db, self.charging.wallet, self.funding, self.notifier)
         self.charging.wallet.observe(self.recharger.wake)
         self._ari = ari
-        self._provisioner = EndpointProvisioner(ari) if isinstance(ari, AriClient) else None
+        self._provisioner = (
+            EndpointProvisioner(ari, settings.main_number) if isinstance(ari, AriClient) else None
+        )
         self.directory = DirectoryService(
             db,
             settings.sip_realm,
@@ -116,6 +126,18 @@ class Services:
             flows=FlowCatalog(settings.flows_dir.resolve(), default_timezone=settings.timezone),
         )
         self.admins = AdminService(db, session_ttl=timedelta(hours=settings.console_session_hours))
+        policy = RentalPolicy(
+            period_seconds=settings.number_rental_period,
+            grace=settings.number_grace_period,
+            release_after=settings.number_release_after,
+            ageing=settings.number_ageing_period,
+            reservation=settings.number_reservation,
+        )
+        self.inventory = InventoryCatalogue(db)
+        self.numbers = NumbersService(
+            db, self.inventory, self.charging.wallet, self.directory, policy
+        )
+        self.renewals = Renewals(db, self.charging.wallet, self.numbers, policy, LogNotices())
 
     @property
     def ari_configured(self) -> bool:

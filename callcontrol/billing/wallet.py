@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from callcontrol.billing.errors import ChargeRefused, InsufficientCredits
 from callcontrol.domain.money import (
     CREDIT_KINDS,
+    FEE_KINDS,
     MAX_DESCRIPTION,
     ChainHead,
     Hold,
@@ -141,6 +142,24 @@ class Wallet:
             raise InvalidInput(f"{kind} is not a kind of credit")
         description = check_text(description, "a credit's description", max_length=MAX_DESCRIPTION)
         return await self._post(kind, amount, reference, _key(idempotency_key), description)
+
+    async def debit(
+        self,
+        amount: int,
+        kind: LedgerKind,
+        reference: str | None,
+        idempotency_key: str,
+        description: str,
+    ) -> LedgerEntry:
+        """Take a fee of ``amount`` (> 0) from the available credits: a number's
+        purchase or rent. One atomic write (like every other): InsufficientCredits,
+        and nothing taken, when the available credits do not cover it; a repeated
+        key returns the first entry and takes nothing again."""
+        _amount(amount, "a fee")
+        if kind not in FEE_KINDS:
+            raise InvalidInput(f"{kind} is not a kind of fee")
+        description = check_text(description, "a fee's description", max_length=MAX_DESCRIPTION)
+        return await self._post(kind, -amount, reference, _key(idempotency_key), description)
 
     async def adjust(
         self,

@@ -26,3 +26,5 @@ class CallContext:
     flows: FlowRegistry | None = None
     ring_timeout: int = 30
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    country: str = "GB"  # whose emergency numbers users may dial
+    main_number: str = ""  # presented by emergency calls of users without a number

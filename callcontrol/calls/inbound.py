@@ -1,7 +1,8 @@
 """An incoming call: the carrier delivers a call to one of the organisation's numbers.
 
-``route`` looks the dialled number up (one query): unknown or unrouted, the call is
-refused; routed to a user, it rings them (``RoutedCall``); routed to a flow, the
+``route`` looks the dialled number up (one query): unknown, unrouted or suspended
+(its rent unpaid), the call is refused; routed to a user, it rings them
+(``RoutedCall``); routed to a flow, the
 caller is answered and the IVR interpreter drives the call through ``AriCallPort``.
 Incoming calls are charged too, by the dialled number's country and type.
 """
@@ -17,7 +18,7 @@ from callcontrol.calls.callee import Callee, normalise_dialled
 from callcontrol.calls.ivr_port import AriCallPort
 from callcontrol.calls.routed import REFUSALS, RoutedCall
 from callcontrol.domain.call_records import CallDirection, Disposition, EndedBy
-from callcontrol.domain.directory import Number, RouteKind
+from callcontrol.domain.directory import Number, NumberState, RouteKind
 from callcontrol.domain.rating import Direction
 from callcontrol.ivr.interpreter import OutcomeKind
 from callcontrol.ivr.interpreter import run_flow as run_ivr
@@ -56,6 +57,10 @@ class InboundCall(RoutedCall):
         if owned is None:
             log.info("%s is not one of our numbers", number)
             await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_UNKNOWN_NUMBER)
+            return
+        if owned.state is NumberState.SUSPENDED:
+            log.info("%s is suspended (rent unpaid): no incoming calls", owned.e164)
+            await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_SUSPENDED)
             return
         if route is None:
             log.info("%s has no routing: no incoming calls", owned.e164)

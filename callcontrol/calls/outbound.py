@@ -7,9 +7,16 @@ The dialplan sends what a user dials to ``Stasis(callcontrol,outbound,<digits>)`
                                    user's number, rated by the destination and charged
                                    from the answer like every call
 
-A user may call out only with a number of their own to present: a number whose
-incoming routing rings them (until numbers can be assigned separately). Anything
-else is refused with "your call cannot be completed as dialed".
+A user may call out only with a number of their own to present: a number assigned
+to them (``callcontrol numbers assign``), their default one; a user with none is
+refused with "your call cannot be completed as dialed" before the carrier sees
+anything. Anything else is refused the same way.
+
+Emergency numbers (``domain.emergency``, for the ``country`` setting) never get
+here from a correctly installed dialplan: it dials them to the carrier itself,
+before any Stasis, so they work even when the app is down. Should one arrive
+anyway, it is put through at once, never refused, never charged, never limited,
+presenting the user's number or the organisation's main number.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from callcontrol.calls.callee import Callee, normalise_dialled
 from callcontrol.calls.routed import RoutedCall
 from callcontrol.domain.call_records import CallDirection, Disposition
 from callcontrol.domain.charging import ChargeState
+from callcontrol.domain.emergency import is_emergency
 from callcontrol.domain.numbers import parse_e164
 from callcontrol.domain.rating import Direction
 from callcontrol.errors import InvalidInput
@@ -60,6 +68,9 @@ class OutboundCall(RoutedCall):
             user_name=target.name if target else (user.name if user else None),
         )
         self.recorded = True
+        if is_emergency(self.dialled, self.ctx.country):
+            await self.emergency(extension, user.name if user else None)
+            return
         if user is None:
             log.error("a call from endpoint %s, which is no user's", extension)
             await self.refuse(prompts.CANNOT_COMPLETE, Disposition.FAILED)
@@ -80,7 +91,10 @@ class OutboundCall(RoutedCall):
             return
         presented = await self.store.number_of_user(user.name)
         if presented is None:
-            log.info("%s has no number of their own to present: cannot call out", user.name)
+            log.info(
+                "%s has no number of their own to present (none assigned): cannot call out",
+                user.name,
+            )
             await self.refuse(prompts.CANNOT_COMPLETE, Disposition.NOT_ALLOWED)
             return
         try:
@@ -93,3 +107,17 @@ class OutboundCall(RoutedCall):
         self.caller_name, self.caller_number = "", presented
         log.info("%s calls %s presenting %s", user.name, destination, presented)
         await self.ring_user(Callee(destination, number=destination))
+
+    async def emergency(self, extension: str, user_name: str | None) -> None:
+        """An emergency call: straight to the carrier, free and without a limit."""
+        presented = await self.store.number_of_user(user_name) if user_name else None
+        self.caller_name = user_name or ""
+        self.caller_number = presented or self.ctx.main_number or extension
+        log.warning(
+            "emergency call to %s from %s: put through at once, free, presenting %s",
+            self.dialled,
+            user_name or extension,
+            self.caller_number,
+        )
+        await self.store.set_charge_state(self.call_id, ChargeState.FREE)
+        await self.ring_user(Callee(self.dialled, number=self.dialled))

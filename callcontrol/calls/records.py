@@ -16,6 +16,7 @@ from callcontrol.domain.charging import ChargeState
 from callcontrol.domain.directory import Number, Route, User
 from callcontrol.store.db import Database
 from callcontrol.store.models import CallRecordRow, UserRow
+from callcontrol.store.ownership import OwnershipRepository
 from callcontrol.store.repositories import (
     CallRecordRepository,
     NumberRepository,
@@ -40,10 +41,20 @@ class CallStore:
             return await UserRepository(session).get_by_extension(extension)
 
     async def number_of_user(self, user_name: str) -> str | None:
-        """The number a user presents when calling out: one whose routing rings them."""
+        """The number a user presents when calling out: their default assigned number
+        in service (else another of theirs in service); None: they cannot call out."""
         async with self.db.session() as session:
-            numbers = await NumberRepository(session).routed_to_user(user_name)
-        return numbers[0] if numbers else None
+            return await OwnershipRepository(session).presented_number(user_name)
+
+    async def presented_numbers(self) -> dict[str, str]:
+        """Every user's presented number (users with none are left out)."""
+        async with self.db.session() as session:
+            numbers = await OwnershipRepository(session).numbers_of_users()
+        return {
+            name: next(n.e164 for n in owned if n.active)
+            for name, owned in numbers.items()
+            if any(n.active for n in owned)
+        }
 
     async def users(self) -> list[User]:
         async with self.db.session() as session:

@@ -17,6 +17,7 @@ from callcontrol.directory.service import EndpointUpdate
 from callcontrol.domain.directory import User
 from callcontrol.domain.text import printable
 from callcontrol.errors import InvalidInput
+from callcontrol.numbers.service import UserNumber
 from callcontrol.services import Services
 
 __all__ = ["register"]
@@ -67,14 +68,19 @@ def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
-    async def go(services: Services) -> list[User]:
-        return await services.directory.list_users()
+    async def go(services: Services) -> tuple[list[User], dict[str, list[UserNumber]]]:
+        return await services.directory.list_users(), await services.numbers.numbers_of_users()
 
-    users = with_services(settings, go)
+    users, numbers = with_services(settings, go)
     if not users:
         print("no users")
     for user in users:
-        print(printable(f"{user.name:<20} extension {user.extension}"))
+        owned = [
+            f"{n.e164}{' (default)' if n.default else ''}{'' if n.active else ' (suspended)'}"
+            for n in numbers.get(user.name, [])
+        ]
+        shown = ", ".join(owned) or "none (cannot call out)"
+        print(printable(f"{user.name:<20} extension {user.extension}  numbers: {shown}"))
     return 0
 
 

@@ -45,6 +45,7 @@ from callcontrol.domain.users import (
 )
 from callcontrol.errors import AriError, Conflict, InvalidInput, NotFound
 from callcontrol.store.db import Database
+from callcontrol.store.ownership import OwnershipRepository
 from callcontrol.store.repositories import NumberRepository, UserRepository
 
 __all__ = ["DirectoryService", "EndpointUpdate", "Endpoints"]
@@ -83,7 +84,7 @@ class Flows(Protocol):
 class Endpoints(Protocol):
     """Users' SIP endpoints in the PBX (calls/provisioning.py's EndpointProvisioner)."""
 
-    async def push(self, user: User) -> None: ...
+    async def push(self, user: User, number: str | None = None) -> None: ...
 
     async def remove(self, extension: str) -> None: ...
 
@@ -210,10 +211,16 @@ class DirectoryService:
             if removed:
                 await self._endpoints.remove(user.extension)
             else:
-                await self._endpoints.push(user)
+                await self._endpoints.push(user, await self.presented_number(user.name))
         except AriError as exc:
             return EndpointUpdate(user.extension, removed, str(exc))
         return EndpointUpdate(user.extension, removed)
+
+    async def presented_number(self, name: str) -> str | None:
+        """The number the user presents calling out (their default assigned number in
+        service); None: they have none and cannot call out."""
+        async with self._db.session() as session:
+            return await OwnershipRepository(session).presented_number(name)
 
     async def list_users(self) -> list[User]:
         async with self._db.session() as session:
@@ -240,10 +247,18 @@ class DirectoryService:
         return number
 
     async def remove_number(self, text: str) -> None:
-        """Remove a number and its routing; NotFound if it is not ours."""
+        """Remove a number an operator added, its routing and assignments; NotFound if
+        it is not ours, Conflict if it was bought from the catalogue (release it)."""
         e164 = parse_e164(text)
         async with self._db.session(immediate=True) as session:
-            if not await NumberRepository(session).remove(e164):
+            numbers = NumberRepository(session)
+            number = await numbers.get(e164)
+            if number is not None and number.paid_until is not None:
+                raise Conflict(
+                    f"{e164} was bought from the catalogue: release it "
+                    "(callcontrol numbers release), which returns it to the catalogue"
+                )
+            if not await numbers.remove(e164):
                 raise NotFound(f"no number {e164}")
         log.info("removed number %s", e164)
 

@@ -34,6 +34,7 @@ class Disposition(StrEnum):
     REFUSED_NO_RATE = "refused_no_rate"  # no rate prices the call: never free by accident
     INVALID_NUMBER = "invalid_number"  # a user dialled something that is not a number
     NOT_ALLOWED = "not_allowed"  # a user with no number of their own tried to call out
+    REFUSED_SUSPENDED = "refused_suspended"  # the number is suspended: its rent is unpaid
 
 
 class EndedBy(StrEnum):

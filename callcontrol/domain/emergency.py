@@ -5,6 +5,14 @@ the PBX would ring a colleague instead, so extensions may not be any of the code
 below (``domain.users.validate_extension``), and the call path can use
 ``is_emergency`` to send such calls to the carrier whatever the dialplan.
 
+The deliberate rule: a user dialling an emergency number of the organisation's
+``country`` setting is always put through the carrier trunk at once. Never refused
+for credits, rates or a missing assigned number, never charged, never cut by the
+credit limit; the caller ID is the user's default number, else the organisation's
+``main_number``. The dialplan does it before any Stasis (``emergency_codes`` is what
+``callcontrol pbx up`` writes into ``extensions_emergency.conf``), so it works while
+the app is down; the app does the same should such a call reach it.
+
 The list is data: one ``ServiceCode`` per code, with the countries where it is in
 use (empty: every country). ``X`` in a code stands for any digit (``116XXX``, the
 EU's harmonised numbers of social value). It is not exhaustive: it holds the codes
@@ -21,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["CODES", "CodeKind", "ServiceCode", "is_emergency", "reserved_code"]
+__all__ = ["CODES", "CodeKind", "ServiceCode", "emergency_codes", "is_emergency", "reserved_code"]
 
 
 class CodeKind(StrEnum):
@@ -121,3 +129,14 @@ def is_emergency(digits: str, country: str | None = None) -> bool:
     """Whether dialling ``digits`` in ``country`` (None: in any country) calls the
     emergency services."""
     return any(code.kind is CodeKind.EMERGENCY and code.matches(digits, country) for code in CODES)
+
+
+def emergency_codes(country: str) -> list[ServiceCode]:
+    """The emergency numbers a user in ``country`` may dial (those of every country
+    first), one per digit string: what the dialplan sends straight to the carrier."""
+    found: dict[str, ServiceCode] = {}
+    for code in CODES:
+        in_country = not code.countries or country.upper() in code.countries
+        if code.kind is CodeKind.EMERGENCY and in_country:
+            found.setdefault(code.digits, code)
+    return list(found.values())

@@ -76,6 +76,7 @@ from callcontrol.domain.text import shown
 from callcontrol.errors import InvalidInput
 
 __all__ = [
+    "FEE_KINDS",
     "GENESIS_HASH",
     "MAX_AMOUNT_MICRO",
     "MAX_AMOUNT_TEXT",
@@ -182,6 +183,9 @@ CREDIT_KINDS = frozenset(
     {LedgerKind.PURCHASE, LedgerKind.AUTO_RECHARGE, LedgerKind.REFUND, LedgerKind.ADJUSTMENT}
 )
 """Kinds ``Wallet.credit`` may write (money in)."""
+
+FEE_KINDS = frozenset({LedgerKind.NUMBER_PURCHASE, LedgerKind.NUMBER_RENTAL})
+"""Kinds ``Wallet.debit`` may write (fees out, other than calls)."""
 
 
 @dataclass(frozen=True, slots=True)

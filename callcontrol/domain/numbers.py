@@ -17,7 +17,14 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberTyp
 from callcontrol.domain.text import shown
 from callcontrol.errors import InvalidInput
 
-__all__ = ["NumberType", "infer_number_type", "number_country", "parse_e164"]
+__all__ = [
+    "NumberType",
+    "check_country",
+    "infer_number_type",
+    "number_country",
+    "parse_e164",
+    "possible_types",
+]
 
 
 class NumberType(StrEnum):
@@ -95,6 +102,26 @@ def infer_number_type(e164: str) -> NumberType:
     Shared-cost, UAN, VoIP, personal and other non-geographic ranges are national.
     """
     return _TYPE_MAP.get(phonenumbers.number_type(_parse(e164)), NumberType.NATIONAL)
+
+
+def possible_types(e164: str) -> frozenset[NumberType]:
+    """The types the number may be sold as: its inferred type; a range phonenumbers
+    cannot tell fixed from mobile (as in North America) may be local or mobile."""
+    kind = phonenumbers.number_type(_parse(e164))
+    if kind == PhoneNumberType.FIXED_LINE_OR_MOBILE:
+        return frozenset({NumberType.LOCAL, NumberType.MOBILE})
+    return frozenset({_TYPE_MAP.get(kind, NumberType.NATIONAL)})
+
+
+def check_country(text: str) -> str:
+    """An ISO 3166-1 alpha-2 code phonenumbers knows (``gb`` -> ``GB``); InvalidInput
+    says why not."""
+    code = text.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise InvalidInput(
+            f"unknown country {shown(text)}: give an ISO 3166 two-letter code such as GB, US, DE"
+        )
+    return code
 
 
 def number_country(e164: str) -> str:

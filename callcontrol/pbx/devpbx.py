@@ -18,6 +18,7 @@ import base64
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callcontrol.config import Settings, password_fits_asterisk
+from callcontrol.domain.emergency import emergency_codes
 from callcontrol.domain.text import shown
 from callcontrol.errors import PbxError
 
@@ -173,6 +175,7 @@ class DevPbx:
         generated = {  # built first: a refused value leaves Asterisk's files untouched
             "pjsip_local.conf": pjsip_local_conf(self.settings),
             "ari_user.conf": ari_user_conf(self.settings, secret),
+            "extensions_emergency.conf": emergency_conf(self.settings.country),
         }
         self.etc.mkdir(parents=True, exist_ok=True)
         if self.mode == "host":
@@ -435,6 +438,27 @@ def pjsip_local_conf(settings: Settings) -> str:
     for entry in (e.strip() for e in settings.carrier_ips.split(",")):
         if entry:
             lines.append(f"match = {_conf_network(entry)}")
+    return "\n".join(lines) + "\n"
+
+
+def emergency_conf(country: str) -> str:
+    """extensions_emergency.conf: the emergency numbers of ``country`` (and those every
+    phone treats as such, 112 and 911), each dialled straight to the carrier trunk."""
+    if not re.fullmatch(r"[A-Z]{2}", country):
+        raise PbxError(f"refusing to write the country {shown(country)} into the dialplan")
+    lines = [
+        f"; written by `callcontrol pbx up` from callcontrol/domain/emergency.py for {country}:",
+        "; straight to the carrier trunk, whatever the app, the credits or the user's numbers",
+    ]
+    for code in emergency_codes(country):
+        if not re.fullmatch(r"[0-9X]{2,8}", code.digits):
+            raise PbxError(f"refusing to write the emergency code {shown(code.digits)}")
+        exten = f"_{code.digits}" if "X" in code.digits else code.digits
+        lines += [
+            f"exten => {exten},1,NoOp(emergency call to ${{EXTEN}} from ${{CHANNEL(endpoint)}})",
+            " same => n,Dial(PJSIP/${EXTEN}@carrier)",
+            " same => n,Hangup()",
+        ]
     return "\n".join(lines) + "\n"
 
 

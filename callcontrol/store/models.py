@@ -3,8 +3,10 @@
 Tables::
 
     users         one row per user; name and extension unique; SIP digests, never a password
-    numbers       the organisation's numbers, E.164 unique
+    numbers       the organisation's numbers, E.164 unique; state (active, suspended) and rent
     routes        at most one per number: ring a user, or run a flow
+    number_assignments  which users present which numbers (one default per user)
+    catalogue_numbers   the number inventory numbers are bought from (carrier/inventory.py)
     call_records  one per call (CDR), finished exactly once; charged once (rate, cost)
     rate_sets     one per rate-file import; the newest is the rate table in force
     rates         the prices of one rate set (never changed; pruned only when no CDR names them)
@@ -33,6 +35,12 @@ Decisions:
   cannot vanish underneath it. ``DirectoryService.remove_user`` names the numbers in
   a ``Conflict``; with ``force=True`` it clears those routes first (the numbers then
   receive no calls) and removes the user.
+- ``number_assignments`` cascades with its number and its user: releasing a number
+  or removing a user removes the assignment. A partial unique index allows one
+  default per user.
+- ``numbers.paid_until`` is the end of the paid rental period (NULL: no rent, a
+  number added by an operator outside the catalogue); ``generation`` is the
+  catalogue's ownership count, part of every fee's idempotency key.
 - ``call_records.user_id`` is ``ON DELETE SET NULL``; ``user_name`` keeps a snapshot,
   so history survives the user.
 - ``call_records.disposition`` has no CHECK so new outcomes need no migration; the
@@ -88,9 +96,11 @@ __all__ = [
     "AutoRechargeRow",
     "Base",
     "CallRecordRow",
+    "CatalogueNumberRow",
     "HoldRow",
     "LedgerEntryRow",
     "NotificationRow",
+    "NumberAssignmentRow",
     "NumberRow",
     "OfflinePaymentStateRow",
     "PaymentAttemptRow",
@@ -176,6 +186,8 @@ class NumberRow(Base):
         CheckConstraint(
             "number_type IN ('local', 'national', 'mobile', 'toll_free')", name="number_type"
         ),
+        CheckConstraint("state IN ('active', 'suspended')", name="state"),
+        CheckConstraint("monthly_micro >= 0", name="monthly"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -183,6 +195,71 @@ class NumberRow(Base):
     country: Mapped[str] = mapped_column(String(3))
     number_type: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The number's life (migration 0006): rent, renewal, suspension.
+    state: Mapped[str] = mapped_column(String(16), server_default="active")
+    monthly_micro: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    generation: Mapped[int] = mapped_column(Integer, server_default="0")
+    bought_at: Mapped[datetime | None]
+    paid_until: Mapped[datetime | None] = mapped_column(index=True)
+    unpaid_since: Mapped[datetime | None]
+    suspended_at: Mapped[datetime | None]
+
+
+class NumberAssignmentRow(Base):
+    """A user presents the number when calling out (migration 0006)."""
+
+    __tablename__ = "number_assignments"
+    __table_args__ = (
+        Index(
+            "ix_number_assignments_default",
+            "user_id",
+            unique=True,
+            sqlite_where=text("is_default"),
+            postgresql_where=text("is_default"),
+        ),
+    )
+
+    number_id: Mapped[int] = mapped_column(
+        ForeignKey("numbers.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CatalogueNumberRow(Base):
+    """A number of the inventory the organisation buys from (migration 0006).
+
+    ``available``; ``reserved`` until ``reserved_until`` (then available again);
+    ``taken`` (bought); ``ageing`` until ``available_at`` after a release (then
+    available again). ``generation`` counts the releases: it keeps each ownership's
+    fees apart in the ledger's idempotency keys.
+    """
+
+    __tablename__ = "catalogue_numbers"
+    __table_args__ = (
+        CheckConstraint(
+            "number_type IN ('local', 'national', 'mobile', 'toll_free')", name="number_type"
+        ),
+        CheckConstraint("state IN ('available', 'reserved', 'taken', 'ageing')", name="state"),
+        CheckConstraint("setup_micro >= 0 AND monthly_micro >= 0", name="prices"),
+        Index("ix_catalogue_numbers_search", "country", "number_type", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    e164: Mapped[str] = mapped_column(String(16), unique=True)
+    country: Mapped[str] = mapped_column(String(3))
+    number_type: Mapped[str] = mapped_column(String(16))
+    setup_micro: Mapped[int] = mapped_column(BigInteger)
+    monthly_micro: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), server_default="available")
+    reservation: Mapped[str | None] = mapped_column(String(64))
+    reserved_until: Mapped[datetime | None]
+    available_at: Mapped[datetime | None]
+    generation: Mapped[int] = mapped_column(Integer, server_default="1")
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RouteRow(Base):

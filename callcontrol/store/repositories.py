@@ -21,11 +21,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcontrol.domain.call_records import CallDirection, CallRecord, Disposition, EndedBy
-from callcontrol.domain.directory import Number, Route, RouteKind, User
+from callcontrol.domain.directory import Assignment, Number, NumberState, Route, RouteKind, User
 from callcontrol.domain.numbers import NumberType
 from callcontrol.domain.users import SipDigests
 from callcontrol.errors import Conflict, InvalidInput, NotFound
-from callcontrol.store.models import CallRecordRow, NumberRow, RouteRow, UserRow, utcnow
+from callcontrol.store.models import (
+    CallRecordRow,
+    NumberAssignmentRow,
+    NumberRow,
+    RouteRow,
+    UserRow,
+    utcnow,
+)
 
 __all__ = ["CallRecordRepository", "NumberRepository", "UserRepository"]
 
@@ -140,14 +147,18 @@ def _number_query() -> Select[Any]:
             RouteRow.flow_name,
             UserRow.name,
             UserRow.extension,
+            NumberRow.state,
+            NumberRow.monthly_micro,
+            NumberRow.paid_until,
         )
         .outerjoin(RouteRow, RouteRow.number_id == NumberRow.id)
         .outerjoin(UserRow, UserRow.id == RouteRow.user_id)
     )
 
 
-def _number(row: Row[Any]) -> Number:
-    e164, country, number_type, kind, flow_name, user_name, user_extension = row
+def _number(row: Row[Any], assigned: tuple[Assignment, ...] = ()) -> Number:
+    e164, country, number_type, kind, flow_name, user_name, user_extension = row[:7]
+    state, monthly, paid_until = row[7:]
     route = None
     if kind is not None:
         route = Route(
@@ -156,7 +167,34 @@ def _number(row: Row[Any]) -> Number:
             user_extension=user_extension,
             flow_name=flow_name,
         )
-    return Number(e164=e164, country=country, number_type=NumberType(number_type), route=route)
+    return Number(
+        e164=e164,
+        country=country,
+        number_type=NumberType(number_type),
+        route=route,
+        state=NumberState(state),
+        monthly=monthly,
+        paid_until=paid_until,
+        assigned=assigned,
+    )
+
+
+async def _assignments(
+    session: AsyncSession, e164: str | None = None
+) -> dict[str, tuple[Assignment, ...]]:
+    """Each number's assignments (of one number, or all), defaults first."""
+    statement = (
+        select(NumberRow.e164, UserRow.name, NumberAssignmentRow.is_default)
+        .join(NumberAssignmentRow, NumberAssignmentRow.number_id == NumberRow.id)
+        .join(UserRow, UserRow.id == NumberAssignmentRow.user_id)
+        .order_by(NumberRow.e164, NumberAssignmentRow.is_default.desc(), UserRow.name)
+    )
+    if e164 is not None:
+        statement = statement.where(NumberRow.e164 == e164)
+    out: dict[str, list[Assignment]] = {}
+    for number, name, default in await session.execute(statement):
+        out.setdefault(number, []).append(Assignment(name, bool(default)))
+    return {number: tuple(items) for number, items in out.items()}
 
 
 class NumberRepository:
@@ -179,17 +217,24 @@ class NumberRepository:
 
     async def get(self, e164: str) -> Number | None:
         row = (await self._session.execute(_number_query().where(NumberRow.e164 == e164))).first()
-        return None if row is None else _number(row)
+        if row is None:
+            return None
+        return _number(row, (await _assignments(self._session, e164)).get(e164, ()))
 
     async def list(self) -> builtins.list[Number]:
-        """Every number with its route, by number."""
+        """Every number with its route and assignments, by number."""
         rows = await self._session.execute(_number_query().order_by(NumberRow.e164))
-        return [_number(row) for row in rows]
+        assigned = await _assignments(self._session)
+        return [_number(row, assigned.get(row[0], ())) for row in rows]
 
     async def route_for(self, e164: str) -> tuple[Number, Route | None] | None:
-        """The number and its route for an incoming call (one query); None if not ours."""
-        number = await self.get(e164)
-        return None if number is None else (number, number.route)
+        """The number (without its assignments) and its route for an incoming call (one
+        query); None if not ours."""
+        row = (await self._session.execute(_number_query().where(NumberRow.e164 == e164))).first()
+        if row is None:
+            return None
+        number = _number(row)
+        return number, number.route
 
     async def remove(self, e164: str) -> bool:
         """Delete the number and its route; False if unknown."""

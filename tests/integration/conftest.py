@@ -28,8 +28,8 @@ from callcontrol.store.offline_payments import OFFLINE_STATE_ROW
 
 DEFAULT_PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 TABLES = (
-    "call_records, routes, numbers, users, rates, rate_sets, ledger_entries, holds, wallets, "
-    "admin_audit, admin_tokens, admin_sessions, admins, "
+    "call_records, number_assignments, catalogue_numbers, routes, numbers, users, rates, "
+    "rate_sets, ledger_entries, holds, wallets, admin_audit, admin_tokens, admin_sessions, admins, "
     "payment_attempts, payment_methods, payment_customers, payment_webhook_events, "
     "auto_recharge, notifications, offline_payment_state"
 )

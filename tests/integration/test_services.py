@@ -93,7 +93,7 @@ class FakeEndpoints:
         self.pushed: list[str] = []
         self.removed: list[str] = []
 
-    async def push(self, user: User) -> None:
+    async def push(self, user: User, number: str | None = None) -> None:
         if self.fail:
             raise AriUnavailable("cannot connect to ARI")
         self.pushed.append(user.extension)

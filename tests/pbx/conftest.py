@@ -52,9 +52,10 @@ from callcontrol.pbx.sipp import (
 )
 from callcontrol.store import migrate
 from callcontrol.store.db import Database
+from callcontrol.store.ownership import OwnershipRepository
 
 REPO = Path(__file__).resolve().parents[2]
-ROUTED = "+442079460000"  # rings alice
+ROUTED = "+442079460000"  # rings alice, assigned to her
 UNROUTED = "+442079460001"  # ours, no routing
 UNKNOWN = "+442079469999"  # not ours
 FLOW_NUMBER = "+442079460002"  # runs the IVR flow "main"
@@ -180,6 +181,8 @@ async def make_org(
         await directory.add_user(name, ext, password)
     await directory.add_number(ROUTED)
     await directory.route_to_user(ROUTED, "alice")
+    async with db.session() as session:  # alice presents it calling out
+        await OwnershipRepository(session).assign(ROUTED, "alice", default=True)
     await directory.add_number(UNROUTED)
     await directory.add_number(FLOW_NUMBER)
     await directory.route_to_flow(FLOW_NUMBER, "main")

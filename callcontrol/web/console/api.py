@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from callcontrol.carrier.port import Offer
 from callcontrol.directory.service import EndpointUpdate
 from callcontrol.domain.admins import AuditEntry
 from callcontrol.domain.directory import Number, User
@@ -49,6 +50,20 @@ def number_json(n: Number) -> dict[str, Any]:
         "type": str(n.number_type),
         "route": route,
         "needs_routing": route is None,
+        "state": str(n.state),
+        "monthly_micro": n.monthly,
+        "paid_until": None if n.paid_until is None else n.paid_until.isoformat(),
+        "assigned": [{"user": a.user_name, "default": a.default} for a in n.assigned],
+    }
+
+
+def offer_json(o: Offer) -> dict[str, Any]:
+    return {
+        "number": o.e164,
+        "country": o.country,
+        "type": str(o.number_type),
+        "setup_micro": o.setup,
+        "monthly_micro": o.monthly,
     }
 
 
@@ -181,6 +196,92 @@ async def put_route(request: web.Request) -> web.Response:
 async def delete_route(request: web.Request) -> web.Response:
     number = await request.app[CONSOLE].ops.route_number(
         admin_of(request), request.match_info["number"], RouteTarget("none")
+    )
+    return web.json_response(number_json(number))
+
+
+@routes.get(f"{API}/catalogue")
+async def catalogue_coverage(request: web.Request) -> web.Response:
+    rows = await request.app[CONSOLE].services.numbers.coverage()
+    items = [
+        {
+            "country": c.country,
+            "type": str(c.number_type),
+            "available": c.available,
+            "lowest_setup_micro": c.lowest_setup,
+            "lowest_monthly_micro": c.lowest_monthly,
+        }
+        for c in rows
+    ]
+    return web.json_response({"items": items, "next": None})
+
+
+@routes.get(f"{API}/catalogue/search")
+async def catalogue_search(request: web.Request) -> web.Response:
+    q = request.query
+    offers = await request.app[CONSOLE].services.numbers.search(
+        text_field(q, "country", limit=8),
+        text_field(q, "type", limit=16),
+        prefix=text_field(q, "prefix", required=False, limit=16),
+        contains=text_field(q, "contains", required=False, limit=16),
+        limit=_limit(request, 20),
+    )
+    return web.json_response({"items": [offer_json(o) for o in offers], "next": None})
+
+
+@routes.post(f"{API}/numbers")
+async def buy_number(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    bought = await request.app[CONSOLE].ops.buy_number(
+        admin_of(request), text_field(body, "number", limit=32)
+    )
+    return web.json_response(
+        {
+            **number_json(bought.number),
+            "charged_micro": bought.offer.setup + bought.offer.monthly,
+            "ledger_entry": None if bought.entry is None else bought.entry.id,
+        },
+        status=201,
+    )
+
+
+@routes.delete(API + "/numbers/{number}")
+async def release_number(request: web.Request) -> web.Response:
+    force = request.query.get("force", "false")
+    if force not in ("true", "false"):
+        raise InvalidInput("force must be true or false")
+    done = await request.app[CONSOLE].ops.release_number(
+        admin_of(request), request.match_info["number"], force=force == "true"
+    )
+    return web.json_response(
+        {
+            "released": done.e164,
+            "route_removed": done.route,
+            "unassigned": done.users,
+            "to_catalogue": done.to_catalogue,
+        }
+    )
+
+
+@routes.put(API + "/numbers/{number}/assignments/{name}")
+async def assign_number(request: web.Request) -> web.Response:
+    body = await json_body(request) if request.can_read_body else {}
+    default = body.get("default", False)
+    if not isinstance(default, bool):
+        raise InvalidInput("default must be true or false")
+    number = await request.app[CONSOLE].ops.assign_number(
+        admin_of(request),
+        request.match_info["number"],
+        request.match_info["name"],
+        default=default,
+    )
+    return web.json_response(number_json(number))
+
+
+@routes.delete(API + "/numbers/{number}/assignments/{name}")
+async def unassign_number(request: web.Request) -> web.Response:
+    number = await request.app[CONSOLE].ops.unassign_number(
+        admin_of(request), request.match_info["number"], request.match_info["name"]
     )
     return web.json_response(number_json(number))
 

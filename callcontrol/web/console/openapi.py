@@ -49,7 +49,23 @@ def _page(item: str) -> dict[str, Any]:
 SCHEMAS: dict[str, Any] = {
     "Error": _ERROR,
     "Wallet": _obj(balance_micro=_I, held_micro=_I, available_micro=_I),
-    "Number": _obj(number=_S, country=_S, type=_S, needs_routing=_B, route=_obj(kind=_S, name=_S)),
+    "Number": _obj(
+        number=_S,
+        country=_S,
+        type=_S,
+        needs_routing=_B,
+        route=_obj(kind=_S, name=_S),
+        state={"enum": ["active", "suspended"]},
+        monthly_micro=_I,
+        paid_until=_NULL_S,
+        assigned={"type": "array", "items": _obj(user=_S, default=_B)},
+    ),
+    "Offer": _obj(number=_S, country=_S, type=_S, setup_micro=_I, monthly_micro=_I),
+    "Coverage": _obj(
+        country=_S, type=_S, available=_I, lowest_setup_micro=_I, lowest_monthly_micro=_I
+    ),
+    "Purchase": {"type": "object", "required": ["number"], "properties": {"number": _S}},
+    "AssignOptions": _obj(default=_B),
     "RouteTarget": {
         "type": "object",
         "required": ["kind"],
@@ -159,6 +175,55 @@ OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], str | None, str]] = 
         [_p("number")],
         None,
         "Number",
+    ),
+    (
+        "post",
+        "/numbers",
+        "Buy a number from the catalogue: setup fee and first month from the wallet "
+        "(409 insufficient_credits: nothing reserved or charged)",
+        [],
+        "Purchase",
+        "Number",
+    ),
+    (
+        "delete",
+        "/numbers/{number}",
+        "Release a number: routing and assignments removed, it refuses calls at once "
+        "(force=true also when it runs an IVR flow)",
+        [_p("number"), _p("force", "query")],
+        None,
+        "object",
+    ),
+    (
+        "put",
+        "/numbers/{number}/assignments/{name}",
+        "Assign a number to a user (default: their presented number)",
+        [_p("number"), _p("name")],
+        "AssignOptions",
+        "Number",
+    ),
+    (
+        "delete",
+        "/numbers/{number}/assignments/{name}",
+        "Take a number from a user",
+        [_p("number"), _p("name")],
+        None,
+        "Number",
+    ),
+    ("get", "/catalogue", "Countries and number types on offer", [], None, "page:Coverage"),
+    (
+        "get",
+        "/catalogue/search",
+        "Numbers on offer by country and type",
+        [
+            _p("country", "query"),
+            _p("type", "query"),
+            _p("prefix", "query"),
+            _p("contains", "query"),
+            _LIMIT,
+        ],
+        None,
+        "page:Offer",
     ),
     (
         "get",

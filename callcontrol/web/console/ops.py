@@ -1,6 +1,7 @@
 """What an admin does from the console or the API: the CLI's operations, audited.
 
 Every change goes through the same services the CLI uses (``DirectoryService``,
+``NumbersService``,
 the flow files through ``flowfiles``) and is appended to the audit log with the
 admin's name. Pages and the JSON API both call these, so they cannot drift apart.
 """
@@ -15,9 +16,11 @@ from typing import Literal
 from callcontrol.directory.service import EndpointUpdate
 from callcontrol.domain.admins import Admin
 from callcontrol.domain.directory import Number, User
+from callcontrol.domain.money import format_credits
 from callcontrol.domain.users import check_password
 from callcontrol.errors import AriError, ConfigError, InvalidInput, WeakPassword
 from callcontrol.ivr.model import Flow
+from callcontrol.numbers.service import Purchase, Release
 from callcontrol.services import Services
 from callcontrol.web.console.flowfiles import FlowFiles
 
@@ -91,6 +94,37 @@ class ConsoleOps:
             what = "no routing (refuses calls)"
         await self.admins.record(admin, "number.route", routed.e164, what)
         return routed
+
+    async def buy_number(self, admin: Admin, number: str) -> Purchase:
+        bought = await self.services.numbers.buy(number)
+        offer = bought.offer
+        await self.admins.record(
+            admin,
+            "number.buy",
+            offer.e164,
+            f"setup {format_credits(offer.setup)} + first month {format_credits(offer.monthly)}",
+        )
+        return bought
+
+    async def release_number(self, admin: Admin, number: str, *, force: bool) -> Release:
+        done = await self.services.numbers.release(number, force=force)
+        details = [f"routing removed ({done.route})"] if done.route else []
+        if done.users:
+            details.append(f"unassigned from {', '.join(done.users)}")
+        await self.admins.record(admin, "number.release", done.e164, "; ".join(details))
+        return done
+
+    async def assign_number(self, admin: Admin, number: str, user: str, *, default: bool) -> Number:
+        assigned = await self.services.numbers.assign(number, user, default=default)
+        await self.admins.record(
+            admin, "number.assign", assigned.e164, f"to {user}{' (default)' if default else ''}"
+        )
+        return assigned
+
+    async def unassign_number(self, admin: Admin, number: str, user: str) -> Number:
+        left = await self.services.numbers.unassign(number, user)
+        await self.admins.record(admin, "number.unassign", left.e164, f"from {user}")
+        return left
 
     # ---- users ---------------------------------------------------------------------------
 

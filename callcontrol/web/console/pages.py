@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from callcontrol.domain.directory import Number
+from callcontrol.domain.numbers import NumberType
 from callcontrol.web.console.context import CONSOLE, admin_of
 from callcontrol.web.console.ops import RouteTarget
 from callcontrol.web.console.render import page, partial
@@ -28,6 +29,15 @@ def _routed_to(numbers: list[Number]) -> dict[str, list[str]]:
     return out
 
 
+def _assigned_to(numbers: list[Number]) -> dict[str, list[str]]:
+    """User -> the numbers they may present, the default marked."""
+    out: dict[str, list[str]] = {}
+    for n in numbers:
+        for a in n.assigned:
+            out.setdefault(a.user_name, []).append(n.e164 + (" (default)" if a.default else ""))
+    return out
+
+
 @routes.get("/")
 async def home(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/numbers")
@@ -36,11 +46,82 @@ async def home(request: web.Request) -> web.StreamResponse:
 # ---- numbers ---------------------------------------------------------------------------
 
 
+async def _numbers_context(request: web.Request) -> dict[str, object]:
+    numbers = await request.app[CONSOLE].services.directory.list_numbers()
+    return {"numbers": numbers, **await _route_choices(request)}
+
+
 @routes.get("/numbers")
 async def numbers_page(request: web.Request) -> web.StreamResponse:
-    numbers = await request.app[CONSOLE].services.directory.list_numbers()
-    choices = await _route_choices(request)
-    return await page(request, "numbers.html", {"title": "Numbers", "numbers": numbers, **choices})
+    coverage = await request.app[CONSOLE].services.numbers.coverage()
+    context = await _numbers_context(request)
+    countries = sorted({c.country for c in coverage})
+    return await page(
+        request,
+        "numbers.html",
+        {
+            "title": "Numbers",
+            "countries": countries,
+            "types": [str(t) for t in NumberType],
+            **context,
+        },
+    )
+
+
+@routes.get("/numbers/search")
+async def search_numbers(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    offers = await request.app[CONSOLE].services.numbers.search(
+        q.get("country", ""),
+        q.get("type", ""),
+        prefix=q.get("prefix", "")[:16],
+        contains=q.get("contains", "")[:16],
+        limit=20,
+    )
+    return partial(request, "_offers.html", {"offers": offers})
+
+
+@routes.post("/numbers/buy")
+async def buy_number(request: web.Request) -> web.StreamResponse:
+    console = request.app[CONSOLE]
+    form = await request.post()
+    bought = await console.ops.buy_number(admin_of(request), str(form.get("number", "")))
+    context = await _numbers_context(request)
+    return partial(request, "_numbers_table.html", {**context, "bought": bought})
+
+
+@routes.post("/numbers/{number}/assign")
+async def assign_number(request: web.Request) -> web.StreamResponse:
+    console = request.app[CONSOLE]
+    form = await request.post()
+    await console.ops.assign_number(
+        admin_of(request),
+        request.match_info["number"],
+        str(form.get("user", "")),
+        default=form.get("default") == "on",
+    )
+    return partial(request, "_numbers_table.html", await _numbers_context(request))
+
+
+@routes.post("/numbers/{number}/unassign")
+async def unassign_number(request: web.Request) -> web.StreamResponse:
+    console = request.app[CONSOLE]
+    form = await request.post()
+    await console.ops.unassign_number(
+        admin_of(request), request.match_info["number"], str(form.get("user", ""))
+    )
+    return partial(request, "_numbers_table.html", await _numbers_context(request))
+
+
+@routes.post("/numbers/{number}/release")
+async def release_number(request: web.Request) -> web.StreamResponse:
+    console = request.app[CONSOLE]
+    form = await request.post()
+    done = await console.ops.release_number(
+        admin_of(request), request.match_info["number"], force=form.get("force") == "on"
+    )
+    context = await _numbers_context(request)
+    return partial(request, "_numbers_table.html", {**context, "released": done})
 
 
 @routes.post("/numbers/{number}/route")
@@ -63,6 +144,7 @@ async def _users_context(request: web.Request) -> dict[str, object]:
     return {
         "users": users,
         "routed": _routed_to(numbers),
+        "assigned": _assigned_to(numbers),
         "registrations": await console.ops.registrations(),
     }
 

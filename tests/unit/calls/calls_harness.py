@@ -38,6 +38,7 @@ from callcontrol.domain.call_records import CallRecord
 from callcontrol.domain.money import MICRO, LedgerKind
 from callcontrol.ivr.registry import FlowRegistry
 from callcontrol.store.db import Database
+from callcontrol.store.ownership import OwnershipRepository
 
 GUARD = 5.0  # seconds: the longest any awaited outcome may take
 
@@ -75,6 +76,8 @@ async def make_org(template: Path, directory: Path, *, credits: int = CREDITS) -
             await people.add_user(name, extension, password)
         await people.add_number(ROUTED)
         await people.route_to_user(ROUTED, "alice")
+        async with db.session() as session:  # alice presents it calling out
+            await OwnershipRepository(session).assign(ROUTED, "alice", default=True)
         await people.add_number(UNROUTED)
         await people.add_number(FLOW_NUMBER)
         await people.route_to_flow(FLOW_NUMBER, "main")
