@@ -62,7 +62,7 @@ from callcontrol.domain.money import MICRO
 from callcontrol.domain.rental import RentalPolicy
 from callcontrol.errors import ConfigError
 from callcontrol.ivr.registry import FlowRegistry, KnownUsers, Listener
-from callcontrol.numbers.rental import LogNotices, Renewals
+from callcontrol.numbers.rental import NotifierNotices, Renewals
 from callcontrol.numbers.service import NumbersService
 from callcontrol.payments.errors import PaymentConfigError
 from callcontrol.payments.port import PaymentProvider
@@ -137,7 +137,9 @@ class Services:
         self.numbers = NumbersService(
             db, self.inventory, self.charging.wallet, self.directory, policy
         )
-        self.renewals = Renewals(db, self.charging.wallet, self.numbers, policy, LogNotices())
+        self.renewals = Renewals(
+            db, self.charging.wallet, self.numbers, policy, NotifierNotices(db, self.notifier)
+        )
 
     @property
     def ari_configured(self) -> bool:

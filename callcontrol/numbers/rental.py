@@ -16,9 +16,9 @@ Each of those is also one conditional UPDATE, applied once whatever the number o
 processes. A later renewal that succeeds (credits were added) pays the period and
 lifts the suspension.
 
-Notices go to ``Notices``: ``LogNotices`` writes them to the log. The funding work's
-notification webhook plugs in here: an implementation of ``Notices`` that posts
-them, passed to ``Renewals`` by the composition root (services.py).
+Notices go to ``Notices``: ``NotifierNotices`` (what services.py passes to
+``Renewals``) logs them and sends them to the admin's notification webhook, signed
+and retried like the funding notices; ``LogNotices`` writes them to the log only.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from callcontrol.billing.errors import InsufficientCredits
+from callcontrol.billing.notifications import Notifier
 from callcontrol.billing.wallet import Wallet
 from callcontrol.domain.money import LedgerKind, format_credits
 from callcontrol.domain.rental import RentalPolicy, next_paid_until, rent_key
@@ -40,7 +41,7 @@ from callcontrol.store.db import Database
 from callcontrol.store.models import utcnow
 from callcontrol.store.ownership import OwnershipRepository, RentalRow
 
-__all__ = ["LogNotices", "Notices", "Renewal", "RenewalAction", "Renewals"]
+__all__ = ["LogNotices", "Notices", "NotifierNotices", "Renewal", "RenewalAction", "Renewals"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,29 @@ class LogNotices:
 
     async def notify(self, renewal: Renewal) -> None:
         log.warning("number notice: %s %s: %s", renewal.e164, renewal.action, renewal.detail)
+
+
+class NotifierNotices(LogNotices):
+    """Notices logged and sent to the admin's notification webhook (the outbox of
+    ``billing/notifications.py``, signed and retried), once per number, action and
+    period: a scheduler run in every app process finds the same key."""
+
+    def __init__(self, db: Database, notifier: Notifier) -> None:
+        self._db = db
+        self._notifier = notifier
+
+    async def notify(self, renewal: Renewal) -> None:
+        await super().notify(renewal)
+        key = f"number:{renewal.e164}:{renewal.action}:{renewal.period_start:%Y%m%dT%H%M%S}"
+        async with self._db.session() as session:
+            await self._notifier.emit(
+                session,
+                f"number_{renewal.action}",
+                key,
+                number=renewal.e164,
+                period_start=renewal.period_start.isoformat(),
+                detail=renewal.detail,
+            )
 
 
 class Renewals:

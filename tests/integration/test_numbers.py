@@ -8,14 +8,17 @@ PostgreSQL) charge each period once.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from callcontrol.billing.errors import InsufficientCredits
+from callcontrol.billing.notifications import Notifier
 from callcontrol.billing.wallet import Wallet
 from callcontrol.carrier.catalogue_file import CatalogueFileError, parse_catalogue
 from callcontrol.carrier.inventory import InventoryCatalogue
@@ -24,9 +27,10 @@ from callcontrol.domain.directory import Assignment, NumberState
 from callcontrol.domain.money import MICRO, LedgerKind
 from callcontrol.domain.rental import RentalPolicy
 from callcontrol.errors import Conflict, InvalidInput, NotFound
-from callcontrol.numbers.rental import RenewalAction, Renewals
+from callcontrol.numbers.rental import NotifierNotices, RenewalAction, Renewals
 from callcontrol.numbers.service import NumbersService
 from callcontrol.store.db import Database
+from callcontrol.store.models import NotificationRow
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOGUE = """\
@@ -463,3 +467,27 @@ async def test_migration_assigns_numbers_routed_to_users_lowest_as_default(
         assert all(n.state is NumberState.ACTIVE and n.paid_until is None for n in numbers.values())
     finally:
         await db.dispose()
+
+
+async def test_rent_notices_reach_the_admins_notification_webhook_once(database: Database) -> None:
+    """Unpaid rent and the suspension are queued for the signed notification webhook
+    (billing/notifications.py), once each, however many scheduler runs see them."""
+    clock = Clock()
+    o = org_on(database, clock, POLICY)
+    notifier = Notifier(database, "http://127.0.0.1:9/hook", "s3cret")
+    o.renewals = Renewals(
+        database, o.wallet, o.numbers, POLICY, NotifierNotices(database, notifier), clock
+    )
+    await o.inventory.import_offers(parse_catalogue(CATALOGUE, name="test.csv"))
+    await credit(o, 3, "c1")
+    await o.numbers.buy(LONDON)
+    clock.advance(PERIOD)
+    await o.renewals.renew_due()
+    await o.renewals.renew_due()  # a second run (or another process): no second notice
+    clock.advance(POLICY.grace)
+    await o.renewals.renew_due()
+    async with database.session() as session:
+        rows = (await session.execute(select(NotificationRow.kind, NotificationRow.body))).all()
+    kinds = [kind for kind, _ in rows]
+    assert kinds == ["number_unpaid", "number_suspended"]
+    assert all(json.loads(body)["data"]["number"] == LONDON for _, body in rows)
