@@ -19,6 +19,7 @@ from callcontrol.domain.money import format_credits, parse_credits
 from callcontrol.errors import InvalidInput
 from callcontrol.payments.offline_cards import TEST_CARDS
 from callcontrol.services import Services
+from callcontrol.web.console.render import credits as shown_credits
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -53,7 +54,7 @@ class Outcome:
 
 def outcome_of(attempt: Attempt) -> Outcome:
     paid = money(attempt.amount_minor, attempt.currency)
-    credits = format_credits(attempt.credits_micro)
+    credits = shown_credits(attempt.credits_micro)
     if attempt.state == "succeeded":
         return Outcome("succeeded", f"Bought {credits} credits for {paid}.")
     if attempt.state == "pending":
