@@ -71,7 +71,7 @@ def outcome_of(attempt: Attempt) -> Outcome:
     if attempt.state == "failed":
         return Outcome(
             "declined",
-            f"Declined: {attempt.decline_code or 'declined'} ({attempt.message or 'no reason'}); "
+            f"{attempt.decline_code or 'declined'} ({attempt.message or 'no reason'}); "
             "nothing was credited.",
         )
     return Outcome(
