@@ -191,3 +191,20 @@ async def test_cookie_sessions_need_the_csrf_token(
         f"{API}/payments/methods/test-card", json={"card": "visa"}, headers={"X-CSRF-Token": csrf}
     )
     assert response.status == 201
+
+
+async def test_a_bank_transfer_purchase_is_pending(
+    client: TestClient, auth: dict[str, str], services: Services
+) -> None:
+    method = await services.funding.add_bank_transfer("invoice to accounts")
+    status, body = await call(
+        client, "POST", "/credits/buy", auth, {"credits": "10", "method": method.id}
+    )
+    assert status == 201 and body["outcome"]["kind"] == "pending"
+    assert body["attempt"]["state"] == "pending"
+    _, listed = await call(client, "GET", "/payments/methods", auth)
+    assert listed["items"][0]["kind"] == "bank_transfer" and listed["items"][0]["last4"] is None
+    status, refused = await call(
+        client, "PUT", "/auto-recharge", auth, {"enabled": True, "amount": "10"}
+    )
+    assert status == 400 and "card only" in refused["error"]["message"]

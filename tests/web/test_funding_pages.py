@@ -81,3 +81,19 @@ async def test_payments_page_methods_and_attempts(
     ledger = await (await client.get("/ledger")).text()
     assert f'href="/payments#attempt-{attempt.id}"' in ledger
     assert attempt.provider_payment_id in ledger
+
+
+async def test_the_funding_forms_need_the_csrf_token(
+    client: TestClient, csrf: str, services: Services
+) -> None:
+    for path, data in [
+        ("/funding/buy", {"amount": "10", "method": "test:visa"}),
+        ("/funding/auto-recharge", {"enabled": "on", "amount": "10"}),
+        ("/payments/methods", {"card": "visa"}),
+        ("/payments/methods/1/default", {}),
+        ("/payments/methods/1/remove", {}),
+    ]:
+        response = await client.post(path, data=data, headers=HX)
+        assert response.status == 403, path
+    assert await services.funding.methods() == []
+    assert (await services.charging.wallet.balance()).balance == 20 * MICRO
