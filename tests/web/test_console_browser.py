@@ -202,7 +202,10 @@ async def test_funding_in_a_browser(page: Any, services: Services, tmp_path: Pat
     await p.get_by_test_id("auto-enabled").check()
     await p.get_by_test_id("auto-amount").fill("10")
     await auto_panel.get_by_role("button", name="Save").click()
-    await expect(p.get_by_test_id("auto-saved")).to_contain_text("visa")
+    await expect(p.get_by_test_id("auto-saved")).to_be_visible()
+    state = auto_panel.get_by_test_id("auto-state")
+    await expect(state).to_have_attribute("data-enabled", "on")
+    await expect(state).to_contain_text("visa")
     await shot(p, tmp_path, "auto-recharge-on")
     status = await services.funding.status()
     assert status.auto_recharge.enabled and status.auto_recharge.amount_micro == 10 * MICRO
