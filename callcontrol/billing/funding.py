@@ -250,6 +250,11 @@ class FundingService:
         log.info("auto-recharge off (by the admin)")
         return await self.status()
 
+    async def attempts(self, limit: int = 50) -> list[Attempt]:
+        """The newest payment attempts first (purchases and recharges, in any state)."""
+        async with self._db.session() as session:
+            return await AttemptRepository(session).recent(limit)
+
     async def status(self) -> FundingStatus:
         async with self._db.session() as session:
             auto = await AutoRechargeRepository(session).get()

@@ -38,7 +38,9 @@ async def call(
 
 
 def concrete(path: str) -> str:
-    return path.replace("{number}", "%2B442079460000").replace("{name}", "main")
+    return (
+        path.replace("{number}", "%2B442079460000").replace("{name}", "main").replace("{id}", "1")
+    )
 
 
 @pytest.mark.parametrize(("method", "path"), [(m, p) for m, p, *_ in OPERATIONS])

@@ -167,3 +167,50 @@ async def test_console_in_a_browser(
     await p.goto("/audit")
     await expect(p.locator("#audit")).to_contain_text("number.route")
     await shot(p, tmp_path, "audit")
+
+
+async def test_funding_in_a_browser(page: Any, services: Services, tmp_path: Path) -> None:
+    p = page
+    await sign_in(p)
+    balance = p.get_by_test_id("balance")
+    await expect(balance).to_contain_text("20.00")
+
+    # Buy credits with a new test card: the header's balance follows over SSE.
+    buy_panel = p.get_by_test_id("buy-panel")
+    await buy_panel.locator("summary").click()
+    await p.get_by_test_id("buy-amount").fill("10")
+    await p.get_by_test_id("buy-method").select_option("test:visa")
+    await shot(p, tmp_path, "buy-form")
+    await buy_panel.get_by_role("button", name="Buy").click()
+    outcome = p.get_by_test_id("buy-outcome")
+    await expect(outcome).to_have_attribute("data-outcome", "succeeded")
+    await expect(balance).to_contain_text("30.00")
+    await shot(p, tmp_path, "buy-succeeded")
+
+    # A declined card says why; nothing is credited.
+    await p.get_by_test_id("buy-method").select_option("test:declined")
+    await buy_panel.get_by_role("button", name="Buy").click()
+    await expect(outcome).to_have_attribute("data-outcome", "declined")
+    await expect(outcome).to_contain_text("card_declined")
+    await shot(p, tmp_path, "buy-declined")
+    assert (await services.charging.wallet.balance()).balance == 30 * MICRO
+    await buy_panel.locator("summary").click()
+
+    # Auto-recharge on, with the card saved above.
+    auto_panel = p.get_by_test_id("auto-panel")
+    await auto_panel.locator("summary").click()
+    await p.get_by_test_id("auto-enabled").check()
+    await p.get_by_test_id("auto-amount").fill("10")
+    await auto_panel.get_by_role("button", name="Save").click()
+    await expect(p.get_by_test_id("auto-saved")).to_be_visible()
+    state = auto_panel.get_by_test_id("auto-state")
+    await expect(state).to_have_attribute("data-enabled", "on")
+    await expect(state).to_contain_text("visa")
+    await shot(p, tmp_path, "auto-recharge-on")
+    status = await services.funding.status()
+    assert status.auto_recharge.enabled and status.auto_recharge.amount_micro == 10 * MICRO
+
+    await p.goto("/payments")
+    await expect(p.get_by_test_id("methods")).to_contain_text("****4242")
+    await expect(p.get_by_test_id("attempts")).to_contain_text("card_declined")
+    await shot(p, tmp_path, "payments")

@@ -8,6 +8,9 @@ the JSON API under /api/v1, on the same services as the CLI.
     ops.py        the admin operations, audited              flowfiles.py flow files
     pages.py      numbers, users    flowpages.py  flows      callpages.py calls, ledger, audit
     api.py        /api/v1           openapi.py    its OpenAPI document
+    fundingops.py buying credits, payment methods, auto-recharge, audited (as ops.py)
+    fundingpages.py the header's Buy credits / Auto-recharge panels, the Payments page
+    fundingapi.py their /api/v1 endpoints       fundingdoc.py their part of the OpenAPI document
     live.py       the live-update hub                        events.py    SSE streams
     render.py     templates and filters; templates/ and static/ (vendored htmx: VENDORED.md)
 """

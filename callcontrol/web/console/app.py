@@ -28,7 +28,16 @@ from callcontrol.errors import ConfigError
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.services import Services
 from callcontrol.store.history import CallHistory, LedgerPage
-from callcontrol.web.console import api, auth, callpages, events, flowpages, pages
+from callcontrol.web.console import (
+    api,
+    auth,
+    callpages,
+    events,
+    flowpages,
+    fundingapi,
+    fundingpages,
+    pages,
+)
 from callcontrol.web.console.context import CONSOLE, Console
 from callcontrol.web.console.errors import error_middleware
 from callcontrol.web.console.flowfiles import FlowFiles
@@ -111,7 +120,9 @@ def console_app(
     setup_templates(app, settings.timezone)
     for table in (auth.routes, pages.routes, flowpages.routes, callpages.routes, events.routes):
         app.add_routes(table)
+    app.add_routes(fundingpages.routes)
     app.add_routes(api.routes)
+    app.add_routes(fundingapi.routes)
     app.router.add_static("/static/", STATIC, append_version=False)
     app.cleanup_ctx.append(_run_hub)
     return app

@@ -35,6 +35,7 @@ NAV: list[NavEntry] = [
     NavEntry("Live calls", "/calls/live"),
     NavEntry("Call history", "/calls"),
     NavEntry("Ledger", "/ledger"),
+    NavEntry("Payments", "/payments"),
     NavEntry("Audit log", "/audit"),
 ]
 

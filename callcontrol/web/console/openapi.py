@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from callcontrol.web.console.fundingdoc import FUNDING_OPERATIONS, FUNDING_SCHEMAS
+
 __all__ = ["OPERATIONS", "openapi_document"]
 
 _ERROR = {
@@ -127,6 +129,7 @@ SCHEMAS: dict[str, Any] = {
         description=_S,
     ),
     "AuditEntry": _obj(id=_I, at=_S, admin=_S, action=_S, target=_S, details=_S),
+    **FUNDING_SCHEMAS,
 }
 
 _LIMIT = {"name": "limit", "in": "query", "schema": _I}
@@ -312,6 +315,7 @@ OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], str | None, str]] = 
         "text/event-stream",
     ),
     ("get", "/openapi.json", "This document", [], None, "object"),
+    *FUNDING_OPERATIONS,
 ]
 
 _STATUSES = {
