@@ -104,6 +104,14 @@ class Org:
             raise AssertionError(f"no record of call {call_id}")
         return record
 
+    async def latest_record(self) -> CallRecord:
+        """The newest call record: for a test that placed one call since its last look
+        (prefer ``record(call_id)`` with the id from ``AppProcess.calls_released``)."""
+        records = await self.records()
+        if not records:
+            raise AssertionError("no call record at all")
+        return records[0]
+
     async def records(self) -> list[CallRecord]:
         db = Database.from_url(self.db_url)
         try:

@@ -192,7 +192,7 @@ async def test_a_bought_number_refuses_calls_until_routed_then_rings_the_user(
         assert c.ok, c.explain()
         assert c.received()[-1].startswith("SIP/2.0 404")
         await app.wait_log(r"call ended: refused_no_route")
-        assert (await org.record()).disposition == "refused_no_route"
+        assert (await org.latest_record()).disposition == "refused_no_route"
         await on_services(org, lambda s: s.directory.route_to_user(LONDON, "alice"))
         phone = await phones.answering("alice")
         c = await (await carrier.call(LONDON, hang_up_after_ms=500)).wait(30)
@@ -201,7 +201,7 @@ async def test_a_bought_number_refuses_calls_until_routed_then_rings_the_user(
         await app.wait_log(r"call ended: answered")
     finally:
         await app.stop()
-    record = await org.record()
+    record = await org.latest_record()
     assert (record.number_e164, record.disposition, record.user_name) == (
         LONDON,
         "answered",
@@ -236,7 +236,7 @@ async def test_a_released_number_refuses_calls_at_once(
         assert c.ok, c.explain()
         assert c.received()[-1].startswith("SIP/2.0 404")
         await app.wait_log(r"call ended: refused_unknown_number")
-        assert (await org.record()).disposition == "refused_unknown_number"
+        assert (await org.latest_record()).disposition == "refused_unknown_number"
     finally:
         await app.stop()
     await audit_clean(org)
@@ -258,7 +258,7 @@ async def test_a_user_without_an_assigned_number_is_refused_before_the_carrier(
         assert c.ok, c.explain()
         assert c.received()[-1].startswith("SIP/2.0 404")
         await app.wait_log(r"call ended: not_allowed")
-        assert (await org.record()).disposition == "not_allowed"
+        assert (await org.latest_record()).disposition == "not_allowed"
         far_end.kill()
         f = await far_end.wait(10)
         assert "INVITE" not in f.messages  # the carrier never saw the call
@@ -316,7 +316,7 @@ async def test_unpaid_rent_suspends_the_number_and_a_top_up_renews_it(
         assert c.ok, c.explain()
         assert c.received()[-1].startswith("SIP/2.0 404")  # not in service
         await app.wait_log(r"call ended: refused_suspended")
-        assert (await org.record()).disposition == "refused_suspended"
+        assert (await org.latest_record()).disposition == "refused_suspended"
         wallet, db = await org.wallet()
         try:
             await wallet.credit(20 * MICRO, LedgerKind.PURCHASE, "test", "test:top-up")
