@@ -242,6 +242,7 @@ class CallChargingSession:
         self.held = held
         self.paid_until = 0  # seconds since answer that the PBX lets the call run
         self.cut_off = False  # the credits end at paid_until (nothing more to hold)
+        self.short = False  # the limit is short of a whole slice (cut off, or a share)
         self._clock = charging.clock or asyncio.get_running_loop().time
         self._t0: float | None = None  # clock time of the answer
         self._ended: float | None = None  # talk time at the hangup, once known
@@ -278,8 +279,13 @@ class CallChargingSession:
         await self.tick()
 
     def credits_added(self) -> None:
-        """Credits arrived (any process): re-plan now, so the call's limit grows."""
-        self._wake.set()
+        """Credits arrived (any process): a call whose limit fell short of a whole slice
+        re-plans now, so its limit grows. A call with its whole slice paid takes new
+        credits at its next tick: re-planning every live call on every credit would
+        re-hold each call's slice from that moment, soaking the new credits up (an
+        auto-recharge would then see the wallet low again and buy again)."""
+        if self.short:
+            self._wake.set()
 
     async def enforce_on(self, channel_id: str) -> None:
         """A channel joined the call (the callee answered): it ends at the paid second too."""
@@ -367,6 +373,7 @@ class CallChargingSession:
             paid = paid_seconds(self.rate, self.charged, self.held, limit=slice_end)
             self.paid_until = max(paid, elapsed)
             self.cut_off = paid < slice_end and not shared
+            self.short = paid < slice_end
             await self.limits.set_paid_time(self._remaining())
             log.info(
                 "charged %s so far, holding %s: paid until %d s%s",

@@ -276,3 +276,18 @@ async def test_a_lost_call_that_never_answered_releases_its_reserved_block(org: 
     state = await org.service.wallet.balance()
     assert (state.balance, state.held) == (5 * CENT, 0)
     assert await org.service.wallet.audit() == []
+
+
+async def test_only_a_call_short_of_its_slice_replans_when_credits_arrive(org: Org) -> None:
+    """A call with its whole slice paid ignores new credits until its next tick; a call
+    short of its slice (here: holding a share of the last credits) re-plans at once."""
+    await fund(org, 15 * CENT)
+    full = await org.session(await org.call(), FakeCall())
+    await full.start()  # 10 s held: a whole slice
+    short = await org.session(await org.call(), FakeCall())
+    await short.start()  # what is left: a share of the last 5 s
+    assert (full.short, short.short) == (False, True)
+    full.credits_added()
+    short.credits_added()
+    assert not full._wake.is_set()
+    assert short._wake.is_set()
