@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from callcontrol.ari import AriEventStream, EventRouter
 from callcontrol.billing.session import CallCharging, ChargingPolicy
+from callcontrol.calls.admission import Admission, AdmissionLimits
 from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia, says_in
@@ -66,6 +67,10 @@ class App:
             sound_exists=lambda name: not self.sounds or name in self.sounds,
             on_change=self._flow_changed,
         )
+        limits = AdmissionLimits(
+            settings.overload_setup_calls, settings.overload_loop_lag, settings.overload_ari_latency
+        )
+        self.admission = Admission(limits, ari_latency=lambda: self.ari.latency)
         self.ctx = CallContext(
             ari=self.ari,
             router=self.router,
@@ -79,6 +84,7 @@ class App:
             flows=self.flows,
             ring_timeout=settings.ring_timeout,
             timezone=ZoneInfo(settings.timezone),
+            admission=self.admission,
         )
         self.calls = CallManager(self.ctx)
         self.provisioner = services.provisioner
@@ -197,6 +203,7 @@ class App:
                     tg.create_task(self.prompt_loop(), name="prompts"),
                     tg.create_task(self.provision_loop(), name="provisioning"),
                     tg.create_task(self.watch_loop(), name="wallet-watch"),
+                    tg.create_task(self.admission.run(), name="load"),
                 ]
                 stream = tg.create_task(self.stream.run(), name="ari-events")
                 stop = tg.create_task(self.stopping.wait(), name="stop")

@@ -142,6 +142,27 @@ class Settings(BaseModel):
     ivr_poll_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between checks of the flow files for edits."
     )
+    overload_setup_calls: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="Overload control: new calls are refused (before answer, cause 34) "
+        "while this many calls are in setup (not yet connected).",
+    )
+    overload_loop_lag: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description="Overload control: new calls are refused while the app's event loop "
+        "runs this many seconds late.",
+    )
+    overload_ari_latency: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Overload control: new calls are refused while ARI requests take "
+        "this many seconds (smoothed).",
+    )
 
     @field_validator("*", mode="before")
     @classmethod

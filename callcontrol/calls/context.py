@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from callcontrol.ari import AriClient, EventRouter
 from callcontrol.billing.session import CallCharging
+from callcontrol.calls.admission import Admission
 from callcontrol.calls.media import PromptMedia
 from callcontrol.calls.records import CallStore
 from callcontrol.ivr.registry import FlowRegistry
@@ -26,3 +27,4 @@ class CallContext:
     flows: FlowRegistry | None = None
     ring_timeout: int = 30
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    admission: Admission | None = None  # overload control; None: every call is taken
