@@ -31,8 +31,8 @@ __all__ = ["Admission", "AdmissionLimits"]
 
 log = logging.getLogger(__name__)
 
-SAMPLE = 0.02  # seconds between two looks at the event loop
-DECAY = 0.9  # per sample: the lag peak fades over about half a second
+SAMPLE = 0.05  # seconds between two looks at the event loop
+DECAY = 0.8  # per sample: the lag peak fades over about a quarter of a second
 REPORT = 5.0  # seconds between two load lines in the log (only while there are calls)
 
 
