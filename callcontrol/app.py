@@ -68,7 +68,10 @@ class App:
             on_change=self._flow_changed,
         )
         limits = AdmissionLimits(
-            settings.overload_setup_calls, settings.overload_loop_lag, settings.overload_ari_latency
+            settings.overload_setup_calls,
+            settings.overload_loop_lag,
+            settings.overload_ari_latency,
+            settings.overload_setup_delay,
         )
         self.admission = Admission(limits, ari_latency=lambda: self.ari.latency)
         self.ctx = CallContext(

@@ -156,6 +156,13 @@ class Settings(BaseModel):
         description="Overload control: new calls are refused while the app's event loop "
         "runs this many seconds late.",
     )
+    overload_setup_delay: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Overload control: new calls are refused while calls take this many "
+        "seconds (smoothed) from arrival to ringing the user or answering into a flow.",
+    )
     overload_ari_latency: float = Field(
         0.5,
         gt=0,

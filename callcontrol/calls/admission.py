@@ -5,6 +5,10 @@ the app can measure says it keeps up:
 
     calls in setup   entered Stasis, not yet connected (bridged, or answered by a
                      flow) nor ended: the work in progress, at most ``max_in_setup``
+    setup delay      how long the app took from a call's StasisStart to its first
+                     step out (ringing the user, answering into a flow), smoothed
+                     and fading with time while no call reports: the app's own work
+                     (database, CPU) falls behind
     event-loop lag   how late the loop runs a timer (a sampler every ``SAMPLE`` s,
                      a decaying peak): the app's own CPU is saturated
     ARI latency      the ARI client's smoothed request time: Asterisk falls behind
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +39,8 @@ log = logging.getLogger(__name__)
 SAMPLE = 0.05  # seconds between two looks at the event loop
 DECAY = 0.8  # per sample: the lag peak fades over about a quarter of a second
 REPORT = 5.0  # seconds between two load lines in the log (only while there are calls)
+DELAY_WEIGHT = 0.2  # of each call's setup delay in the smoothed value
+DELAY_HALF_LIFE = 1.0  # seconds: the smoothed delay halves while no call reports one
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,7 @@ class AdmissionLimits:
     max_in_setup: int = 200
     max_loop_lag: float = 0.1  # seconds
     max_ari_latency: float = 0.5  # seconds
+    max_setup_delay: float = 0.5  # seconds
 
 
 class Admission:
@@ -58,6 +66,20 @@ class Admission:
         self._refused_reported = 0
         self._lag_peak = 0.0  # since the last report
         self.live = 0  # calls running (set by the manager)
+        self._delay = 0.0  # seconds, smoothed, as of ``_delay_at``
+        self._delay_at = 0.0
+
+    def setup_delay(self) -> float:
+        """The smoothed setup delay now (seconds)."""
+        if not self._delay:
+            return 0.0
+        age = asyncio.get_running_loop().time() - self._delay_at
+        return self._delay * math.pow(0.5, age / DELAY_HALF_LIFE)
+
+    def took(self, seconds: float) -> None:
+        """A call took ``seconds`` from its StasisStart to its first step out."""
+        self._delay = self.setup_delay() + (seconds - self.setup_delay()) * DELAY_WEIGHT
+        self._delay_at = asyncio.get_running_loop().time()
 
     def setup_finished(self) -> None:
         """An admitted call left its setup (connected or ended)."""
@@ -67,14 +89,19 @@ class Admission:
         """None: take the call; else why it is refused."""
         limits = self.limits
         latency = self._ari_latency()
+        delay = self.setup_delay()
         if self.in_setup >= limits.max_in_setup:
             reason: str | None = f"{self.in_setup} calls in setup"
         elif self.loop_lag > limits.max_loop_lag:
             reason = f"event loop {self.loop_lag * 1e3:.0f} ms late"
         elif latency > limits.max_ari_latency:
             reason = f"ARI answers in {latency * 1e3:.0f} ms"
+        elif delay > limits.max_setup_delay:
+            reason = f"calls wait {delay * 1e3:.0f} ms before they ring"
         elif self.overloaded and (
-            self.loop_lag > limits.max_loop_lag / 2 or latency > limits.max_ari_latency / 2
+            self.loop_lag > limits.max_loop_lag / 2
+            or latency > limits.max_ari_latency / 2
+            or delay > limits.max_setup_delay / 2
         ):
             reason = "recovering from overload"
         else:
@@ -113,11 +140,12 @@ class Admission:
         peak, self._lag_peak = self._lag_peak, 0.0
         log.info(
             "load: %d calls, %d in setup; loop lag %.1f ms (peak %.1f ms); "
-            "ARI %.1f ms; %d refused for overload",
+            "ARI %.1f ms; setup delay %.1f ms; %d refused for overload",
             self.live,
             self.in_setup,
             self.loop_lag * 1e3,
             peak * 1e3,
             self._ari_latency() * 1e3,
+            self.setup_delay() * 1e3,
             refused,
         )

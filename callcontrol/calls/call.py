@@ -102,6 +102,8 @@ class Call:
         self.recorded = recorded  # whether the call record exists (finish completes it)
         # Called once when the call leaves its setup (connected or ended): overload control.
         self.on_setup_done: Callable[[], None] | None = None
+        self.arrived = asyncio.get_running_loop().time()  # the StasisStart, for setup delay
+        self._progressed = False
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -136,6 +138,14 @@ class Call:
 
     async def handle(self) -> None:
         raise NotImplementedError
+
+    def setup_progressed(self) -> None:
+        """The call takes its first step out (rings a user, answers into a flow): how
+        long the app took since the StasisStart tells overload control how it keeps up."""
+        admission = self.ctx.admission
+        if admission is not None and self.on_setup_done is not None and not self._progressed:
+            self._progressed = True
+            admission.took(asyncio.get_running_loop().time() - self.arrived)
 
     def setup_done(self) -> None:
         """The call is connected (to a user or a flow) or has ended: no longer in setup."""

@@ -111,6 +111,7 @@ class RoutedCall(Call):
         used up."""
         await self.ari.answer(self.channels["caller"])
         self.answered_at = utcnow()
+        self.setup_progressed()
         self.setup_done()
         await self.store.mark_answered(self.call_id, self.answered_at)
         await self.start_charging()
@@ -148,6 +149,7 @@ class RoutedCall(Call):
             if self.caller_name
             else self.caller_number
         )
+        self.setup_progressed()
         log.debug("ringing %s at %s for %d s", user.name, user.endpoint, self.ring_timeout)
         try:
             await self.ari.originate(

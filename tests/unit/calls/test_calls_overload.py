@@ -115,3 +115,13 @@ async def test_a_cleanup_past_its_deadline_still_settles_the_call(
     assert record.billable_seconds == 10  # the talk time ended at the hangup
     assert (await app.wallet.balance()).held == 0
     assert await app.wallet.audit() == []
+
+
+async def test_a_slow_setup_refuses_new_calls_until_it_fades() -> None:
+    gate = admission()
+    for _ in range(10):
+        gate.took(2.0)  # calls waited 2 s before they rang: the app is behind
+    assert (gate.admit() or "").startswith("calls wait 1")
+    gate._delay_at -= 3  # three half-lives without a call: about 1/8 of it is left
+    assert gate.setup_delay() < 0.25
+    assert gate.admit() is None
