@@ -1,6 +1,7 @@
 """The app's own cost per call, without a PBX: the call path over the fake ARI server.
 
     .venv/bin/python bench/profile_calls.py [--calls 200] [--kind routed|flow] [--profile 25]
+                                            [--live 200]
 
 Runs ``--calls`` calls one after another through the real call code (CallManager,
 InboundCall, the charging session, a real SQLite database) against the fake ARI
@@ -12,7 +13,12 @@ app's cost); ``--profile N`` prints the N most expensive functions (cProfile,
 cumulative), which separate the two.
 
 ``routed``: a number routed to a user: ring, answer, bridge, 2 s of talk, hang up.
-``flow``: a number routed to an IVR flow: answer, prompt, key 1, ring, bridge, hang up.
+``flow``: a number routed to an IVR flow: answer, prompt, key 1, ring, bridge, hang up;
+also the time from the key's event leaving the fake server to the app's next ARI
+request (p50, p99: the app's DTMF -> next command latency, without a PBX).
+``--live N``: then N routed calls are left up (bridged, charged): the memory the
+process allocated per live call (tracemalloc; the fake server's channel entries
+included).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import pstats
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,7 @@ from calls_harness import FLOW_NUMBER, ROUTED, App, make_org  # noqa: E402
 from fake_ari import FakeAri  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
+from callcontrol.calls.call import Call  # noqa: E402
 from callcontrol.store.migrate import upgrade  # noqa: E402
 
 SORT = "tottime"
@@ -66,23 +74,48 @@ def count_hops() -> None:
     aiosqlite.core.Connection._execute = counted  # type: ignore[method-assign]
 
 
-async def one_call(app: App, n: int, kind: str) -> None:
+DTMF_MS: list[float] = []  # key event sent -> the app's next ARI request (flow calls)
+
+
+async def connect_call(app: App, n: int, kind: str) -> tuple[Call, str]:
+    """A call up to the bridge with alice, charging started; the call and its carrier leg."""
     carrier = f"1715000000.{n}"
     number = ROUTED if kind == "routed" else FLOW_NUMBER
     call = await app.carrier_call(carrier, number)
     if kind == "flow":
         await app.request("POST", f"/ari/channels/{carrier}/play")
+        asked = len(app.fake.requests)
+        sent = time.perf_counter()
         await app.press(carrier, "1")
+        await app.fake.wait_until(lambda: len(app.fake.requests) > asked)
+        DTMF_MS.append((time.perf_counter() - sent) * 1e3)
     callee = await app.answer(call)
     await app.request("POST", f"/ari/bridges/{call.call_id}/addChannel")
     await app.fake.wait_until(lambda: len(app.variables_set(callee, "TIMEOUT(absolute)")) > 0)
+    return call, carrier
+
+
+async def one_call(app: App, n: int, kind: str) -> None:
+    call, carrier = await connect_call(app, n, kind)
     app.clock.advance(2)
     await app.hang_up(carrier)
     record = await app.ended(call)
     assert record.charge_state == "settled", record
 
 
-async def run(calls: int, kind: str, profile: int) -> None:
+async def memory_per_call(app: App, live: int) -> float:
+    """Bytes allocated per live (bridged, charged) call, by tracemalloc."""
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for n in range(10_000, 10_000 + live):
+        await connect_call(app, n, "routed")
+        app.fake.requests.clear()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / live
+
+
+async def run(calls: int, kind: str, profile: int, live: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         template = work / "template.db"
@@ -120,18 +153,29 @@ async def run(calls: int, kind: str, profile: int) -> None:
             if profiler:
                 profiler.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            counted, hops = Counter(statements), HOPS[0]
+            per_call = await memory_per_call(app, live) if live else 0.0
         finally:
             await app.close()
             await fake.close()
-    total = sum(statements.values())
+    total = sum(counted.values())
     print(f"{kind}: {calls} calls, {wall:.2f} s wall")
     print(f"  CPU per call (app + fake ARI): {cpu / calls * 1e3:.2f} ms")
     print(f"  database statements per call: {total / calls:.1f}", end="  (")
-    print(", ".join(f"{k} {v / calls:.1f}" for k, v in statements.most_common()) + ")")
-    print(f"  SQLite thread hops per call: {HOPS[0] / calls:.1f}")
+    print(", ".join(f"{k} {v / calls:.1f}" for k, v in counted.most_common()) + ")")
+    print(f"  SQLite thread hops per call: {hops / calls:.1f}")
     print(f"  ARI requests per call: {ari / calls:.1f}")
     for request in first:
         print(f"    {request}")
+    if DTMF_MS:
+        ordered = sorted(DTMF_MS)
+        p50, p99 = (
+            ordered[len(ordered) // 2],
+            ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)],
+        )
+        print(f"  DTMF -> next ARI request: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    if live:
+        print(f"  memory per live call ({live} bridged and charged): {per_call / 1024:.1f} KiB")
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats(SORT).print_stats(profile)
@@ -143,9 +187,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--kind", choices=("routed", "flow"), default="routed")
     parser.add_argument("--profile", type=int, default=0)
+    parser.add_argument("--live", type=int, default=0, help="then N calls left up: memory")
     args = parser.parse_args()
     count_hops()
-    asyncio.run(run(args.calls, args.kind, args.profile))
+    asyncio.run(run(args.calls, args.kind, args.profile, args.live))
 
 
 if __name__ == "__main__":
