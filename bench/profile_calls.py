@@ -45,6 +45,7 @@ from fake_ari import FakeAri  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
 from callcontrol.calls.call import Call  # noqa: E402
+from callcontrol.domain.money import MICRO  # noqa: E402
 from callcontrol.store.migrate import upgrade  # noqa: E402
 
 SORT = "tottime"
@@ -120,7 +121,7 @@ async def run(calls: int, kind: str, profile: int, live: int) -> None:
         work = Path(tmp)
         template = work / "template.db"
         upgrade(f"sqlite+aiosqlite:///{template}")
-        url = await make_org(template, work)
+        url = await make_org(template, work, credits=10**5 * MICRO)  # live calls hold a lot
         (work / "flows").mkdir()
         (work / "flows" / "main.yaml").write_text(FLOW)
         fake = FakeAri()
