@@ -6,7 +6,7 @@ up, never dropped for lack of capacity; afterwards no record is open, no credits
 are held, the wallet audit is clean, and only connected calls were charged.
 
 The offered rate defaults to 90 calls/s (3x the 30/s a 2-core machine sustained
-before issue 12); ``CALLCONTROL_OVERLOAD_RATE`` and ``_SECONDS`` change it.
+before issue 12); ``OVERLOAD_TEST_RATE`` and ``_SECONDS`` change it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from callcontrol.store.repositories import CallRecordRepository
 
 pytestmark = pytest.mark.pbx
 
-RATE = int(os.environ.get("CALLCONTROL_OVERLOAD_RATE", "90"))
-SECONDS = int(os.environ.get("CALLCONTROL_OVERLOAD_SECONDS", "20"))
+RATE = int(os.environ.get("OVERLOAD_TEST_RATE", "90"))
+SECONDS = int(os.environ.get("OVERLOAD_TEST_SECONDS", "20"))
 TALK_MS = 2000
 PREFIX = "+1555"
 
