@@ -6,7 +6,7 @@ up, never dropped for lack of capacity; afterwards no record is open, no credits
 are held, the wallet audit is clean, and only connected calls were charged.
 
 The offered rate defaults to 90 calls/s (3x the 30/s a 2-core machine sustained
-before issue 12); ``OVERLOAD_TEST_RATE`` and ``_SECONDS`` change it.
+before issue 12); ``OVERLOAD_TEST_RATE`` and ``OVERLOAD_TEST_SECONDS`` change it.
 """
 
 from __future__ import annotations
