@@ -145,9 +145,13 @@ class AriClient:
         url = URL(self._root + path, encoded=True)
         started = time.monotonic()
         try:
-            async with session.request(method, url, params=_query(params), json=json) as resp:
-                body = await resp.read()
-                status = resp.status
+            try:
+                body, status = await self._send(session, method, url, params, json)
+            except aiohttp.ServerDisconnectedError:
+                # Asterisk closed a kept-alive connection as we reused it: the request
+                # never reached it. Once more, on a new connection.
+                logger.debug("ARI %s %s: the connection was closed; sending again", method, path)
+                body, status = await self._send(session, method, url, params, json)
         except TimeoutError as exc:
             self.latency += (self.timeout - self.latency) * LATENCY_WEIGHT
             raise AriUnavailable(f"ARI {method} {path}: no answer within {self.timeout} s") from exc
@@ -168,6 +172,17 @@ class AriClient:
             return jsonlib.loads(body)
         except ValueError as exc:
             raise AriError(f"ARI {method} {path}: answer is not JSON") from exc
+
+    @staticmethod
+    async def _send(
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        params: Mapping[str, ParamValue] | None,
+        json: Any,
+    ) -> tuple[bytes, int]:
+        async with session.request(method, url, params=_query(params), json=json) as resp:
+            return await resp.read(), resp.status
 
     # --- channels -------------------------------------------------------------
 

@@ -61,18 +61,19 @@ async def our_records(org: Org) -> list[CallRecord]:
 
 
 def carrier_scenario() -> str:
-    """Answered (talk 2 s, hang up) or refused with 503; each logs its outcome."""
+    """Answered (talk 2 s, hang up) or refused with any final error; each logs its outcome."""
     answered = CARRIER_ANSWERED.format(after_ack=HANG_UP_AFTER.format(ms=TALK_MS))
-    refused = CARRIER_REFUSED.replace('next="ack"', 'next="refused_ack"').replace(
-        '<label id="ack"/>', '<label id="refused_ack"/>'
-    )
-    refused = refused.replace('  <label id="got_bye"/>\n', "")
+    ack = CARRIER_REFUSED.split('<label id="ack"/>\n', 1)[1]
+    ack = ack.replace('  <label id="got_bye"/>\n', "")
     final = (
-        '  <recv response="503" optional="true" next="refused"/>\n'
+        "".join(
+            f'  <recv response="{code}" optional="true" next="refused"/>\n'
+            for code in (403, 404, 480, 486, 500, 503, 603)
+        )
         + answered
         + '  <nop><action><log message="answered [call_number]"/></action></nop>\n'
         + '  <nop next="done"/>\n  <label id="refused"/>\n'
-        + refused
+        + ack
         + '  <nop><action><log message="refused [call_number]"/></action></nop>\n'
         + '  <label id="done"/>\n'
     )
