@@ -4,8 +4,8 @@
 a new call is first admitted or refused by overload control (admission.py; a
 refused call fails closed, never answered); carrier calls (``inbound,<number>``)
 become an InboundCall, users' calls (``outbound,<number>``) an OutboundCall; a
-callee entering (``dialed,<call id>``) belongs to a call already running and is routed to it by its
-subscription, never here; anything else is hung up.
+callee entering (``dialed,<call id>``) belongs to a call already running and is
+routed to it by its subscription, never here; anything else is hung up.
 
 ``adopt`` runs after every (re)connect of the events WebSocket: channels tagged with
 a call id that no live call owns are re-adopted, their charging resumed at the rate

@@ -227,7 +227,7 @@ class RoutedCall(Call):
     async def connect(self, user: Callee) -> None:
         """Bridge the caller with the user who answered.
 
-        Only connected time is charged (DESIGN.md, "Charging"): a directly routed
+        Only connected time is charged (README, "Charging every call"): a directly routed
         caller is answered here and charged from the moment both are bridged; if
         the bridge fails (a side hung up meanwhile, Asterisk is overloaded), the
         call ends as ``failed`` and is never charged, although the carrier saw an
