@@ -30,7 +30,8 @@ ratios, and after the run: open records, held credits, ``credits audit``.
 ``--quick``: 2 calls per path at 1/s (CI proves the benchmark works; it asserts no
 speed). ``BENCH_WORKDIR=dir`` keeps sipp's files and the apps' logs;
 ``BENCH_APP_PYTHONPATH=dir`` runs the callcontrol app from another checkout (a
-"before" table).
+"before" table); ``BENCH_APP_PROFILE=file`` runs it under cProfile (stats written
+to the file when it stops).
 """
 
 from __future__ import annotations
@@ -357,8 +358,10 @@ async def main() -> None:
             env["PYTHONPATH"] = os.environ["BENCH_APP_PYTHONPATH"]
         app_log = work / "app.log"
         try:
+            profile = os.environ.get("BENCH_APP_PROFILE")
+            profiler = ["-m", "cProfile", "-o", profile] if profile else []
             app = subprocess.Popen(
-                [sys.executable, "-m", "callcontrol", "serve"],
+                [sys.executable, *profiler, "-m", "callcontrol", "serve"],
                 env=env,
                 cwd=work,
                 stdout=subprocess.DEVNULL,
