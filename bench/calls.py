@@ -1,136 +1,388 @@
-"""Calls per second through the app versus a plain dialplan on the same Asterisk.
+"""Calls per second on one PBX and one phone: plain Dial(), a minimal ARI app, callcontrol.
 
-    sudo .venv/bin/python bench/calls.py [--rates 10,25,50] [--seconds 10] [--talk 2]
+    sudo flock /tmp/callcontrol-pbx.lock .venv/bin/python bench/calls.py \
+        [--rates 10,20,40] [--seconds 10] [--talk 2] [--paths plain,minimal,routed,ivr]
 
-Both paths ring the same sipp phone (alice, 1001), which answers at once and waits
-for the BYE; the carrier (sipp) hangs up after ``--talk`` seconds:
+One registered sipp phone answers as user 1001 (alice); a sipp carrier offers
+``rate x seconds`` calls per step that hang up ``--talk`` seconds after the answer.
+For each offered rate the paths run one after the other (interleaved, so they see
+the same machine):
 
-    plain     carrier -> dialplan Dial(PJSIP/1001)                   (the PBX's own limit)
-    app       carrier -> Stasis -> routing (one query) -> charging (rate, authorize,
-              hold, TIMEOUT(absolute)) -> originate -> bridge -> settle at hangup
+    plain     carrier -> Dial(PJSIP/1001) in the dialplan          (the PBX's own limit)
+    minimal   carrier -> Stasis -> bench/minimal_ari.py: originate, answer, bridge
+              (no database: the floor for any ARI design)
+    routed    carrier -> callcontrol: a number routed to alice (routing, charging,
+              originate, bridge, settlement)
+    ivr       carrier -> callcontrol: a number routed to a flow; the caller presses 1,
+              the flow rings alice
 
-For each offered rate, both run ``rate x seconds`` calls; the table shows calls that
-completed, failed, and the ratio app/plain of completed calls (target >= 0.9). Uses
-the development PBX (``callcontrol pbx up``) and a throw-away SQLite database.
+A call counts as completed only when sipp saw it succeed AND the app agrees: for
+callcontrol, its call record (matched by the caller number, unique per call) is
+answered, connected to alice, ended and settled; for the minimal app, it logged the
+bridge. Per step: completed/failed, INVITE->200 p50/p99 (sipp's per-call response
+times), CPU ms per offered call of Asterisk and of the app (from /proc: far less
+sensitive to other load than throughput; what each process burns idle, measured
+for 3 s first, is subtracted), the app's event-loop lag (its peak over
+the step). Then the highest rate each path sustains (< 1% failures and INVITE->200
+p99 <= 500 ms: callers waiting seconds for the answer are not a sustained rate), the
+ratios, and after the run: open records, held credits, ``credits audit``.
+
+``--quick``: 2 calls per path at 1/s (CI proves the benchmark works; it asserts no
+speed). ``BENCH_WORKDIR=dir`` keeps sipp's files and the apps' logs;
+``BENCH_APP_PYTHONPATH=dir`` runs the callcontrol app from another checkout (a
+"before" table); ``BENCH_APP_PROFILE=file`` runs it under cProfile (stats written
+to the file when it stops).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+
+from sqlalchemy import text
 
 from callcontrol.config import Settings, load_settings
 from callcontrol.domain.money import MICRO, LedgerKind
 from callcontrol.pbx import sipp
 from callcontrol.pbx.devpbx import DevPbx, ensure_ari_secret
+from callcontrol.pbx.dtmf import Dtmf, Pause, carrier_dtmf_scenario
 from callcontrol.services import open_services
 from callcontrol.store import migrate
 
 REPO = Path(__file__).resolve().parents[1]
-NUMBER = "+442079460000"
-PLAIN = "*9991"  # reaches the baseline context written below
+ROUTED = "+442079460000"
+FLOW_NUMBER = "+442079460002"
+PLAIN, MINIMAL = "*9991", "*9992"  # reach the benchmark's dialplan, written below
+DIALPLAN = (
+    "exten => *9991,1,Dial(PJSIP/1001,10)\n same => n,Hangup()\n"
+    "exten => *9992,1,Stasis(benchmin,in)\n same => n,Hangup()\n"
+)
+FLOW = """\
+start: main
+menus:
+  main:
+    prompts: [beep]
+    options:
+      "1": { ring: alice }
+    timeout: 10
+    on_failure: hangup
+"""
 PHONE_PORT = 5091
-BASELINE = "exten => *9991,1,Dial(PJSIP/1001,10)\n same => n,Hangup()\n"
+IDLE_SECONDS = 3.0  # measuring what the processes burn without calls
+MAX_P99_MS = 500.0  # a rate whose callers wait longer for the answer is not sustained
+PATHS = ("plain", "minimal", "routed", "ivr")
 
 
-async def seed(settings: Settings) -> None:
-    await asyncio.to_thread(migrate.upgrade, settings.effective_database_url)
-    async with open_services(settings) as services:
-        directory = services.directory
-        await directory.add_user("alice", "1001", "wonderland-7291")
-        await directory.add_number(NUMBER)
-        await directory.route_to_user(NUMBER, "alice")
-        charging = services.charging
-        await charging.import_rates(REPO / "rates" / "example_rates.csv")
-        await charging.wallet.credit(10**5 * MICRO, LedgerKind.PURCHASE, "bench", "bench:c", "")
+@dataclass
+class Step:
+    path: str
+    rate: int
+    offered: int
+    completed: int = 0
+    sipp_ok: int = 0
+    rtt_ms: list[float] = field(default_factory=list)
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # process -> ms per offered call
+    lag_ms: float | None = None
+
+    @property
+    def failed(self) -> int:
+        return self.offered - self.completed
+
+    def pct(self, q: float) -> str:
+        if not self.rtt_ms:
+            return "-"
+        ordered = sorted(self.rtt_ms)
+        return f"{ordered[min(len(ordered) - 1, int(q * len(ordered)))]:.0f}"
 
 
-async def sipp_load(
-    workdir: Path, name: str, service: str, rate: int, calls: int, talk_ms: int
-) -> str:
-    """Offer ``calls`` calls at ``rate`` per second; sipp's final statistics screen."""
-    after = sipp.HANG_UP_AFTER.format(ms=talk_ms)
-    xml = sipp.render(
-        "carrier.xml", caller="+15550001111", final=sipp.CARRIER_ANSWERED.format(after_ack=after)
-    )
-    load = await sipp.run_sipp(
-        workdir,
-        name,
-        xml,
-        service=service,
-        local_port=5190,
-        calls=calls,
-        rate=rate,
-        trace_messages=False,
-        timeout_s=calls // rate + talk_ms // 1000 + 60,
-    )
-    return (await load.wait(calls // rate + talk_ms // 1000 + 90)).screen
+# ---- processes and their CPU ------------------------------------------------------------
 
 
-async def wait_for_line(path: Path, text: str, timeout: float = 30.0) -> None:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes (clock ticks from /proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def asterisk_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "asterisk":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+async def wait_for_line(path: Path, pattern: str, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while text not in path.read_text(errors="replace"):
+    while not re.search(pattern, path.read_text(errors="replace")):
         if loop.time() > deadline:
-            raise SystemExit(f"the app did not log {text!r}; see {path}")
+            raise SystemExit(f"no line matching {pattern!r} within {timeout:.0f} s; see {path}")
         await asyncio.sleep(0.1)
 
 
-def counts(screen: str) -> tuple[int, int]:
-    ok = re.findall(r"Successful call\s+\|\s+\d+\s+\|\s+(\d+)", screen)
-    failed = re.findall(r"Failed call\s+\|\s+\d+\s+\|\s+(\d+)", screen)
-    return (int(ok[-1]) if ok else 0), (int(failed[-1]) if failed else 0)
+# ---- sipp -------------------------------------------------------------------------------
+
+
+def instrument(xml: str) -> str:
+    """Per-call INVITE->200 times (RTD 1) and a log line for every successful call."""
+    xml = xml.replace('<send retrans="500">', '<send retrans="500" start_rtd="1">', 1)
+    xml = xml.replace(
+        '<recv response="200" rrs="true"/>', '<recv response="200" rrs="true" rtd="1"/>'
+    )
+    ok = '  <nop><action><log message="ok [call_number]"/></action></nop>\n</scenario>'
+    return xml.replace("</scenario>", ok)
+
+
+async def offer(work: Path, step: Step, service: str, prefix: str, talk_ms: int) -> None:
+    """One step of load; fills ``sipp_ok`` and ``rtt_ms``; returns the successful numbers."""
+    caller = prefix + "[call_number]"
+    if step.path == "ivr":
+        xml = carrier_dtmf_scenario(
+            caller, [Pause(400), Dtmf("1"), Pause(talk_ms)], workdir=work, end="hangup"
+        )
+    else:
+        after = sipp.HANG_UP_AFTER.format(ms=talk_ms)
+        xml = sipp.render(
+            "carrier.xml", caller=caller, final=sipp.CARRIER_ANSWERED.format(after_ack=after)
+        )
+    (work / "carrier.xml").write_text(instrument(xml))
+    argv = [
+        "sipp", "-sf", str(work / "carrier.xml"), "-i", "127.0.0.1", "-p", "5190",
+        "-s", service, "-r", str(step.rate), "-l", str(step.rate * 20), "-m", str(step.offered),
+        "-timeout", f"{step.offered // step.rate + talk_ms // 1000 + 60}s", "-nostdin",
+        "-trace_logs", "-trace_rtt", "-rtt_freq", "1", "-trace_err",
+        "-mp", "31000", "127.0.0.1:5060",
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=work, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    await proc.wait()
+
+
+def sipp_results(work: Path, prefix: str) -> tuple[set[str], list[float]]:
+    ok = {
+        prefix + m
+        for log in work.glob("carrier_*_logs.log")
+        for m in re.findall(r"^ok (\d+)", log.read_text(), re.M)
+    }
+    rtt = [
+        float(line.split(";")[1])
+        for csv in work.glob("carrier_*_rtt.csv")
+        for line in csv.read_text().splitlines()[1:]
+        if line.count(";") >= 2
+    ]
+    return ok, rtt
+
+
+# ---- what the apps say -----------------------------------------------------------------
+
+
+async def settled_callers(settings: Settings, prefix: str, offered: int) -> set[str]:
+    """Callers whose record is answered, connected to alice, ended and settled; waits
+    (up to 20 s) until no record of the step is open."""
+    async with open_services(settings) as services:
+        deadline = time.monotonic() + 20
+        while True:
+            async with services.db.session() as session:
+                rows = (
+                    await session.execute(
+                        text(
+                            "SELECT caller, ended_at IS NULL, disposition, charge_state, "
+                            "user_name, answered_at IS NOT NULL FROM call_records "
+                            "WHERE caller LIKE :p"
+                        ),
+                        {"p": prefix + "%"},
+                    )
+                ).all()
+            if all(not row[1] for row in rows) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    return {
+        row[0]
+        for row in rows
+        if not row[1]
+        and row[2] == "answered"
+        and row[3] == "settled"
+        and row[4] == "alice"
+        and row[5]
+    }
+
+
+def app_lag(log: Path, since: float, until: float) -> float | None:
+    """The highest loop-lag peak the app logged between two times."""
+    peaks = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.match(r"(\S+ \S+) .*load: .*peak ([\d.]+) ms", line)
+        if m:
+            at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if since <= at <= until + 5:
+                peaks.append(float(m.group(2)))
+    return max(peaks) if peaks else None
+
+
+def minimal_lag(log: Path, since: float, until: float) -> float | None:
+    peaks = [
+        float(ms)
+        for second, ms in (line.split() for line in log.read_text().splitlines() if line)
+        if since <= int(second) <= until
+    ]
+    return max(peaks) if peaks else None
+
+
+async def audit(settings: Settings) -> str:
+    async with open_services(settings) as services:
+        problems = await services.charging.wallet.audit()
+        held = (await services.charging.wallet.balance()).held
+        open_records = len(await services.store.open_records())
+    verdict = problems if problems else "clean"
+    return f"open records {open_records}, held {held} micro-credits, credits audit {verdict}"
+
+
+# ---- the run ----------------------------------------------------------------------------
+
+
+async def seed(settings: Settings, flows: Path) -> None:
+    await asyncio.to_thread(migrate.upgrade, settings.effective_database_url)
+    flows.mkdir(parents=True, exist_ok=True)
+    (flows / "bench.yaml").write_text(FLOW)
+    async with open_services(settings) as services:
+        directory = services.directory
+        await directory.add_user("alice", "1001", "wonderland-7291")
+        await directory.add_number(ROUTED)
+        await directory.route_to_user(ROUTED, "alice")
+        await directory.add_number(FLOW_NUMBER)
+        await directory.route_to_flow(FLOW_NUMBER, "bench")
+        charging = services.charging
+        await charging.import_rates(REPO / "rates" / "example_rates.csv")
+        await charging.wallet.credit(10**6 * MICRO, LedgerKind.PURCHASE, "bench", "bench:c", "")
+
+
+def table(steps: list[Step], talk: int, seconds: int) -> str:
+    lines = [
+        f"{talk} s calls, {seconds} s per step; CPU in ms per offered call; lag: the app's "
+        "event-loop peak (ms)",
+        "",
+        "| offered/s | path | completed/failed | INVITE->200 p50/p99 ms | Asterisk CPU "
+        "| app CPU | loop lag |",
+        "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for s in steps:
+        lag = "-" if s.lag_ms is None else f"{s.lag_ms:.0f}"
+        app = s.cpu_ms.get("app")
+        lines.append(
+            f"| {s.rate} | {s.path} | {s.completed}/{s.failed} | {s.pct(0.5)}/{s.pct(0.99)} | "
+            f"{s.cpu_ms['asterisk']:.1f} | {'-' if app is None else f'{app:.1f}'} | {lag} |"
+        )
+    best: dict[str, int] = {}
+    for s in steps:
+        p99 = float(s.pct(0.99)) if s.rtt_ms else 0.0
+        if s.failed <= 0.01 * s.offered and p99 <= MAX_P99_MS:
+            best[s.path] = max(best.get(s.path, 0), s.rate)
+    lines += [
+        "",
+        f"sustained: the highest rate offered with < 1% failures and INVITE->200 p99 <= "
+        f"{MAX_P99_MS:.0f} ms",
+    ]
+    for path in dict.fromkeys(s.path for s in steps):
+        lines.append(f"  {path}: {best.get(path, 0)}/s")
+    floor = best.get("minimal") or 0
+    for path in ("routed", "ivr"):
+        if path in best and floor:
+            lines.append(f"  {path} / minimal: {best[path] / floor:.2f}")
+    if best.get("plain") and floor:
+        lines.append(f"  minimal / plain: {floor / best['plain']:.2f}")
+    return "\n".join(lines)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rates", default="10,25,50")
+    parser.add_argument("--rates", default="10,20,40")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--talk", type=int, default=2)
+    parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument("--quick", action="store_true", help="2 calls per path (CI)")
     args = parser.parse_args()
+    rates = [1] if args.quick else [int(r) for r in args.rates.split(",")]
+    seconds = 2 if args.quick else args.seconds
+    paths = [p for p in args.paths.split(",") if p]
+    if unknown := set(paths) - set(PATHS):
+        raise SystemExit(f"unknown paths {sorted(unknown)}: choose from {', '.join(PATHS)}")
     base = load_settings(environ={}, overrides={"data_dir": str(REPO / "var")})
-    settings = load_settings(
+    pbx_settings = load_settings(
         environ={},
         overrides={"data_dir": str(REPO / "var"), "ari_password": ensure_ari_secret(base)},
     )
-    pbx = DevPbx(settings)
+    pbx = DevPbx(pbx_settings)
     pbx.up()
     local = pbx.etc / "extensions_local.conf"
-    local.write_text(BASELINE)
+    local.write_text(DIALPLAN)
     pbx.cli("dialplan reload")
-    rows = []
+    steps: list[Step] = []
+    procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(os.environ.get("BENCH_WORKDIR") or tmp)
         work.mkdir(parents=True, exist_ok=True)
         url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
-        await seed(settings.model_copy(update={"database_url": url}))
+        settings = pbx_settings.model_copy(update={"database_url": url})
+        await seed(settings, work / "flows")
         env = {
             **os.environ,
             "CALLCONTROL_DATA_DIR": str(work),
             "CALLCONTROL_DATABASE_URL": url,
-            "CALLCONTROL_ARI_PASSWORD": settings.ari_password,
-            "CALLCONTROL_LOG_LEVEL": "INFO",
+            "CALLCONTROL_ARI_PASSWORD": pbx_settings.effective_ari_password,
+            "CALLCONTROL_FLOWS_DIR": str(work / "flows"),
             "CALLCONTROL_MEDIA_LISTEN": "127.0.0.1:8097",
         }
-        app = subprocess.Popen(
-            [sys.executable, "-m", "callcontrol", "serve"],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=open(work / "app.log", "w"),
-        )
+        if os.environ.get("BENCH_APP_PYTHONPATH"):
+            env["PYTHONPATH"] = os.environ["BENCH_APP_PYTHONPATH"]
+        app_log = work / "app.log"
         try:
-            await wait_for_line(work / "app.log", "provisioned")  # alice's endpoint exists
+            profile = os.environ.get("BENCH_APP_PROFILE")
+            profiler = ["-m", "cProfile", "-o", profile] if profile else []
+            app = subprocess.Popen(
+                [sys.executable, *profiler, "-m", "callcontrol", "serve"],
+                env=env,
+                cwd=work,
+                stdout=subprocess.DEVNULL,
+                stderr=app_log.open("w"),
+            )
+            procs.append(app)
+            minimal_dir = work / "minimal"
+            minimal_dir.mkdir(exist_ok=True)
+            minimal = subprocess.Popen(
+                [sys.executable, str(REPO / "bench" / "minimal_ari.py"), pbx_settings.ari_url,
+                 pbx_settings.ari_username, pbx_settings.effective_ari_password, "PJSIP/1001",
+                 str(minimal_dir)],
+                stdout=(minimal_dir / "out.log").open("w"), stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            procs.append(minimal)
+            await wait_for_line(app_log, "provisioned")  # alice's endpoint exists
+            await wait_for_line(minimal_dir / "out.log", "connected")
             reg = await sipp.run_sipp(
                 work,
                 "register",
-                sipp.render("register.xml", expires=600, contact_port=PHONE_PORT),
+                sipp.render("register.xml", expires=3600, contact_port=PHONE_PORT),
                 service="1001",
                 auth=("1001", "wonderland-7291"),
                 local_port=PHONE_PORT,
@@ -147,28 +399,68 @@ async def main() -> None:
                 local_port=PHONE_PORT,
                 calls=0,
                 timeout_s=3600,
+                trace_messages=False,
             )
-            for rate in (int(r) for r in args.rates.split(",")):
-                calls = rate * args.seconds
-                plain = counts(
-                    await sipp_load(work, f"plain-{rate}", PLAIN, rate, calls, args.talk * 1000)
-                )
-                via_app = counts(
-                    await sipp_load(work, f"app-{rate}", NUMBER, rate, calls, args.talk * 1000)
-                )
-                rows.append((rate, calls, plain, via_app))
-                print(f"rate {rate}/s: plain {plain}, app {via_app}", flush=True)
+            load = os.getloadavg()
+            started = datetime.now()
+            pids = {"asterisk": asterisk_pids(), "app": [app.pid], "minimal": [minimal.pid]}
+            # What each process burns without calls (timers, polls), subtracted per step.
+            idle0, t0 = {k: cpu_seconds(v) for k, v in pids.items()}, time.monotonic()
+            await asyncio.sleep(IDLE_SECONDS)
+            idle_s = time.monotonic() - t0
+            idle = {k: (cpu_seconds(v) - idle0[k]) / idle_s for k, v in pids.items()}
+            for n, rate in enumerate(rates):
+                for i, path in enumerate(paths):
+                    step = Step(path, rate, rate * seconds)
+                    step_dir = work / f"{rate}-{path}"
+                    step_dir.mkdir(exist_ok=True)
+                    prefix = f"+1555{n:02d}{i}"
+                    owner = {"minimal": "minimal", "routed": "app", "ivr": "app"}.get(path)
+                    before = {k: cpu_seconds(v) for k, v in pids.items()}
+                    since, began = time.time(), time.monotonic()
+                    service = {"plain": PLAIN, "minimal": MINIMAL, "routed": ROUTED}.get(
+                        path, FLOW_NUMBER
+                    )
+                    await offer(step_dir, step, service, prefix, args.talk * 1000)
+                    sipp_ok, step.rtt_ms = sipp_results(step_dir, prefix)
+                    step.sipp_ok = len(sipp_ok)
+                    if path in ("routed", "ivr"):
+                        good = sipp_ok & await settled_callers(settings, prefix, step.offered)
+                        step.lag_ms = app_lag(app_log, since, time.time())
+                    elif path == "minimal":
+                        bridged = set((minimal_dir / "bridged.log").read_text().split())
+                        good = sipp_ok & bridged
+                        step.lag_ms = minimal_lag(minimal_dir / "lag.log", since, time.time())
+                    else:
+                        good = sipp_ok
+                    step.completed = len(good)
+                    after = {k: cpu_seconds(v) for k, v in pids.items()}
+                    took = time.monotonic() - began
+                    for process, key in (("asterisk", "asterisk"), (owner, "app")):
+                        if process:
+                            used = after[process] - before[process] - idle[process] * took
+                            step.cpu_ms[key] = used * 1e3 / step.offered
+                    steps.append(step)
+                    print(
+                        f"{rate}/s {path}: {step.completed}/{step.failed} "
+                        f"(sipp ok {step.sipp_ok}), p50/p99 {step.pct(0.5)}/{step.pct(0.99)} ms, "
+                        f"CPU {json.dumps({k: round(v, 1) for k, v in step.cpu_ms.items()})}",
+                        flush=True,
+                    )
             phone.kill()
+            final = await audit(settings)
         finally:
-            app.terminate()
-            app.wait(15)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(15)
             local.unlink(missing_ok=True)
             pbx.cli("dialplan reload")
-    print(f"\n{args.talk} s calls, {args.seconds} s of load per rate (completed / failed)")
-    print(f"{'offered/s':>10}{'calls':>8}{'plain':>14}{'app':>14}{'ratio':>8}")
-    for rate, calls, (p_ok, p_fail), (a_ok, a_fail) in rows:
-        ratio = a_ok / p_ok if p_ok else float("nan")
-        print(f"{rate:>10}{calls:>8}{f'{p_ok}/{p_fail}':>14}{f'{a_ok}/{a_fail}':>14}{ratio:>8.2f}")
+    print()
+    print(f"{started:%Y-%m-%d %H:%M}, {os.uname().nodename}, {os.cpu_count()} CPUs, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start")  # fmt: skip
+    print(table(steps, args.talk, seconds))
+    print(f"after the run: {final}")
 
 
 if __name__ == "__main__":

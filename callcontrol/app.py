@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from callcontrol.ari import AriEventStream, EventRouter
 from callcontrol.billing.session import CallCharging, ChargingPolicy
+from callcontrol.calls.admission import Admission, AdmissionLimits
 from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia, says_in
@@ -77,6 +78,13 @@ class App:
             sound_exists=lambda name: not self.sounds or name in self.sounds,
             on_change=self._flow_changed,
         )
+        limits = AdmissionLimits(
+            settings.overload_setup_calls,
+            settings.overload_loop_lag,
+            settings.overload_ari_latency,
+            settings.overload_setup_delay,
+        )
+        self.admission = Admission(limits, ari_latency=lambda: self.ari.latency)
         self.ctx = CallContext(
             ari=self.ari,
             router=self.router,
@@ -92,6 +100,7 @@ class App:
             timezone=ZoneInfo(settings.timezone),
             country=settings.country,
             main_number=settings.main_number,
+            admission=self.admission,
         )
         self.calls = CallManager(self.ctx)
         self.console = ConsoleServer(
@@ -256,6 +265,7 @@ class App:
                     tg.create_task(self.watch_loop(), name="wallet-watch"),
                     *self.funding_tasks(tg),
                     tg.create_task(self.rental_loop(), name="number-rent"),
+                    tg.create_task(self.admission.run(), name="load"),
                 ]
                 stream = tg.create_task(self.stream.run(), name="ari-events")
                 stop = tg.create_task(self.stopping.wait(), name="stop")

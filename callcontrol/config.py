@@ -257,6 +257,34 @@ class Settings(BaseModel):
         le=86400,
         description="Seconds between the rent scheduler's runs in `callcontrol serve`.",
     )
+    overload_setup_calls: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="Overload control: new calls are refused (before answer, cause 34) "
+        "while this many calls are in setup (not yet connected).",
+    )
+    overload_loop_lag: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description="Overload control: new calls are refused while the app's event loop "
+        "runs this many seconds late.",
+    )
+    overload_setup_delay: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Overload control: new calls are refused while calls take this many "
+        "seconds (smoothed) from arrival to ringing the user or answering into a flow.",
+    )
+    overload_ari_latency: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Overload control: new calls are refused while ARI requests take "
+        "this many seconds (smoothed).",
+    )
 
     @field_validator("*", mode="before")
     @classmethod

@@ -34,6 +34,7 @@ from .models import Bridge, Channel, Playback
 logger = logging.getLogger(__name__)
 
 ParamValue = str | int | float | bool | None
+LATENCY_WEIGHT = 0.1  # of each request's time in the smoothed ``AriClient.latency``
 
 
 def ari_root(base_url: str) -> str:
@@ -97,6 +98,7 @@ class AriClient:
         self._headers = {"Authorization": basic_auth_header(username, password)}
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self.latency = 0.0  # seconds: requests' answer time, smoothed (overload control)
 
     def __repr__(self) -> str:
         return f"AriClient({self._root!r}, user={self.username!r}, app={self.app!r})"
@@ -143,18 +145,23 @@ class AriClient:
         url = URL(self._root + path, encoded=True)
         started = time.monotonic()
         try:
-            async with session.request(method, url, params=_query(params), json=json) as resp:
-                body = await resp.read()
-                status = resp.status
+            try:
+                body, status = await self._send(session, method, url, params, json)
+            except aiohttp.ServerDisconnectedError:
+                # Asterisk closed a kept-alive connection as we reused it: the request
+                # never reached it. Once more, on a new connection.
+                logger.debug("ARI %s %s: the connection was closed; sending again", method, path)
+                body, status = await self._send(session, method, url, params, json)
         except TimeoutError as exc:
+            self.latency += (self.timeout - self.latency) * LATENCY_WEIGHT
             raise AriUnavailable(f"ARI {method} {path}: no answer within {self.timeout} s") from exc
         except aiohttp.ClientConnectionError as exc:
             raise AriUnavailable(f"ARI {method} {path}: {exc or type(exc).__name__}") from exc
         except aiohttp.ClientError as exc:
             raise AriError(f"ARI {method} {path}: {exc or type(exc).__name__}") from exc
-        logger.debug(
-            "ARI %s %s -> %d (%.1f ms)", method, path, status, (time.monotonic() - started) * 1e3
-        )
+        took = time.monotonic() - started
+        self.latency += (took - self.latency) * LATENCY_WEIGHT
+        logger.debug("ARI %s %s -> %d (%.1f ms)", method, path, status, took * 1e3)
         if status >= 400:
             text = body.decode("utf-8", errors="replace")
             error = AriNotFound if status == 404 else AriHttpError
@@ -165,6 +172,17 @@ class AriClient:
             return jsonlib.loads(body)
         except ValueError as exc:
             raise AriError(f"ARI {method} {path}: answer is not JSON") from exc
+
+    @staticmethod
+    async def _send(
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        params: Mapping[str, ParamValue] | None,
+        json: Any,
+    ) -> tuple[bytes, int]:
+        async with session.request(method, url, params=_query(params), json=json) as resp:
+            return await resp.read(), resp.status
 
     # --- channels -------------------------------------------------------------
 

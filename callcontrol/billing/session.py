@@ -145,17 +145,22 @@ class CallCharging:
         return await self.service.quote(e164, direction, number_type=number_type)
 
     async def authorize(
-        self, call_id: str, quote: Quote, limits: CallLimits
+        self, call_id: str, quote: Quote, limits: CallLimits, *, rate_recorded: bool = False
     ) -> CallChargingSession | Refused:
-        """Reserve the connection fee and the first block, or refuse (nothing held)."""
+        """Reserve the connection fee and the first block, or refuse (nothing held).
+
+        ``rate_recorded``: the call's record was written already naming the rate,
+        in state ``authorized`` (``CallStore.start``), so that is not written again.
+        """
         rate = quote.rate
         rate_id = _rate_id(rate)
         required = call_cost(rate, rate.first_increment)
         # The record names the rate before any credit is held: a crash in between
         # leaves a record that recovery settles (and releases) by that rate.
-        await self.records.set_charge_state(call_id, ChargeState.AUTHORIZED, rate_id)
+        if not rate_recorded:
+            await self.records.set_charge_state(call_id, ChargeState.AUTHORIZED, rate_id)
         reserved = await self.wallet.hold(call_id, required)
-        log.info(
+        log.debug(
             "rate %s (%s %s %s): %s/min, fee %s, %d/%d; first block %s %s",
             rate_id,
             quote.direction,
@@ -375,7 +380,7 @@ class CallChargingSession:
             self.cut_off = paid < slice_end and not shared
             self.short = paid < slice_end
             await self.limits.set_paid_time(self._remaining())
-            log.info(
+            log.debug(
                 "charged %s so far, holding %s: paid until %d s%s",
                 format_credits(self.charged),
                 format_credits(self.held),
@@ -424,7 +429,6 @@ async def settle_call(
     """Settle a call that talked ``duration`` seconds: the live path and recovery."""
     rate_id = _rate_id(rate)
     wallet = charging.wallet
-    await charging.records.set_charge_state(call_id, ChargeState.CHARGING, rate_id)
     charged = await wallet.charged_for(call_id)
     settlement = final_charge(rate, duration, charged, answered=answered)
     if settlement.charge_now:

@@ -92,7 +92,7 @@ class Call:
         self.inbox: asyncio.Queue[Incoming] = asyncio.Queue()
         self.bridge_id: str | None = None
         self.detached = False
-        self.answered_at: datetime | None = None  # when the caller's leg was answered
+        self.answered_at: datetime | None = None  # when the caller was connected
         self.disposition: Disposition | None = None
         self.ended_by: EndedBy | None = None
         self.cause: int | None = None
@@ -100,6 +100,10 @@ class Call:
         self._pending: list[tuple[str, ChannelEvents]] = []
         self._finished = False
         self.recorded = recorded  # whether the call record exists (finish completes it)
+        # Called once when the call leaves its setup (connected or ended): overload control.
+        self.on_setup_done: Callable[[], None] | None = None
+        self.arrived = asyncio.get_running_loop().time()  # the StasisStart, for setup delay
+        self._progressed = False
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -129,10 +133,25 @@ class Call:
             self.disposition = self.disposition or Disposition.FAILED
         finally:
             self._tg = None
+            self.setup_done()
             await asyncio.shield(self._finish_under_deadline())
 
     async def handle(self) -> None:
         raise NotImplementedError
+
+    def setup_progressed(self) -> None:
+        """The call takes its first step out (rings a user, answers into a flow): how
+        long the app took since the StasisStart tells overload control how it keeps up."""
+        admission = self.ctx.admission
+        if admission is not None and self.on_setup_done is not None and not self._progressed:
+            self._progressed = True
+            admission.took(asyncio.get_running_loop().time() - self.arrived)
+
+    def setup_done(self) -> None:
+        """The call is connected (to a user or a flow) or has ended: no longer in setup."""
+        done, self.on_setup_done = self.on_setup_done, None
+        if done is not None:
+            done()
 
     def detach(self) -> None:
         """Leave the channels up and the record open (app shutdown); cancel separately."""
@@ -212,7 +231,7 @@ class Call:
                 await self.next_event()
             except ChannelGone as gone:
                 self.note_gone(gone.role, gone.cause)
-                log.info("the %s hung up", gone.role)
+                log.debug("the %s hung up", gone.role)
                 return
 
     def note_gone(self, role: str, cause: int | None) -> None:
@@ -282,8 +301,16 @@ class Call:
                 await self.finish()
         except TimeoutError:
             log.error("cleanup did not finish within %.0f s", CLEANUP_DEADLINE)
+            self._settle_later()
         except Exception:
             log.exception("cleanup failed")
+            self._settle_later()
+
+    def _settle_later(self) -> None:
+        """The record must not stay open (its credits held) until the next restart:
+        its settlement is retried in the background (idempotent)."""
+        if self.recorded and not self.detached and self.settle_later is not None:
+            self.settle_later(self)
 
     @property
     def finishing(self) -> bool:
@@ -298,6 +325,10 @@ class Call:
         if self.detached:
             log.info("detached: channels stay up, the next start re-adopts the call")
             return
+        # The talk time ends now, however long the hang-ups and the settlement take.
+        self.ended_at = utcnow()
+        if self.charging is not None:
+            self.charging.hung_up()
         for role in list(self.channels):
             try:
                 await self.hangup(role)
@@ -313,15 +344,11 @@ class Call:
         if not self.recorded:
             log.info("call ended before it was recorded: %s", self.disposition)
             return
-        self.ended_at = utcnow()
-        if self.charging is not None:
-            self.charging.hung_up()  # the talk time ends now, however late the settlement
         try:
             await self.complete_record()
         except StoreError as exc:
             log.error("the call's charge and record wait for the database: %s", exc)
-            if self.settle_later is not None:
-                self.settle_later(self)
+            self._settle_later()
 
     async def complete_record(self) -> None:
         """Settle the charge and close the record; idempotent, so it may be retried."""

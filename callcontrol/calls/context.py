@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from callcontrol.ari import AriClient, EventRouter
 from callcontrol.billing.session import CallCharging
+from callcontrol.calls.admission import Admission
 from callcontrol.calls.media import PromptMedia
 from callcontrol.calls.records import CallStore
 from callcontrol.ivr.registry import FlowRegistry
@@ -28,3 +29,4 @@ class CallContext:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     country: str = "GB"  # whose emergency numbers users may dial
     main_number: str = ""  # presented by emergency calls of users without a number
+    admission: Admission | None = None  # overload control; None: every call is taken

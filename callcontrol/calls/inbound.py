@@ -4,7 +4,8 @@
 (its rent unpaid), the call is refused; routed to a user, it rings them
 (``RoutedCall``); routed to a flow, the
 caller is answered and the IVR interpreter drives the call through ``AriCallPort``.
-Incoming calls are charged too, by the dialled number's country and type.
+Incoming calls are charged too, by the dialled number's country and type: the rate
+is chosen before the record is written, which then names it from its first row.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import logging
 
 from callcontrol.billing.errors import NoRate
+from callcontrol.billing.service import Quote
 from callcontrol.calls import prompts
 from callcontrol.calls.call import ChannelGone
 from callcontrol.calls.callee import Callee, normalise_dialled
 from callcontrol.calls.ivr_port import AriCallPort
 from callcontrol.calls.routed import REFUSALS, RoutedCall
 from callcontrol.domain.call_records import CallDirection, Disposition, EndedBy
-from callcontrol.domain.directory import Number, NumberState, RouteKind
+from callcontrol.domain.charging import ChargeState
+from callcontrol.domain.directory import NumberState, RouteKind
 from callcontrol.domain.rating import Direction
 from callcontrol.ivr.interpreter import OutcomeKind
 from callcontrol.ivr.interpreter import run_flow as run_ivr
@@ -43,6 +46,16 @@ class InboundCall(RoutedCall):
         user = None
         if route is not None and route.kind is RouteKind.USER and route.user_extension:
             user = Callee(route.user_name or "", route.user_extension)
+        # Rated before the record is written, so the record starts naming its rate.
+        quote: Quote | None = None
+        no_rate: NoRate | None = None
+        if owned is not None and route is not None:
+            try:
+                quote = await self.ctx.charging.quote(
+                    owned.e164, Direction.INBOUND, number_type=owned.number_type
+                )
+            except NoRate as exc:
+                no_rate = exc
         await self.store.start(
             call_id=self.call_id,
             direction=CallDirection.INBOUND,
@@ -52,6 +65,8 @@ class InboundCall(RoutedCall):
             started_at=self.started_at,
             number_e164=owned.e164 if owned else None,
             user_name=user.name if user else None,
+            charge_state=ChargeState.AUTHORIZED if quote is not None else None,
+            rate_id=quote.rate.id if quote is not None else None,
         )
         self.recorded = True
         if owned is None:
@@ -66,7 +81,11 @@ class InboundCall(RoutedCall):
             log.info("%s has no routing: no incoming calls", owned.e164)
             await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_NO_ROUTE)
             return
-        if not await self.authorize(owned):
+        if no_rate is not None:
+            await self.refuse_no_rate(no_rate)
+            return
+        assert quote is not None
+        if not await self.authorize_quote(quote, rate_recorded=True):
             return
         if route.kind is RouteKind.FLOW:
             await self.run_flow(route.flow_name or "")
@@ -75,17 +94,6 @@ class InboundCall(RoutedCall):
             await self.refuse(prompts.NOT_IN_SERVICE, Disposition.REFUSED_NO_ROUTE)
             return
         await self.ring_user(user)
-
-    async def authorize(self, owned: Number) -> bool:
-        """Incoming calls are charged too, by the dialled number's country and type."""
-        try:
-            quote = await self.ctx.charging.quote(
-                owned.e164, Direction.INBOUND, number_type=owned.number_type
-            )
-        except NoRate as exc:
-            await self.refuse_no_rate(exc)
-            return False
-        return await self.authorize_quote(quote)
 
     # ---- IVR -------------------------------------------------------------------------
 

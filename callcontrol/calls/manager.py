@@ -1,9 +1,11 @@
 """The calls of this app instance: start them, re-adopt them, stop them.
 
 ``on_stasis_start`` is the router's handler for a channel entering our Stasis app:
-carrier calls (``inbound,<number>``) become an InboundCall; a callee entering
-(``dialed,<call id>``) belongs to a call already running and is routed to it by its
-subscription, never here; anything else is hung up.
+a new call is first admitted or refused by overload control (admission.py; a
+refused call fails closed, never answered); carrier calls (``inbound,<number>``)
+become an InboundCall, users' calls (``outbound,<number>``) an OutboundCall; a
+callee entering (``dialed,<call id>``) belongs to a call already running and is
+routed to it by its subscription, never here; anything else is hung up.
 
 ``adopt`` runs after every (re)connect of the events WebSocket: channels tagged with
 a call id that no live call owns are re-adopted, their charging resumed at the rate
@@ -33,7 +35,7 @@ from callcontrol.calls.routed import RoutedCall
 from callcontrol.domain.call_records import CallRecord, Disposition, EndedBy
 from callcontrol.domain.live_calls import LiveCall
 from callcontrol.domain.rating import call_cost
-from callcontrol.errors import AriError, AriNotFound, CallControlError, StoreError
+from callcontrol.errors import AriError, AriNotFound, CallControlError
 from callcontrol.logs import call_id_var
 
 log = logging.getLogger(__name__)
@@ -59,12 +61,20 @@ class CallManager:
             self.router.unsubscribe(event.channel.id)
             self._side_task(self._fail_closed(event.channel.id))
             return
-        if kind == "inbound":
-            call: Call = InboundCall(event, events, self.ctx)
+        if kind in ("inbound", "outbound"):
+            admission = self.ctx.admission
+            refused = admission.admit() if admission is not None else None
+            if refused is not None:
+                log.debug("overloaded (%s): channel %s is refused", refused, event.channel.id)
+                self.router.unsubscribe(event.channel.id)
+                self._side_task(self._fail_closed(event.channel.id))
+                return
+            kinds = {"inbound": InboundCall, "outbound": OutboundCall}
+            call: Call = kinds[kind](event, events, self.ctx)
+            if admission is not None:
+                admission.in_setup += 1
+                call.on_setup_done = admission.setup_finished
             self._spawn(call)
-            return
-        if kind == "outbound":
-            self._spawn(OutboundCall(event, events, self.ctx))
             return
         # A callee whose call is gone (or an unexpected entry): do not leave it hanging.
         log.warning(
@@ -85,17 +95,21 @@ class CallManager:
         self.calls[call.call_id] = call
         self.tasks[call.call_id] = task
         task.add_done_callback(functools.partial(self._forget, call.call_id))
+        if self.ctx.admission is not None:
+            self.ctx.admission.live = len(self.tasks)
 
     def _forget(self, call_id: str, _task: object = None) -> None:
         call = self.calls.pop(call_id, None)
         self.tasks.pop(call_id, None)
+        if self.ctx.admission is not None:
+            self.ctx.admission.live = len(self.tasks)
         if call is None:
             return
         # Nothing of a call may outlive it: none of its tasks (and so none of their
         # timers), no event subscription of its channels.
         leftovers = [t.get_name() for t in call.own_tasks if not t.done()]
         subscribed = sum(self.router.is_subscribed(cid) for cid in call.channels.values())
-        log.info(
+        log.debug(
             "call %s released: %d tasks left, %d live calls, %d channel subscriptions",
             call_id,
             len(leftovers),
@@ -199,7 +213,8 @@ class CallManager:
     # ---- shutdown --------------------------------------------------------------------
 
     def _settle_later(self, call: Call) -> None:
-        """Retry a call's final charge and record until the database answers."""
+        """Retry a call's final charge and record until they are written (the database
+        was down, or the cleanup overran its deadline)."""
         token = call_id_var.set(call.call_id)
         try:
             task = asyncio.get_running_loop().create_task(
@@ -217,8 +232,8 @@ class CallManager:
             try:
                 await call.complete_record()
                 return
-            except StoreError as exc:
-                log.warning("settlement still waits for the database: %s", exc)
+            except CallControlError as exc:
+                log.warning("the call's settlement is retried: %s", exc)
                 delay = min(delay * 2, 30.0)
 
     def snapshot(self) -> list[LiveCall]:

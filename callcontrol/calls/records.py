@@ -1,15 +1,17 @@
 """What a call needs from the database, one short transaction per operation.
 
 Each method is one session (and, for the hot path, one statement): the route of
-the dialled number, the call record's start, answer and end. Nothing is cached
-between calls, so a routing change made by an admin applies to the next call.
+the dialled number, the call record's start (with its rate), connection and end.
+Nothing is cached between calls, so a routing change made by an admin applies to
+the next call.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from callcontrol.domain.call_records import CallDirection, CallRecord, Disposition, EndedBy
 from callcontrol.domain.charging import ChargeState
@@ -71,6 +73,8 @@ class CallStore:
         started_at: datetime,
         number_e164: str | None = None,
         user_name: str | None = None,
+        charge_state: ChargeState | None = None,
+        rate_id: int | None = None,
     ) -> CallRecord:
         async with self.db.session() as session:
             return await CallRecordRepository(session).start(
@@ -82,6 +86,8 @@ class CallStore:
                 started_at=started_at,
                 number_e164=number_e164,
                 user_name=user_name,
+                charge_state=None if charge_state is None else charge_state.value,
+                rate_id=rate_id,
             )
 
     async def mark_answered(self, call_id: str, at: datetime) -> bool:
@@ -105,16 +111,23 @@ class CallStore:
                 ended_by=ended_by,
             )
 
-    async def set_connected_user(self, call_id: str, user_name: str) -> None:
-        """Record who took the call (for IVR calls it is known only when they answer)."""
+    async def set_connected_user(
+        self, call_id: str, user_name: str | None, answered_at: datetime | None = None
+    ) -> None:
+        """Record who took the call (for IVR calls it is known only when they answer;
+        None: keep who is recorded) and, for a call answered only now, when (kept if
+        already set): one statement."""
+        values: dict[str, Any] = {}
+        if user_name is not None:
+            values["user_name"] = user_name
+            values["user_id"] = (
+                select(UserRow.id).where(UserRow.name == user_name).scalar_subquery()
+            )
+        if answered_at is not None:
+            values["answered_at"] = func.coalesce(CallRecordRow.answered_at, answered_at)
         async with self.db.session() as session:
             await session.execute(
-                update(CallRecordRow)
-                .where(CallRecordRow.call_id == call_id)
-                .values(
-                    user_name=user_name,
-                    user_id=select(UserRow.id).where(UserRow.name == user_name).scalar_subquery(),
-                )
+                update(CallRecordRow).where(CallRecordRow.call_id == call_id).values(**values)
             )
 
     async def set_charge_state(

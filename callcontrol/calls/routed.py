@@ -87,10 +87,12 @@ class RoutedCall(Call):
 
     # ---- charging ---------------------------------------------------------------------
 
-    async def authorize_quote(self, quote: Quote) -> bool:
+    async def authorize_quote(self, quote: Quote, *, rate_recorded: bool = False) -> bool:
         """Reserve the connection fee and first block; else refuse, uncharged."""
         limits = PbxLimits(self, self.ari, self.ctx.media, self.user_role)
-        verdict = await self.ctx.charging.authorize(self.call_id, quote, limits)
+        verdict = await self.ctx.charging.authorize(
+            self.call_id, quote, limits, rate_recorded=rate_recorded
+        )
         if isinstance(verdict, Refused):
             log.info("refusing: %s", verdict.reason)
             await self.refuse(prompts.NO_CREDIT, Disposition.REFUSED_NO_CREDIT)
@@ -104,11 +106,18 @@ class RoutedCall(Call):
         await self.refuse(prompts.SERVICE_UNAVAILABLE, Disposition.REFUSED_NO_RATE)
 
     async def answer_caller(self) -> None:
-        """Answer the carrier's leg: from now on the call is billable, and the PBX
-        ends it when its credits are used up."""
+        """Answer the carrier's leg for a flow: the caller is connected to the flow, so
+        from now on the call is billable, and the PBX ends it when its credits are
+        used up."""
         await self.ari.answer(self.channels["caller"])
         self.answered_at = utcnow()
+        self.setup_progressed()
+        self.setup_done()
         await self.store.mark_answered(self.call_id, self.answered_at)
+        await self.start_charging()
+
+    async def start_charging(self) -> None:
+        """The caller is connected (to a flow or a user): the talk time starts now."""
         if self.charging is not None:
             await self.charging.start()
             self.background(self.charging.run(), "charging")
@@ -140,7 +149,8 @@ class RoutedCall(Call):
             if self.caller_name
             else self.caller_number
         )
-        log.info("ringing %s at %s for %d s", user.name, user.endpoint, self.ring_timeout)
+        self.setup_progressed()
+        log.debug("ringing %s at %s for %d s", user.name, user.endpoint, self.ring_timeout)
         try:
             await self.ari.originate(
                 user.endpoint,
@@ -215,20 +225,38 @@ class RoutedCall(Call):
     # ---- connected ------------------------------------------------------------------
 
     async def connect(self, user: Callee) -> None:
+        """Bridge the caller with the user who answered.
+
+        Only connected time is charged (README, "Charging every call"): a directly routed
+        caller is answered here and charged from the moment both are bridged; if
+        the bridge fails (a side hung up meanwhile, Asterisk is overloaded), the
+        call ends as ``failed`` and is never charged, although the carrier saw an
+        answer. A caller in a flow was charged from the answer (the flow is a
+        connection too); the user's leg then gets the same paid-time limit.
+        """
         caller, callee = self.channels["caller"], self.channels["callee"]
-        if self.answered_at is None:
-            await self.answer_caller()
+        answered_now = self.answered_at is None
+        if answered_now:
+            await self.ari.answer(caller)
         self.bridge_id = self.call_id
         await self.ari.create_bridge(self.bridge_id, type="mixing", name=f"call-{self.call_id}")
         await self.ari.add_channels(self.bridge_id, [caller, callee])
-        if self.charging is not None:
-            await self.charging.enforce_on(callee)  # both legs end at the paid second
         self.disposition = Disposition.ANSWERED
-        try:
-            if not user.number:  # a user took it (an outside number keeps who dialled)
-                await self.store.set_connected_user(self.call_id, user.name)
-        except StoreError as exc:
-            # The call is paid for and limited by the PBX: it goes on without this detail.
-            log.warning("could not record who took the call: %s", exc)
+        self.setup_done()
+        who = None if user.number else user.name  # an outside number keeps who dialled
+        if answered_now:
+            # The record says answered before any charge (the crash rule reads it).
+            self.answered_at = utcnow()
+            await self.store.set_connected_user(self.call_id, who, self.answered_at)
+            await self.start_charging()  # both legs end at the paid second
+        else:
+            if self.charging is not None:
+                await self.charging.enforce_on(callee)  # the user's leg ends there too
+            try:
+                if who is not None:
+                    await self.store.set_connected_user(self.call_id, who)
+            except StoreError as exc:
+                # The call is paid for and limited by the PBX: it goes on without this.
+                log.warning("could not record who took the call: %s", exc)
         log.info("connected %s with %s", self.caller_number, user.name)
         await self.wait_for_hangup()

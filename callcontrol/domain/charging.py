@@ -61,7 +61,7 @@ class ChargeState(StrEnum):
     """A call record's charging state (``call_records.charge_state``)."""
 
     AUTHORIZED = "authorized"  # rate found, credits held: the call is being charged
-    CHARGING = "charging"  # hung up, the final charge is being settled
+    CHARGING = "charging"  # written by earlier versions at hangup; read like AUTHORIZED
     SETTLED = "settled"  # charged in full, hold released
     FREE = "free"  # not rated (a call between users)
     REFUSED_NO_CREDIT = "refused_no_credit"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,11 +199,13 @@ async def run_sipp(
     calls: int = 1,
     rate: int | None = None,
     trace_messages: bool = True,
+    extra_args: Sequence[str] = (),
 ) -> SippProcess:
     """Start one sipp (UAC unless server) for ``calls`` calls (0: no limit); returns at once.
 
     ``rate``: new calls per second (load; at most ``rate`` x 10 at once). Message
     traces are skipped with ``trace_messages=False`` (they slow sipp under load).
+    ``extra_args``: more sipp options (e.g. ``-trace_logs`` for a scenario's logs).
     """
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -239,6 +242,7 @@ async def run_sipp(
         argv += ["-r", str(rate), "-l", str(rate * 10)]
     if calls:
         argv += ["-m", str(calls)]
+    argv += extra_args
     if not server:
         argv.append(pbx)
     proc = await asyncio.create_subprocess_exec(

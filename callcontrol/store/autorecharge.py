@@ -106,7 +106,22 @@ class AutoRechargeRepository:
             )
             .values(in_flight=attempt_id)
         )
-        return _rowcount(result) == 1
+        if _rowcount(result) != 1:
+            return False
+        # PostgreSQL: an UPDATE that waited for the row lock re-checks its WHERE on the
+        # newest auto_recharge row but reads the wallet from its first snapshot, so a
+        # recharge booked meanwhile can look unbooked. Look again (this statement's
+        # snapshot is new, READ COMMITTED) and give the claim back if it is not due.
+        config = await self._session.scalar(
+            select(AutoRechargeRow.threshold_micro).where(AutoRechargeRow.id == WALLET_ID)
+        )
+        now_available = await self._session.scalar(
+            select(WalletRow.balance_micro - WalletRow.held_micro).where(WalletRow.id == WALLET_ID)
+        )
+        if config is not None and now_available is not None and now_available >= config:
+            await self.release(attempt_id)
+            return False
+        return True
 
     async def release(self, attempt_id: str) -> bool:
         """Nothing in flight any more (a claim that did not lead to a charge)."""

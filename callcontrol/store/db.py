@@ -165,9 +165,9 @@ class Database:
         parsed = normalize_url(url)
         if parsed.get_backend_name() == "sqlite":
             make_parent_dir(parsed)
-            engine = create_async_engine(
-                parsed, echo=echo, pool_pre_ping=True, connect_args={"timeout": busy_timeout}
-            )
+            # No pre-ping: a SQLite connection is a file handle that cannot drop like a
+            # server's socket, and the ping cost three thread hops per session.
+            engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": busy_timeout})
             _install_sqlite_hooks(engine, busy_timeout_ms=int(busy_timeout * 1000))
         else:
             engine = create_async_engine(

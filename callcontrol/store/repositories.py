@@ -374,10 +374,14 @@ class CallRecordRepository:
         started_at: datetime,
         number_e164: str | None = None,
         user_name: str | None = None,
+        charge_state: str | None = None,
+        rate_id: int | None = None,
     ) -> CallRecord:
         """Insert the record of a new call (one statement); Conflict if the id exists.
 
         ``user_name`` is kept as a snapshot; ``user_id`` links to the user while they exist.
+        ``charge_state`` and ``rate_id``: a call rated before its record is written
+        starts with them (one statement instead of two).
         """
         table = cast(Table, CallRecordRow.__table__)
         values: dict[str, Any] = {
@@ -389,6 +393,8 @@ class CallRecordRepository:
             "started_at": started_at,
             "number_e164": number_e164,
             "user_name": user_name,
+            "charge_state": charge_state,
+            "rate_id": rate_id,
             "user_id": (
                 None
                 if user_name is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -196,6 +197,29 @@ async def test_connection_refused_is_unavailable() -> None:
         with pytest.raises(AriUnavailable) as info:
             await ari.answer(CHANNEL)
         assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_a_kept_alive_connection_closed_by_the_server_is_tried_again() -> None:
+    """The first connection is closed without an answer (Asterisk dropping an idle
+    keep-alive connection as it is reused): the request goes again on a new one."""
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        if len(requests) > 1:
+            writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with AriClient(f"http://127.0.0.1:{port}", USERNAME, PASSWORD, app=APP) as ari:
+            await ari.answer(CHANNEL)
+    finally:
+        server.close()
+    assert len(requests) == 2
+    assert all(r.startswith(f"POST /ari/channels/{CHANNEL}/answer".encode()) for r in requests)
 
 
 async def test_slow_server_times_out_quickly(fake: FakeAri) -> None:

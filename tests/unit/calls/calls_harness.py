@@ -28,6 +28,7 @@ from callcontrol.ari import AriClient, AriEventStream, Event, EventRouter
 from callcontrol.billing.service import ChargingService
 from callcontrol.billing.session import CallCharging, ChargingPolicy
 from callcontrol.billing.wallet import Wallet
+from callcontrol.calls.admission import Admission
 from callcontrol.calls.call import Call
 from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
@@ -106,7 +107,15 @@ class ManualClock:
 class App:
     """One app instance over the fake ARI server; ``await start()``, ``await close()``."""
 
-    def __init__(self, fake: FakeAri, db_url: str, work: Path, *, flows: bool = False) -> None:
+    def __init__(
+        self,
+        fake: FakeAri,
+        db_url: str,
+        work: Path,
+        *,
+        flows: bool = False,
+        admission: Admission | None = None,
+    ) -> None:
         self.fake = fake
         self.db = Database.from_url(db_url)
         self.store = CallStore(self.db)
@@ -127,6 +136,7 @@ class App:
             ),
             media=PromptMedia("http://127.0.0.1:8099", flows_dir, work / "tts"),
             flows=self.flows,
+            admission=admission,
         )
         self.manager = CallManager(self.ctx)
         self.stream = AriEventStream(
@@ -270,6 +280,14 @@ class App:
 
         await self.fake.wait_until(lambda: bool(rung()), GUARD)
         return rung()[-1]
+
+    async def connected(self, call: Call, callee: str) -> None:
+        """Once both are bridged and charging has started (the callee's paid-time limit
+        is set): only connected time is charged, from here."""
+        await self.request("POST", f"/ari/bridges/{call.call_id}/addChannel")
+        await self.fake.wait_until(
+            lambda: bool(self.variables_set(callee, "TIMEOUT(absolute)")), GUARD
+        )
 
     def variables_set(self, channel_id: str, name: str) -> list[str]:
         path = f"/ari/channels/{channel_id}/variable"

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ari"))
 from calls_harness import App, StartApp, make_org
 from fake_ari import FakeAri
 
+from callcontrol.calls.admission import Admission
 from callcontrol.store.migrate import upgrade
 
 
@@ -45,8 +46,10 @@ async def start_app(fake: FakeAri, db_url: str, tmp_path: Path) -> AsyncIterator
     """Start an app instance (several in turn: a restart); all are closed at the end."""
     apps: list[App] = []
 
-    async def start(url: str = db_url, *, flows: bool = False) -> App:
-        app = App(fake, url, tmp_path, flows=flows)
+    async def start(
+        url: str = db_url, *, flows: bool = False, admission: Admission | None = None
+    ) -> App:
+        app = App(fake, url, tmp_path, flows=flows, admission=admission)
         apps.append(app)
         return await app.start()
 

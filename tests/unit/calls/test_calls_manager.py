@@ -27,7 +27,7 @@ async def connected_inbound(app: App, carrier: str) -> tuple[Call, str]:
     """A carrier call to alice that she answered: the call and her channel."""
     call = await app.carrier_call(carrier, ROUTED)
     callee = await app.answer(call)
-    await app.request("POST", f"/ari/bridges/{call.call_id}/addChannel")
+    await app.connected(call, callee)
     return call, callee
 
 
@@ -35,7 +35,7 @@ async def connected_outbound(app: App, phone: str) -> tuple[Call, str]:
     """Alice calls abroad and the far end answered: the call and the carrier's channel."""
     call = await app.phone_call(phone, "1001", ABROAD)
     callee = await app.answer(call)
-    await app.request("POST", f"/ari/bridges/{call.call_id}/addChannel")
+    await app.connected(call, callee)
     return call, callee
 
 

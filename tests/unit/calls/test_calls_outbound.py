@@ -23,7 +23,7 @@ async def test_a_user_calls_out_presenting_their_number_and_pays_by_the_destinat
     }
 
     far_end = await app.answer(call)
-    await app.request("POST", f"/ari/bridges/{call.call_id}/addChannel")
+    await app.connected(call, far_end)
     assert app.requests("POST", f"/ari/channels/{PHONE}/answer")
     app.clock.advance(20)
     await app.hang_up(far_end)

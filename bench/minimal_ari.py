@@ -1,0 +1,131 @@
+"""The floor for any ARI design: a minimal ARI app on aiohttp, no database, no charging.
+
+    python bench/minimal_ari.py URL USER PASSWORD ENDPOINT WORKDIR
+
+A channel entering ``Stasis(benchmin,in)`` is handled the way callcontrol handles a
+number routed to a user, with nothing else: originate to ENDPOINT (``PJSIP/1001``)
+straight into the app; when the phone answers (its StasisStart), answer the caller,
+create a mixing bridge and add both; when either leaves the app, hang up the other
+and destroy the bridge. Same SIP sequence as callcontrol's routed call, so the
+INVITE->200 times compare.
+
+It writes to WORKDIR: ``bridged.log`` (the caller number of every bridged call) and
+``lag.log`` (per second: epoch seconds and the event loop's peak lag in ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+APP = "benchmin"
+SAMPLE = 0.05
+
+
+class Minimal:
+    def __init__(self, url: str, user: str, password: str, endpoint: str, work: Path) -> None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.root = url.rstrip("/") + "/ari"
+        self.session = aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"})
+        self.endpoint = endpoint
+        self.peer: dict[str, str] = {}  # channel -> the other channel of its call
+        self.bridge: dict[str, str] = {}  # channel -> its bridge
+        self.caller_number: dict[str, str] = {}
+        self.bridged = (work / "bridged.log").open("a", buffering=1)
+        self.lag = (work / "lag.log").open("a", buffering=1)
+        self.ids = itertools.count()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def request(self, method: str, path: str, **params: str) -> Any:
+        async with self.session.request(method, self.root + path, params=params) as resp:
+            body = await resp.read()
+            return json.loads(body) if body and resp.status < 300 else None
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def ring(self, caller: dict[str, Any]) -> None:
+        callee = f"bm-{next(self.ids)}-{caller['id']}"
+        self.peer[caller["id"]], self.peer[callee] = callee, caller["id"]
+        self.caller_number[caller["id"]] = caller.get("caller", {}).get("number", "")
+        await self.request(
+            "POST",
+            "/channels",
+            endpoint=self.endpoint,
+            app=APP,
+            appArgs=f"out,{caller['id']}",
+            channelId=callee,
+            timeout="30",
+        )
+
+    async def connect(self, caller: str, callee: str) -> None:
+        await self.request("POST", f"/channels/{caller}/answer")
+        bridge = f"bb-{callee}"
+        self.bridge[caller] = self.bridge[callee] = bridge
+        await self.request("POST", "/bridges", type="mixing", bridgeId=bridge)
+        await self.request("POST", f"/bridges/{bridge}/addChannel", channel=f"{caller},{callee}")
+        self.bridged.write(self.caller_number.pop(caller, "") + "\n")
+
+    async def gone(self, channel: str) -> None:
+        other = self.peer.pop(channel, None)
+        bridge = self.bridge.pop(channel, None)
+        self.caller_number.pop(channel, None)
+        if other is not None:
+            self.peer.pop(other, None)
+            self.bridge.pop(other, None)
+            await self.request("DELETE", f"/channels/{other}")
+        if bridge is not None:
+            await self.request("DELETE", f"/bridges/{bridge}")
+
+    async def events(self) -> None:
+        url = f"{self.root}/events?app={APP}"
+        async with self.session.ws_connect(url) as ws:
+            print("connected", flush=True)
+            async for message in ws:
+                event = json.loads(message.data)
+                kind = event["type"]
+                if kind == "StasisStart":
+                    args = event.get("args") or [""]
+                    channel = event["channel"]
+                    if args[0] == "in":
+                        self.spawn(self.ring(channel))
+                    elif args[0] == "out" and len(args) > 1:
+                        self.spawn(self.connect(args[1], channel["id"]))
+                elif kind == "StasisEnd":
+                    self.spawn(self.gone(event["channel"]["id"]))
+
+    async def measure_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        peak, second = 0.0, int(time.time())
+        while True:
+            before = loop.time()
+            await asyncio.sleep(SAMPLE)
+            peak = max(peak, loop.time() - before - SAMPLE)
+            if int(time.time()) != second:
+                self.lag.write(f"{second} {peak * 1e3:.1f}\n")
+                peak, second = 0.0, int(time.time())
+
+
+async def main() -> None:
+    url, user, password, endpoint, work = sys.argv[1:6]
+    app = Minimal(url, user, password, endpoint, Path(work))
+    lag = asyncio.create_task(app.measure_lag())
+    try:
+        await app.events()
+    finally:
+        lag.cancel()
+        await app.session.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
