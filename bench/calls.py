@@ -344,7 +344,9 @@ async def main() -> None:
         work = Path(os.environ.get("BENCH_WORKDIR") or tmp)
         work.mkdir(parents=True, exist_ok=True)
         url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
-        settings = pbx_settings.model_copy(update={"database_url": url})
+        settings = pbx_settings.model_copy(
+            update={"database_url": url, "flows_dir": work / "flows"}
+        )
         await seed(settings, work / "flows")
         env = {
             **os.environ,
