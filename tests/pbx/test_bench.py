@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from pbx_harness import REPO
 
 from callcontrol.config import Settings
 

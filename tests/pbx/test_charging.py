@@ -11,8 +11,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import ROUTED, AppProcess, Carrier, Org, Phones, make_org
 from log_contract import RELEASED, WARNED
+from pbx_harness import ROUTED, AppProcess, Carrier, Org, Phones, make_org
 
 from callcontrol.config import Settings
 from callcontrol.domain.call_records import CallRecord

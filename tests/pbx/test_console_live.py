@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROUTED, AppProcess, Carrier, Org, Phones
+from pbx_harness import ROUTED, AppProcess, Carrier, Org, Phones
 
 from callcontrol.admins import AdminService
 from callcontrol.store.db import Database

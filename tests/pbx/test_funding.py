@@ -12,7 +12,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import ROUTED, AppProcess, Carrier, Org, Phones, make_org
+from pbx_harness import ROUTED, AppProcess, Carrier, Org, Phones, make_org
 from test_resilience import pg_database  # noqa: F401 (a fixture)
 
 from callcontrol.config import Settings

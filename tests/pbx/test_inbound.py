@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 
 import pytest
-from conftest import CALLER, ROUTED, UNKNOWN, UNROUTED, AppProcess, Carrier, Org, Phones
+from pbx_harness import CALLER, ROUTED, UNKNOWN, UNROUTED, AppProcess, Carrier, Org, Phones
 
 from callcontrol.config import Settings
 

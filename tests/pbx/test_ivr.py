@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import FLOW_NUMBER, AppProcess, Carrier, Org, Phones
 from log_contract import FLOW_ERROR, FLOW_SERVES, IVR_STEP, MEDIA_SERVED, RELEASED
+from pbx_harness import FLOW_NUMBER, AppProcess, Carrier, Org, Phones
 
 from callcontrol.pbx.dtmf import Dtmf, Pause
 

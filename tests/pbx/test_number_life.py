@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import asyncpg
 import pytest
-from conftest import ROUTED, USERS, AppProcess, Carrier, Org, Phones, make_org
+from pbx_harness import ROUTED, USERS, AppProcess, Carrier, Org, Phones, make_org
 
 from callcontrol.billing.errors import InsufficientCredits
 from callcontrol.carrier.catalogue_file import parse_catalogue

@@ -6,7 +6,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import ROUTED, USERS, AppProcess, Org, Phones, make_org
+from pbx_harness import ROUTED, USERS, AppProcess, Org, Phones, make_org
 
 from callcontrol.billing.service import ChargingService
 from callcontrol.config import Settings

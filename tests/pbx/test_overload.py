@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROUTED, AppProcess, Org, Phones
+from pbx_harness import ROUTED, AppProcess, Org, Phones
 from sqlalchemy import select
 
 from callcontrol.domain.call_records import CallRecord, EndedBy

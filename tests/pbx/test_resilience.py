@@ -10,8 +10,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from conftest import ROUTED, UNROUTED, AppProcess, Carrier, Org, Phones, make_org
 from log_contract import READY, REPLACED
+from pbx_harness import ROUTED, UNROUTED, AppProcess, Carrier, Org, Phones, make_org
 
 from callcontrol.config import Settings
 from callcontrol.domain.money import MICRO
