@@ -123,6 +123,7 @@ class FundingOps:
     def __init__(self, services: Services) -> None:
         self.funding = services.funding
         self.admins = services.admins
+        self.provider = services.settings.payment_provider
         self.publishable_key = services.settings.stripe_publishable_key
 
     async def buy(self, admin: Admin, amount: str, method_id: int | None) -> Attempt:
@@ -146,7 +147,7 @@ class FundingOps:
 
     async def start_card_setup(self) -> CardForm:
         """What Stripe.js needs to save a card (409 with the offline provider)."""
-        if not self.publishable_key:
+        if self.provider == "stripe" and not self.publishable_key:
             raise Conflict("stripe_publishable_key is not set: the card form cannot load")
         setup = await self.funding.start_card_setup()
         return CardForm(setup.setup_id, setup.client_secret, self.publishable_key)
