@@ -14,6 +14,7 @@ only a card may pay for it, and the amount must be a valid purchase.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -60,6 +61,7 @@ class FundingService:
         self.pricing = pricing
         self._customer: str | None = None
         settlement.on_card_saved = self.take_in_cards  # a setup_intent webhook
+        self._taking_in = asyncio.Lock()  # the webhook and the browser may come together
 
     async def customer_id(self) -> str:
         """The organisation's customer id at the provider, created once and stored."""
@@ -89,15 +91,16 @@ class FundingService:
         """Record the cards saved at the provider that are not stored yet (re-read from the
         provider, never from a browser or a webhook's body): the new ones."""
         provider = self._provider()
-        at_provider = await provider.list_payment_methods(await self.customer_id())
-        async with self._db.session() as session:
-            repo = MethodRepository(session)
-            known = {m.provider_ref for m in await repo.active() if m.provider == provider.name}
-            return [
-                await self._save(repo, provider.name, card, "")
-                for card in at_provider
-                if card.provider_ref not in known
-            ]
+        async with self._taking_in:
+            at_provider = await provider.list_payment_methods(await self.customer_id())
+            async with self._db.session() as session:
+                repo = MethodRepository(session)
+                known = {m.provider_ref for m in await repo.active() if m.provider == provider.name}
+                return [
+                    await self._save(repo, provider.name, card, "")
+                    for card in at_provider
+                    if card.provider_ref not in known
+                ]
 
     async def start_card_setup(self) -> CardSetup:
         """Begin saving a card in the browser with the provider's own form (Stripe.js)."""
