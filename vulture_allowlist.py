@@ -14,7 +14,7 @@ _.model_config  # pydantic settings
 _._plain_value, _._known_zone, _._name  # pydantic field validators (config.py)
 _._ipv4_and_port, _._host_and_port, _._networks, _._http_url
 _._currency, _._max_over_min, _._notify_url, _._delays
-_._country, _._main_number
+_._country, _._main_number, _._publishable_key
 _.impl, _.cache_ok, _.process_bind_param, _.process_result_value  # TypeDecorator
 _.metadata, _.type_annotation_map  # the declarative base
 _.assigned_at  # NumberAssignmentRow: written as a constructor keyword (store/ownership.py)

@@ -169,6 +169,11 @@ class Settings(BaseModel):
     stripe_api_key: str = Field(
         "", description="Stripe secret (sk_...) or restricted (rk_...) API key. Never logged."
     )
+    stripe_publishable_key: str = Field(
+        "",
+        description="Stripe publishable key (pk_...): given to the console's card form "
+        "(Stripe.js) to save a card. Not a secret.",
+    )
     stripe_webhook_secret: str = Field(
         "",
         description="Signing secret (whsec_...) of the Stripe webhook endpoint "
@@ -296,6 +301,13 @@ class Settings(BaseModel):
             raise ValueError("must not contain line breaks or other control characters")
         if annotation is Path and isinstance(value, str) and not value.strip():
             raise ValueError("must not be empty (write . for the current directory)")
+        return value
+
+    @field_validator("stripe_publishable_key")
+    @classmethod
+    def _publishable_key(cls, value: str) -> str:
+        if value and not re.fullmatch(r"pk_(test|live)_[A-Za-z0-9]{1,250}", value):
+            raise ValueError("must be a Stripe publishable key: pk_test_... or pk_live_...")
         return value
 
     @field_validator("timezone")

@@ -14,6 +14,7 @@ only a card may pay for it, and the amount must be a valid purchase.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from callcontrol.billing.settlement import Settlement
 from callcontrol.domain.funding import Attempt, AutoRecharge, Pricing, StoredMethod
 from callcontrol.domain.money import format_credits
 from callcontrol.errors import Conflict, InvalidInput, NotFound
-from callcontrol.payments.port import PaymentMethod, PaymentProvider
+from callcontrol.payments.port import CardSetup, PaymentMethod, PaymentProvider
 from callcontrol.store.autorecharge import AutoRechargeRepository
 from callcontrol.store.db import Database
 from callcontrol.store.offline_payments import DurableOfflineProvider
@@ -59,6 +60,8 @@ class FundingService:
         self.settlement = settlement
         self.pricing = pricing
         self._customer: str | None = None
+        settlement.on_card_saved = self.take_in_cards  # a setup_intent webhook
+        self._taking_in = asyncio.Lock()  # the webhook and the browser may come together
 
     async def customer_id(self) -> str:
         """The organisation's customer id at the provider, created once and stored."""
@@ -80,15 +83,34 @@ class FundingService:
 
     async def methods(self) -> list[StoredMethod]:
         """The saved methods, after taking in the cards saved at the provider (its page)."""
-        provider = self._provider()
-        at_provider = await provider.list_payment_methods(await self.customer_id())
+        await self.take_in_cards()
         async with self._db.session() as session:
-            repo = MethodRepository(session)
-            known = {m.provider_ref for m in await repo.active() if m.provider == provider.name}
-            for card in at_provider:
-                if card.provider_ref not in known:
+            return await MethodRepository(session).active()
+
+    async def take_in_cards(self) -> list[StoredMethod]:
+        """Record the cards saved at the provider that are not stored yet (re-read from the
+        provider, never from a browser or a webhook's body): the new ones."""
+        provider = self._provider()
+        async with self._taking_in:
+            at_provider = await provider.list_payment_methods(await self.customer_id())
+            async with self._db.session() as session:
+                repo = MethodRepository(session)
+                known = {m.provider_ref for m in await repo.active() if m.provider == provider.name}
+                return [
                     await self._save(repo, provider.name, card, "")
-            return await repo.active()
+                    for card in at_provider
+                    if card.provider_ref not in known
+                ]
+
+    async def start_card_setup(self) -> CardSetup:
+        """Begin saving a card in the browser with the provider's own form (Stripe.js)."""
+        provider = self._provider()
+        if isinstance(provider, DurableOfflineProvider):
+            raise Conflict(
+                "with payment_provider = offline a card is a test card "
+                "(`callcontrol payments methods add-test-card visa`), not a card form"
+            )
+        return await provider.start_card_setup(await self.customer_id(), f"setup:{uuid.uuid4()}")
 
     async def add_test_card(self, card: str) -> StoredMethod:
         """Save an offline test card (by name or Stripe test number), as a browser would."""

@@ -18,7 +18,7 @@ applies the decline policy, notifies.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,6 +80,8 @@ class Settlement:
         self._notifier = notifier
         self._delays = retry_delays
         self.reconcile_after = reconcile_after
+        # takes in the cards saved at the provider (FundingService sets it)
+        self.on_card_saved: Callable[[], Awaitable[object]] | None = None
 
     # ---- asking the provider ---------------------------------------------------------------
 
@@ -266,6 +268,8 @@ class Settlement:
     async def _act_on(self, event_id: str, object_type: str, object_id: str) -> None:
         if object_type == "payment_intent":
             await self._refresh(await self._provider().retrieve_payment(object_id))
+        elif object_type == "setup_intent" and self.on_card_saved is not None:
+            await self.on_card_saved()  # the cards are re-read from the provider
         async with self._db.session() as session:
             await WebhookEventRepository(session).mark_processed(event_id)
 

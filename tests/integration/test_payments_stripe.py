@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import hmac
 import importlib.util
+import json
 import socket
 import subprocess
 import sys
@@ -36,9 +37,12 @@ import aiohttp
 import pytest
 import stripe
 from aiohttp import web
+from funding_harness import services_on
 
+from callcontrol.domain.money import MICRO
 from callcontrol.payments.errors import PaymentUnavailable, WebhookRejected
 from callcontrol.payments.port import (
+    CardSetup,
     CheckoutRequest,
     Declined,
     NeedsCustomer,
@@ -49,6 +53,7 @@ from callcontrol.payments.port import (
     Unknown,
 )
 from callcontrol.payments.stripe_provider import StripeProvider, StripeSettings
+from callcontrol.store.payments import MethodRepository
 
 API_KEY = "sk_test_callcontrol"
 WEBHOOK_SECRET = "whsec_callcontrol_test"
@@ -424,3 +429,69 @@ async def test_an_old_webhook_is_rejected_as_a_replay(provider: StripeProvider) 
         provider.parse_webhook(body, headers)
     with pytest.raises(WebhookRejected, match="No Stripe-Signature header"):
         provider.parse_webhook(body, {})
+
+
+# ---- the console's card form, server side (the test plays Stripe.js) ---------------------
+
+
+def signed(body: bytes) -> dict[str, str]:
+    now = int(time.time())
+    mac = hmac.new(WEBHOOK_SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256)
+    return {"Stripe-Signature": f"t={now},v1={mac.hexdigest()}"}
+
+
+async def confirm_in_browser(
+    browser: stripe.StripeClient, setup: CardSetup, number: str, exp_year: int
+) -> str:
+    """What stripe.confirmCardSetup does: the card goes to Stripe, its id comes back."""
+    intent = await browser.v1.setup_intents.retrieve_async(setup.setup_id)
+    card = {"number": number, "exp_month": 11, "exp_year": exp_year, "cvc": "123"}
+    created = await browser.v1.payment_methods.create_async({"type": "card", "card": card})  # type: ignore[typeddict-item]
+    await browser.v1.setup_intents.confirm_async(setup.setup_id, {"payment_method": created.id})
+    await browser.v1.payment_methods.attach_async(created.id, {"customer": str(intent.customer)})
+    return created.id
+
+
+async def test_a_card_saved_with_the_card_form_is_recorded_and_buys_credits(
+    database_url: str, tmp_path: Path, provider: StripeProvider, browser: stripe.StripeClient
+) -> None:
+    async with services_on(database_url, tmp_path, payment_provider="stripe") as services:
+        services._payments = provider  # the Stripe adapter on localstripe
+        funding = services.funding
+        async with services.db.session() as session:  # a customer of this test's own
+            await MethodRepository(session).set_customer("stripe", await new_customer(provider))
+
+        setup = await funding.start_card_setup()
+        intent = await browser.v1.setup_intents.retrieve_async(setup.setup_id)
+        ref = await confirm_in_browser(browser, setup, "4242424242424242", 2031)
+        [added] = await funding.take_in_cards()
+        again = await funding.take_in_cards()
+        attempt = await funding.buy(10 * MICRO, added.id)
+
+        assert (intent.usage, intent.customer) == ("off_session", await funding.customer_id())
+        assert setup.client_secret not in repr(setup)
+        assert (added.kind, added.brand, added.last4) == ("card", "visa", "4242")
+        assert (added.exp_month, added.exp_year, added.provider_ref) == (11, 2031, ref)
+        assert again == [] and [m.id for m in await funding.methods()] == [added.id]
+        assert attempt.state == "succeeded" and attempt.method_id == added.id
+
+        # a card saved while the page was closed: the setup_intent.succeeded webhook
+        later = await funding.start_card_setup()
+        ref = await confirm_in_browser(browser, later, "5555555555554444", 2032)
+        event = {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": "setup_intent.succeeded",
+            "created": int(time.time()),
+            # the body's claims are not read: the cards are re-read from Stripe
+            "data": {"object": {"id": later.setup_id, "object": "setup_intent", "brand": "x"}},
+        }
+        body = json.dumps(event).encode()
+        first = await services.settlement.receive_webhook("stripe", body, signed(body))
+        repeat = await services.settlement.receive_webhook("stripe", body, signed(body))
+        left = await funding.take_in_cards()  # nothing: the webhook recorded it
+        saved = {m.provider_ref: m for m in await funding.methods()}
+
+        assert (first, repeat, left) == ("stored", "duplicate", [])
+        assert (saved[ref].last4, saved[ref].exp_year) == ("4444", 2032)  # localstripe: visa
+        assert len(saved) == 2

@@ -189,6 +189,7 @@ def test_out_of_range_message_says_the_bound() -> None:
         ("pbx_mode", "docker"),
         ("ari_timeout", "0"),
         ("provision_interval", "-1"),
+        ("stripe_publishable_key", "sk_test_secret"),
     ],
 )
 def test_invalid_values_name_the_setting(key: str, value: str) -> None:

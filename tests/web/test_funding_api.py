@@ -182,6 +182,8 @@ async def test_cookie_sessions_need_the_csrf_token(
         ("PUT", "/auto-recharge", {"enabled": False}),
         ("DELETE", "/payments/methods/1", None),
         ("PUT", "/payments/methods/1/default", None),
+        ("POST", "/payments/card-setup", None),
+        ("POST", "/payments/card-setup/complete", None),
     ]:
         response = await client.request(method, API + path, json=body)
         assert response.status == 403, path
@@ -208,3 +210,19 @@ async def test_a_bank_transfer_purchase_is_pending(
         client, "PUT", "/auto-recharge", auth, {"enabled": True, "amount": "10"}
     )
     assert status == 400 and "card only" in refused["error"]["message"]
+
+
+async def test_the_card_setup_endpoints(
+    client: TestClient, auth: dict[str, str], services: Services
+) -> None:
+    anonymous = await client.post(f"{API}/payments/card-setup")
+    offline, refused = await call(client, "POST", "/payments/card-setup", auth)
+    fields, bad = await call(client, "POST", "/payments/card-setup", auth, {"card": "4242"})
+    done, added = await call(client, "POST", "/payments/card-setup/complete", auth, {})
+
+    assert anonymous.status == 401
+    assert offline == 409 and refused["error"]["id"] == "conflict"
+    assert "offline" in refused["error"]["message"]
+    assert fields == 400 and bad["error"]["id"] == "invalid_input" and "4242" not in str(bad)
+    assert (done, added) == (200, {"added": []})
+    assert "payment_method.add" not in await actions(services)

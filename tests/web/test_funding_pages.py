@@ -7,6 +7,7 @@ from aiohttp.test_utils import TestClient
 
 from callcontrol.domain.money import MICRO
 from callcontrol.services import Services
+from callcontrol.web.console.render import fragment
 
 HX = {"HX-Request": "true"}
 
@@ -92,8 +93,36 @@ async def test_the_funding_forms_need_the_csrf_token(
         ("/payments/methods", {"card": "visa"}),
         ("/payments/methods/1/default", {}),
         ("/payments/methods/1/remove", {}),
+        ("/payments/card-setup", {}),
+        ("/payments/card-setup/done", {}),
     ]:
         response = await client.post(path, data=data, headers=HX)
         assert response.status == 403, path
     assert await services.funding.methods() == []
     assert (await services.charging.wallet.balance()).balance == 20 * MICRO
+
+
+async def test_the_stripe_card_form_loads_stripe_js_only_for_stripe(client: TestClient) -> None:
+    def form(provider: str) -> str:
+        context: dict[str, object] = {"provider": provider, "publishable_key": "pk_test_abc123"}
+        context["test_cards"] = ["visa"]
+        return fragment(client.server.app, "_card_form.html", context)
+
+    stripe, offline = form("stripe"), form("offline")
+
+    assert '<script src="https://js.stripe.com/v3/"></script>' in stripe
+    assert 'data-publishable-key="pk_test_abc123"' in stripe and 'id="card-element"' in stripe
+    assert 'name="number"' not in stripe and 'name="card"' not in stripe
+    assert "js.stripe.com" not in offline and "pk_test_abc123" not in offline
+    assert 'data-testid="add-test-card"' in offline
+
+
+async def test_the_card_form_routes_refuse_the_offline_provider(
+    client: TestClient, csrf: str, services: Services
+) -> None:
+    started = await client.post("/payments/card-setup", headers={"X-CSRF-Token": csrf})
+    status, done = await post(client, csrf, "/payments/card-setup/done", {})
+
+    assert started.status == 409 and "offline" in await started.text()
+    assert status == 200 and "No new card" in done
+    assert await services.funding.methods() == []

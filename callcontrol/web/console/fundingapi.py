@@ -6,7 +6,10 @@ amounts answered are micro-credits and minor currency units (integers). A purcha
 answers 201 with the attempt and its outcome whatever the bank said: a decline is an
 outcome (``outcome.kind``: succeeded, pending, needs_customer, declined, unknown), not
 an error. Refusals are the error tree's (errors.py): 400 invalid_input, 404 not_found,
-409 conflict (a method auto-recharge pays with), 503 (the provider is not configured).
+409 conflict (a method auto-recharge pays with; a card form with the offline provider),
+503 (the provider is not configured). Saving a card with Stripe: ``card-setup`` answers
+what Stripe.js needs (the SetupIntent's client secret, the publishable key); once the
+browser confirmed it, ``card-setup/complete`` records the cards Stripe now lists.
 Documented in fundingdoc.py, part of the OpenAPI document.
 """
 
@@ -24,6 +27,7 @@ from callcontrol.web.console.forms import json_body, optional_int, text_field
 from callcontrol.web.console.fundingops import (
     DEFAULT_THRESHOLD,
     AutoRechargeChange,
+    CardForm,
     FundingOps,
     outcome_of,
     parse_method_id,
@@ -125,6 +129,33 @@ async def add_test_card(request: web.Request) -> web.Response:
         admin_of(request), text_field(body, "card", limit=32)
     )
     return web.json_response(method_json(method), status=201)
+
+
+async def no_body(request: web.Request) -> None:
+    """A request that takes nothing: no body, or an empty JSON object."""
+    if request.can_read_body and (body := await json_body(request)):
+        raise InvalidInput(f"this request takes no fields, got {', '.join(sorted(body))[:80]}")
+
+
+def card_form_json(form: CardForm) -> dict[str, Any]:
+    return {
+        "setup_id": form.setup_id,
+        "client_secret": form.client_secret,
+        "publishable_key": form.publishable_key,
+    }
+
+
+@routes.post(f"{API}/payments/card-setup")
+async def start_card_setup(request: web.Request) -> web.Response:
+    await no_body(request)
+    return web.json_response(card_form_json(await _ops(request).start_card_setup()), status=201)
+
+
+@routes.post(f"{API}/payments/card-setup/complete")
+async def card_setup_complete(request: web.Request) -> web.Response:
+    await no_body(request)
+    added = await _ops(request).cards_saved(admin_of(request))
+    return web.json_response({"added": [method_json(m) for m in added]})
 
 
 @routes.put(API + "/payments/methods/{id}/default")

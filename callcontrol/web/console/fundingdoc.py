@@ -50,6 +50,15 @@ FUNDING_SCHEMAS: dict[str, Any] = {
             }
         },
     },
+    "CardSetup": _obj(
+        setup_id=_S,
+        client_secret={
+            "type": "string",
+            "description": "for stripe.confirmCardSetup in the browser; not to be logged",
+        },
+        publishable_key={"type": "string", "description": "pk_...: for Stripe(...)"},
+    ),
+    "CardsAdded": _obj(added={"type": "array", "items": _ref("PaymentMethod")}),
     "PaymentAttempt": _obj(
         id={
             "type": "string",
@@ -130,6 +139,22 @@ FUNDING_OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], str | None, 
         [],
         "TestCard",
         "PaymentMethod",
+    ),
+    (
+        "post",
+        "/payments/card-setup",
+        "Start saving a card with Stripe.js: a SetupIntent (201; 409 with the offline provider)",
+        [],
+        None,
+        "CardSetup",
+    ),
+    (
+        "post",
+        "/payments/card-setup/complete",
+        "Record the cards the provider lists that are not saved yet (after confirmCardSetup)",
+        [],
+        None,
+        "CardsAdded",
     ),
     (
         "put",

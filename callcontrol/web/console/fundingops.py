@@ -9,14 +9,14 @@ both call these, so they cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from callcontrol.billing.funding import FundingStatus
 from callcontrol.domain.admins import Admin
 from callcontrol.domain.funding import Attempt, StoredMethod
 from callcontrol.domain.money import format_credits, parse_credits
-from callcontrol.errors import InvalidInput
+from callcontrol.errors import Conflict, InvalidInput
 from callcontrol.payments.offline_cards import TEST_CARDS
 from callcontrol.services import Services
 from callcontrol.web.console.render import credits as shown_credits
@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "TEST_CARD_NAMES",
     "AutoRechargeChange",
+    "CardForm",
     "FundingOps",
     "Outcome",
     "money",
@@ -99,6 +100,15 @@ def required_method_id(raw: object) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class CardForm:
+    """What the browser's card form needs: never logged (the client secret)."""
+
+    setup_id: str
+    client_secret: str = field(repr=False)
+    publishable_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AutoRechargeChange:
     """What the admin asked of auto-recharge (amounts as typed, in credits)."""
 
@@ -113,6 +123,8 @@ class FundingOps:
     def __init__(self, services: Services) -> None:
         self.funding = services.funding
         self.admins = services.admins
+        self.provider = services.settings.payment_provider
+        self.publishable_key = services.settings.stripe_publishable_key
 
     async def buy(self, admin: Admin, amount: str, method_id: int | None) -> Attempt:
         credits = parse_credits(amount)
@@ -132,6 +144,22 @@ class FundingOps:
         method = await self.funding.add_test_card(card)
         await self.admins.record(admin, "payment_method.add", f"#{method.id}", method.describe())
         return method
+
+    async def start_card_setup(self) -> CardForm:
+        """What Stripe.js needs to save a card (409 with the offline provider)."""
+        if self.provider == "stripe" and not self.publishable_key:
+            raise Conflict("stripe_publishable_key is not set: the card form cannot load")
+        setup = await self.funding.start_card_setup()
+        return CardForm(setup.setup_id, setup.client_secret, self.publishable_key)
+
+    async def cards_saved(self, admin: Admin) -> list[StoredMethod]:
+        """The browser saved a card at the provider: record what the provider now lists."""
+        added = await self.funding.take_in_cards()
+        for method in added:
+            await self.admins.record(
+                admin, "payment_method.add", f"#{method.id}", method.describe()
+            )
+        return added
 
     async def remove_method(self, admin: Admin, method_id: int) -> StoredMethod:
         method = await self.funding.remove_method(method_id)

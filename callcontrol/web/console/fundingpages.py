@@ -8,8 +8,10 @@ refusal (409, 400: the error fragment) never hides the table. The balance in the
 follows by itself: the live-update hub sends it over SSE when the purchase is credited.
 
 Adding a card: with the offline provider, a test card chosen by name (never a card
-number field); with Stripe, the provider's card form belongs in ``_card_form.html``'s
-``stripe`` branch (the seam: see that template).
+number field); with Stripe, Stripe.js's Card Element (``_card_form.html``, its script
+static/card_setup.js): ``POST /payments/card-setup`` starts a SetupIntent, the browser
+confirms it with Stripe, then ``POST /payments/card-setup/done`` records the cards Stripe
+lists and swaps the methods table.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ async def _methods_context(request: web.Request) -> dict[str, Any]:
         "auto_method": status.method,
         "test_cards": TEST_CARD_NAMES,
         "provider": console.services.settings.payment_provider,
+        "publishable_key": console.services.settings.stripe_publishable_key,
         "pricing": funding.pricing,
     }
 
@@ -133,6 +136,22 @@ async def add_test_card(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     method = await _ops(request).add_test_card(admin_of(request), _field(form, "card"))
     return await _methods_changed(request, f"Saved {method.describe()} as #{method.id}.")
+
+
+@routes.post("/payments/card-setup")
+async def start_card_setup(request: web.Request) -> web.StreamResponse:
+    form = await _ops(request).start_card_setup()
+    return web.json_response(
+        {"client_secret": form.client_secret, "publishable_key": form.publishable_key}
+    )
+
+
+@routes.post("/payments/card-setup/done")
+async def card_setup_done(request: web.Request) -> web.StreamResponse:
+    added = await _ops(request).cards_saved(admin_of(request))
+    saved = ", ".join(f"{m.describe()} as #{m.id}" for m in added)
+    notice = f"Saved {saved}." if added else "No new card at the provider yet."
+    return await _methods_changed(request, notice)
 
 
 @routes.post("/payments/methods/{id}/default")
