@@ -33,6 +33,9 @@ _.add_listener  # FlowRegistry: more than one observer of flow changes
 _.redirect_url  # payments.port: the provider's page for the admin's browser (the console issue)
 _.last_error  # notifications: why the last delivery failed, kept on the outbox row for operators
 
+# prometheus_client calls a custom collector's collect() when scraped (metrics.py).
+_.collect
+
 # Hooks tests await on instead of sleeping.
 _.subscribers  # EventRouter: live subscriptions
 _.wait_connected  # AriEventStream: the WebSocket is up

@@ -7,6 +7,8 @@
              -> EventRouter <- AriEventStream
              -> CallContext -> CallManager (InboundCall / AdoptedCall per call)
              Services + CallManager.snapshot -> the admin console (web/console, HTTP)
+             Metrics (metrics.py) <- hooks in calls, charging, ARI; /metrics, /readyz on
+             the console's server (web/health.py)
              Settlement -> /webhooks/<provider> on the MediaServer; AutoRecharger, Notifier
 
 Start-up (``open_services`` has checked that the schema is current): serve prompts
@@ -42,9 +44,11 @@ from callcontrol.domain.directory import User
 from callcontrol.errors import AriError, CallControlError, ConfigError, StoreError
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
+from callcontrol.metrics import Metrics
 from callcontrol.services import Services
 from callcontrol.store.offline_payments import DurableOfflineProvider
 from callcontrol.web.console.app import ConsoleServer, console_app
+from callcontrol.web.health import Health
 from callcontrol.web.media import MediaServer
 from callcontrol.web.webhooks import add_routes, deliver_offline_webhooks
 
@@ -85,6 +89,7 @@ class App:
             settings.overload_setup_delay,
         )
         self.admission = Admission(limits, ari_latency=lambda: self.ari.latency)
+        self.metrics = Metrics()
         self.ctx = CallContext(
             ari=self.ari,
             router=self.router,
@@ -93,6 +98,7 @@ class App:
                 self.charging,
                 self.store,
                 ChargingPolicy(settings.charge_interval, settings.credit_warning),
+                metrics=self.metrics,
             ),
             media=self.media,
             flows=self.flows,
@@ -101,11 +107,9 @@ class App:
             country=settings.country,
             main_number=settings.main_number,
             admission=self.admission,
+            metrics=self.metrics,
         )
         self.calls = CallManager(self.ctx)
-        self.console = ConsoleServer(
-            settings.console_listen, console_app(services, live_calls=self.calls)
-        )
         self.provisioner = services.provisioner
         self.renewals = services.renewals
         self.stream = AriEventStream(
@@ -116,8 +120,30 @@ class App:
             dispatcher=self.router.dispatch,
             on_connected=self.on_connected,
         )
+        self._watch()
+        health = Health(self.db.ping, lambda: self.stream.is_connected, self.metrics)
+        self.console = ConsoleServer(
+            settings.console_listen,
+            console_app(services, live_calls=self.calls, health=health),
+        )
         self.stopping = asyncio.Event()
         self._pending_prompts: list[Flow] = []
+
+    def _watch(self) -> None:
+        """Point the metrics at what they count (metrics.py: the hot path only increments)."""
+        metrics = self.metrics
+        self.ari.observer = metrics.ari_request
+        self.admission.on_lag = metrics.observe_loop_lag
+        metrics.watch_calls(self.calls.counts_by_direction)
+        admission = self.admission
+        metrics.watch_admission(lambda: admission.in_setup, lambda: admission.overloaded)
+        metrics.watch_ari(lambda: self.stream.is_connected)
+
+        async def wallet() -> tuple[int, int]:
+            state = await self.charging.wallet.balance()
+            return state.balance, state.held
+
+        metrics.watch_wallet(wallet)
 
     # ---- flows and prompts -------------------------------------------------------------
 
@@ -159,6 +185,7 @@ class App:
             self.settings.ari_url,
             self.settings.ari_app,
         )
+        self.metrics.ari_connected()
         await self.provision()
         await self._read_sounds()
         await self.calls.adopt()

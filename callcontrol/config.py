@@ -106,6 +106,11 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Least severe log lines written to standard error."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: `time level [call id] logger: message`; json: one JSON object a "
+        "line (time, level, logger, call_id, message, exception).",
+    )
     pbx_root: Path = Field(
         Path("/var/cache/callcontrol/rootfs"),
         description="Root file system of the development PBX (Debian sid + Asterisk 22).",

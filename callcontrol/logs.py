@@ -3,17 +3,29 @@
 The call id lives in a context variable that each call sets in its own task, so
 every task the call starts (playbacks, timers, the final charge) inherits it and
 library code logging through ``getLogger(__name__)`` gets it too.
+
+Two formats (the setting ``log_format``): ``text``, one line of ``time level [call
+id] logger: message``, and ``json``, one JSON object per line for log shippers:
+``time`` (ISO 8601, UTC, milliseconds), ``level``, ``logger``, ``call_id`` (null
+outside calls), ``message``, and ``exception`` (the traceback as one string) when
+there is one. Both format the same message: what keeps secrets out of the text
+(URLs redacted by the store, the ARI password never formatted) keeps them out of
+the JSON.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import sys
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="-")
 
 FORMAT = "%(asctime)s %(levelname)-7s [%(call_id)s] %(name)s: %(message)s"
+LogFormat = Literal["text", "json"]
 
 
 class CallIdFilter(logging.Filter):
@@ -23,10 +35,31 @@ class CallIdFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO") -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (no newline inside: tracebacks are escaped)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        call_id = getattr(record, "call_id", "-")
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "call_id": None if call_id == "-" else call_id,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exception"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def setup_logging(level: str = "INFO", log_format: LogFormat = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CallIdFilter())
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -20,7 +20,7 @@ import base64
 import json as jsonlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -99,6 +99,8 @@ class AriClient:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self.latency = 0.0  # seconds: requests' answer time, smoothed (overload control)
+        # Told (method, path, seconds) of every answered request: the metrics.
+        self.observer: Callable[[str, str, float], None] | None = None
 
     def __repr__(self) -> str:
         return f"AriClient({self._root!r}, user={self.username!r}, app={self.app!r})"
@@ -161,6 +163,8 @@ class AriClient:
             raise AriError(f"ARI {method} {path}: {exc or type(exc).__name__}") from exc
         took = time.monotonic() - started
         self.latency += (took - self.latency) * LATENCY_WEIGHT
+        if self.observer is not None:
+            self.observer(method, path, took)
         logger.debug("ARI %s %s -> %d (%.1f ms)", method, path, status, took * 1e3)
         if status >= 400:
             text = body.decode("utf-8", errors="replace")

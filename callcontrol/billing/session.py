@@ -71,6 +71,7 @@ __all__ = [
     "CallChargingSession",
     "CallLimits",
     "ChargeRecords",
+    "ChargingMetrics",
     "ChargingPolicy",
     "Refused",
     "settle_call",
@@ -108,6 +109,21 @@ class ChargeRecords(Protocol):
     ) -> None: ...
 
 
+class ChargingMetrics(Protocol):
+    """Counts charging operations (``callcontrol.metrics.Metrics``): one increment each.
+
+    operation: ``authorize``, ``slice``, ``settle``; outcome: ``ok``, ``no_credit``
+    (authorize refused), ``database`` (a StoreError), ``error`` (anything else).
+    """
+
+    def charging(self, operation: str, outcome: str) -> None: ...
+
+
+class _Uncounted:
+    def charging(self, operation: str, outcome: str) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class ChargingPolicy:
     interval: int = DEFAULT_INTERVAL  # seconds of talk held in advance (a slice)
@@ -131,12 +147,14 @@ class CallCharging:
         policy: ChargingPolicy | None = None,
         *,
         clock: Callable[[], float] | None = None,
+        metrics: ChargingMetrics | None = None,
     ) -> None:
         self.service = service
         self.wallet: Wallet = service.wallet
         self.records = records
         self.policy = policy or ChargingPolicy()
         self.clock = clock  # seconds, monotonic; None: the event loop's clock
+        self.metrics: ChargingMetrics = metrics or _Uncounted()
 
     async def quote(
         self, e164: str, direction: Direction, *, number_type: NumberType | None = None
@@ -145,6 +163,18 @@ class CallCharging:
         return await self.service.quote(e164, direction, number_type=number_type)
 
     async def authorize(
+        self, call_id: str, quote: Quote, limits: CallLimits, *, rate_recorded: bool = False
+    ) -> CallChargingSession | Refused:
+        """``_authorize``, counted."""
+        try:
+            verdict = await self._authorize(call_id, quote, limits, rate_recorded=rate_recorded)
+        except Exception as exc:
+            self.metrics.charging("authorize", _failure(exc))
+            raise
+        self.metrics.charging("authorize", "no_credit" if isinstance(verdict, Refused) else "ok")
+        return verdict
+
+    async def _authorize(
         self, call_id: str, quote: Quote, limits: CallLimits, *, rate_recorded: bool = False
     ) -> CallChargingSession | Refused:
         """Reserve the connection fee and the first block, or refuse (nothing held).
@@ -345,6 +375,15 @@ class CallChargingSession:
                 self._warned = False  # credits arrived: a later cut-off warns again
 
     async def tick(self) -> None:
+        """``_tick``, counted."""
+        try:
+            await self._tick()
+        except Exception as exc:
+            self.charging.metrics.charging("slice", _failure(exc))
+            raise
+        self.charging.metrics.charging("slice", "ok")
+
+    async def _tick(self) -> None:
         """Charge what was used, hold the next slice, set the PBX limit."""
         async with self._lock:
             elapsed = int(self.elapsed())
@@ -423,7 +462,24 @@ def _rate_id(rate: Rate) -> int:
     return rate.id
 
 
+def _failure(exc: Exception) -> str:
+    """The outcome label of a charging operation that raised ``exc``."""
+    return "database" if isinstance(exc, StoreError) else "error"
+
+
 async def settle_call(
+    charging: CallCharging, call_id: str, rate: Rate, duration: int, *, answered: bool
+) -> None:
+    """``_settle_call``, counted."""
+    try:
+        await _settle_call(charging, call_id, rate, duration, answered=answered)
+    except Exception as exc:
+        charging.metrics.charging("settle", _failure(exc))
+        raise
+    charging.metrics.charging("settle", "ok")
+
+
+async def _settle_call(
     charging: CallCharging, call_id: str, rate: Rate, duration: int, *, answered: bool
 ) -> None:
     """Settle a call that talked ``duration`` seconds: the live path and recovery."""

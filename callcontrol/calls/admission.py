@@ -68,6 +68,7 @@ class Admission:
         self.live = 0  # calls running (set by the manager)
         self._delay = 0.0  # seconds, smoothed, as of ``_delay_at``
         self._delay_at = 0.0
+        self.on_lag: Callable[[float], None] | None = None  # each lag sample (the metrics)
 
     def setup_delay(self) -> float:
         """The smoothed setup delay now (seconds)."""
@@ -128,6 +129,8 @@ class Admission:
             lag = max(0.0, now - before - SAMPLE)
             self.loop_lag = max(lag, self.loop_lag * DECAY)
             self._lag_peak = max(self._lag_peak, lag)
+            if self.on_lag is not None:
+                self.on_lag(lag)
             if now - last_report >= REPORT:
                 last_report = now
                 self._report()

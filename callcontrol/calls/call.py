@@ -274,6 +274,8 @@ class Call:
         """Tell the caller why as early media, then release the call with a cause."""
         self.disposition = disposition
         self.ended_by = EndedBy.SYSTEM
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.call_refused_as(disposition)
         caller = self.channels["caller"]
         log.info("refusing the call: %s (%s)", disposition.value, refusal.reason)
         try:

@@ -7,6 +7,7 @@ constructor stays short and tests can build one with real parts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from callcontrol.ari import AriClient, EventRouter
@@ -15,6 +16,16 @@ from callcontrol.calls.admission import Admission
 from callcontrol.calls.media import PromptMedia
 from callcontrol.calls.records import CallStore
 from callcontrol.ivr.registry import FlowRegistry
+
+
+class CallMetrics(Protocol):
+    """What calls count (``callcontrol.metrics.Metrics``): one increment per hook."""
+
+    def call_setup(self, direction: str) -> None: ...
+
+    def call_refused(self, cause: str) -> None: ...
+
+    def call_refused_as(self, disposition: str) -> None: ...
 
 
 @dataclass
@@ -30,3 +41,4 @@ class CallContext:
     country: str = "GB"  # whose emergency numbers users may dial
     main_number: str = ""  # presented by emergency calls of users without a number
     admission: Admission | None = None  # overload control; None: every call is taken
+    metrics: CallMetrics | None = None  # None: nothing counted

@@ -56,8 +56,13 @@ class CallManager:
 
     def on_stasis_start(self, event: StasisStart, events: ChannelEvents) -> None:
         kind = event.args[0] if event.args else ""
+        metrics = self.ctx.metrics
+        if metrics is not None and kind in ("inbound", "outbound"):
+            metrics.call_setup(kind)
         if self.closing:
             log.warning("shutting down: channel %s goes back to the dialplan", event.channel.id)
+            if metrics is not None:
+                metrics.call_refused("shutting_down")
             self.router.unsubscribe(event.channel.id)
             self._side_task(self._fail_closed(event.channel.id))
             return
@@ -66,6 +71,8 @@ class CallManager:
             refused = admission.admit() if admission is not None else None
             if refused is not None:
                 log.debug("overloaded (%s): channel %s is refused", refused, event.channel.id)
+                if metrics is not None:
+                    metrics.call_refused("overload")
                 self.router.unsubscribe(event.channel.id)
                 self._side_task(self._fail_closed(event.channel.id))
                 return
@@ -273,6 +280,19 @@ class CallManager:
                 )
             )
         return sorted(out, key=lambda live: live.started_at)
+
+    def counts_by_direction(self) -> dict[str, int]:
+        """The calls in progress by direction (the metrics read it when scraped)."""
+        counts: dict[str, int] = {}
+        for call in list(self.calls.values()):
+            if isinstance(call, AdoptedCall):
+                direction = str(call.record.direction)
+            elif isinstance(call, RoutedCall):
+                direction = str(call.direction)
+            else:
+                direction = "unknown"
+            counts[direction] = counts.get(direction, 0) + 1
+        return counts
 
     def credits_changed(self) -> None:
         """Credits were added (by any process): every live call re-plans its limit."""

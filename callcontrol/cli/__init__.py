@@ -106,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = _settings(args)
-        setup_logging(settings.log_level if args.command == "serve" else "WARNING")
+        setup_logging(
+            settings.log_level if args.command == "serve" else "WARNING", settings.log_format
+        )
         code: int = args.fn(settings, args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
     except CallControlError as exc:

@@ -45,6 +45,8 @@ from callcontrol.web.console.live import Hub
 from callcontrol.web.console.ops import ConsoleOps
 from callcontrol.web.console.render import setup_templates
 from callcontrol.web.console.throttle import LoginThrottle
+from callcontrol.web.health import HEALTH, Health
+from callcontrol.web.health import routes as health_routes
 
 __all__ = ["ConsoleServer", "console_app"]
 
@@ -91,8 +93,10 @@ def console_app(
     live_calls: LiveCallSource | None = None,
     refresh_interval: float = 1.0,
     throttle: LoginThrottle | None = None,
+    health: Health | None = None,
 ) -> web.Application:
-    """The console on ``services``; ``live_calls`` knows the calls in progress."""
+    """The console on ``services``; ``live_calls`` knows the calls in progress;
+    ``health`` answers /readyz and /metrics (default: the database alone, no metrics)."""
     settings = services.settings
     sounds_dir = system_sounds_dir(settings.pbx_root)
     flows = FlowFiles(
@@ -127,6 +131,8 @@ def console_app(
     app.add_routes(api.routes)
     app.add_routes(fundingapi.routes)
     app.router.add_static("/static/", STATIC, append_version=False)
+    app[HEALTH] = health or Health(services.db.ping)
+    app.add_routes(health_routes)
     app.cleanup_ctx.append(_run_hub)
     return app
 

@@ -1,7 +1,7 @@
 """Signing in, sessions, bearer tokens and CSRF: the gate in front of every handler.
 
-Reachable without signing in: ``/login``, ``/static/...`` and ``/healthz``. Any
-other request needs either
+Reachable without signing in: ``/login``, ``/static/...``, ``/healthz``, and the
+probes of health.py (``/readyz``, ``/metrics``). Any other request needs either
 
 - ``Authorization: Bearer <token>`` (``callcontrol admins token NAME``): for the
   API and scripts; not an ambient credential, so no CSRF token is asked for; or
@@ -36,7 +36,7 @@ SESSION_COOKIE = "cc_session"
 LOGIN_CSRF_COOKIE = "cc_login_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC_PATHS = frozenset({"/login", "/healthz"})
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/readyz", "/metrics"})  # probes: health.py
 
 routes = web.RouteTableDef()
 
