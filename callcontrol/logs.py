@@ -20,7 +20,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="-")
 
@@ -56,8 +56,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def setup_logging(level: str = "INFO", log_format: LogFormat = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(
+    level: str = "INFO", log_format: LogFormat = "text", stream: TextIO | None = None
+) -> None:
+    """Log to ``stream`` (standard error) in ``log_format``, from ``level`` up."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(CallIdFilter())
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT))
     root = logging.getLogger()
