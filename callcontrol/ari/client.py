@@ -99,7 +99,7 @@ class AriClient:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self.latency = 0.0  # seconds: requests' answer time, smoothed (overload control)
-        # Told (method, path, seconds) of every answered request: the metrics.
+        # Told (method, path, seconds) of every answered or timed-out request: the metrics.
         self.observer: Callable[[str, str, float], None] | None = None
 
     def __repr__(self) -> str:
@@ -156,6 +156,8 @@ class AriClient:
                 body, status = await self._send(session, method, url, params, json)
         except TimeoutError as exc:
             self.latency += (self.timeout - self.latency) * LATENCY_WEIGHT
+            if self.observer is not None:
+                self.observer(method, path, self.timeout)
             raise AriUnavailable(f"ARI {method} {path}: no answer within {self.timeout} s") from exc
         except aiohttp.ClientConnectionError as exc:
             raise AriUnavailable(f"ARI {method} {path}: {exc or type(exc).__name__}") from exc
