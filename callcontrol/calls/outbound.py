@@ -57,6 +57,8 @@ class OutboundCall(RoutedCall):
         if self.dialled.isdigit() and len(self.dialled) <= 6:
             target = await self.store.user_by_extension(self.dialled)
         internal = target is not None
+        if internal:
+            self.direction = CallDirection.INTERNAL  # live calls and metrics say so
         await self.store.start(
             call_id=self.call_id,
             direction=CallDirection.INTERNAL if internal else CallDirection.OUTBOUND,

@@ -90,3 +90,17 @@ async def test_an_overload_refusal_is_counted(start_app: StartApp) -> None:
     assert value(metrics, "callcontrol_call_refusals_total", cause="overload") == 1
     assert value(metrics, "callcontrol_call_setups_total", direction="inbound") == 1
     assert value(metrics, "callcontrol_calls_in_progress", direction="inbound") == 0
+
+
+async def test_a_call_between_users_is_in_progress_as_internal(app: App) -> None:
+    metrics = counted(app)
+    phone = "1715000000.9"
+    call = await app.phone_call(phone, "1001", "1002")
+    await app.answer(call)
+    await app.request("POST", f"/ari/bridges/{call.call_id}/addChannel")
+    assert value(metrics, "callcontrol_calls_in_progress", direction="internal") == 1
+    assert value(metrics, "callcontrol_calls_in_progress", direction="outbound") == 0
+    assert value(metrics, "callcontrol_call_setups_total", direction="outbound") == 1
+    await app.hang_up(phone)
+    await app.ended(call)
+    assert value(metrics, "callcontrol_calls_in_progress", direction="internal") == 0
