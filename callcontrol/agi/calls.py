@@ -325,9 +325,18 @@ class AgiCalls:
     # ---- settle ----------------------------------------------------------------------
 
     async def settle(
-        self, call_id: str, talk_seconds: int, dial_status: str = "", cause: int | None = None
+        self,
+        call_id: str,
+        talk_seconds: int | None,
+        dial_status: str = "",
+        cause: int | None = None,
     ) -> Settled:
-        """Settle a call that talked ``talk_seconds`` (the PBX's measure). Idempotent."""
+        """Settle a call that talked ``talk_seconds`` (the PBX's measure). Idempotent.
+
+        None: the talk time is unknown (the dialplan passed garbage): released
+        uncharged and closed as failed, like a stale hold."""
+        if talk_seconds is None:
+            talk_seconds, dial_status = 0, "UNKNOWN"
         async with self._one_at_a_time(call_id):
             record = await self.store.get(call_id)
             if record is None:
@@ -378,7 +387,9 @@ class AgiCalls:
     ) -> None:
         now = _now()
         disposition = DIAL_DISPOSITIONS.get(dial_status.upper())
-        if talk_seconds > 0:
+        if dial_status == "UNKNOWN":
+            disposition = Disposition.FAILED
+        elif talk_seconds > 0:
             disposition = Disposition.ANSWERED
             await self.store.set_connected_user(
                 record.call_id, None, now - timedelta(seconds=talk_seconds)

@@ -82,10 +82,14 @@ class AgiServer:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-            if self._connections:
-                await asyncio.wait(set(self._connections), timeout=CLEANUP_TIMEOUT)
+            await self.wait_idle(CLEANUP_TIMEOUT)
             await server.wait_closed()
             log.info("FastAGI server stopped")
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until no request is in progress."""
+        if self._connections:
+            await asyncio.wait(set(self._connections), timeout=timeout)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -203,11 +207,10 @@ class AgiServer:
         talk = _talk_seconds(talk_text)
         if talk is None:
             log.error(
-                "settle: talk time %r is not a number of seconds: settling as unanswered "
+                "settle: talk time %r is not a number of seconds: released uncharged "
                 "(reconcile it against the PBX's CDR)",
                 talk_text[:32],
             )
-            talk = 0
         cause = int(cause_text) if cause_text.isdigit() and len(cause_text) < 4 else None
         settled = await self.calls.settle(call_id, talk, dial_status, cause)
         if not settled.already:
