@@ -86,10 +86,10 @@ class AgiServer:
             await server.wait_closed()
             log.info("FastAGI server stopped")
 
-    async def wait_idle(self, timeout: float) -> None:
-        """Wait (at most ``timeout`` s) until no request is in progress."""
+    async def wait_idle(self, within: float) -> None:
+        """Wait (at most ``within`` s) until no request is in progress."""
         if self._connections:
-            await asyncio.wait(set(self._connections), timeout=timeout)
+            await asyncio.wait(set(self._connections), timeout=within)
 
     async def _sweep_forever(self) -> None:
         while True:
