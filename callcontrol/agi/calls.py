@@ -344,7 +344,7 @@ class AgiCalls:
             if record.charge_state == ChargeState.SETTLED or not record.is_open:
                 if record.is_open:  # settled, then the process died before closing it
                     await self._close(record, talk_seconds, dial_status, cause, 0)
-                log.info("already settled: nothing charged again")
+                log.info("already settled (or refused): nothing charged again")
                 return Settled(record.billable_seconds or 0, record.cost_micro or 0, True)
             answered = talk_seconds > 0 or dial_status.upper() == "ANSWER"
             settled = Settled(0, 0)
