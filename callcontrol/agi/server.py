@@ -39,12 +39,18 @@ from callcontrol.domain.call_records import AGI_CALL_PREFIX, CallDirection
 from callcontrol.errors import CallControlError
 from callcontrol.logs import call_id_var
 
-__all__ = ["CALL_ID_VAR", "STATUS_VAR", "AgiServer"]
+__all__ = ["CALL_ID_VAR", "CHANNEL_VARIABLES", "STATUS_VAR", "AgiServer"]
 
 log = logging.getLogger(__name__)
 
 CALL_ID_VAR = "CALLCONTROL_AGI_CALL_ID"
 STATUS_VAR = "CALLCONTROL_STATUS"
+MAX_SECONDS_VAR = "CALLCONTROL_MAX_SECONDS"
+MAX_MS_VAR = "CALLCONTROL_MAX_MS"
+DIAL_VAR = "CALLCONTROL_DIAL"
+CALLERID_VAR = "CALLCONTROL_CALLERID"
+#: The channel variables authorize sets (not settings, although they share the prefix).
+CHANNEL_VARIABLES = (CALL_ID_VAR, MAX_SECONDS_VAR, MAX_MS_VAR, DIAL_VAR, CALLERID_VAR, STATUS_VAR)
 SETTLED = "settled"
 CLEANUP_TIMEOUT = 10.0  # seconds for releasing a failed authorize's hold
 SWEEP_INTERVAL = 60.0  # seconds between runs of the stale-hold rule
@@ -164,11 +170,11 @@ class AgiServer:
 
     async def _answer(self, channel: AgiChannel, auth: Authorization) -> None:
         if auth.status in (Status.OK, Status.EMERGENCY):
-            await channel.set_variable("CALLCONTROL_MAX_SECONDS", str(auth.max_seconds))
-            await channel.set_variable("CALLCONTROL_MAX_MS", str(auth.max_seconds * 1000))
-            await channel.set_variable("CALLCONTROL_DIAL", auth.dial)
+            await channel.set_variable(MAX_SECONDS_VAR, str(auth.max_seconds))
+            await channel.set_variable(MAX_MS_VAR, str(auth.max_seconds * 1000))
+            await channel.set_variable(DIAL_VAR, auth.dial)
             if auth.caller_id:
-                await channel.set_variable("CALLCONTROL_CALLERID", auth.caller_id)
+                await channel.set_variable(CALLERID_VAR, auth.caller_id)
         await channel.set_variable(STATUS_VAR, auth.status.value)
 
     async def _failed(self, call_id: str) -> Authorization:

@@ -13,12 +13,12 @@ talk use the wallet up.
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 from pathlib import Path
 
 import pytest
 from agi_peer_for_pbx import settle_once
+from log_contract import AGI_AUTHORIZED, AGI_LISTENING, AGI_REFUSED, AGI_SETTLED
 from pbx_harness import REPO, ROUTED, AppProcess, Carrier, Org, Phones, make_org
 
 from callcontrol.config import Settings
@@ -29,11 +29,6 @@ pytestmark = pytest.mark.pbx
 
 AGI_LISTEN = "127.0.0.1:4573"  # the port dialplan/extensions.conf names
 PREFIX = "*88"
-LISTENING = re.compile(r"FastAGI server listening on")
-SETTLED = re.compile(r"\[(?P<call_id>agi\w+)\] \S+: AGI call settled: cost (?P<cost>\d+)")
-AUTHORIZED = re.compile(r"\[(?P<call_id>agi\w+)\] \S+: authorized: holding")
-REFUSED = re.compile(r"\[(?P<call_id>agi\w+)\] \S+: refused \((?P<status>\w+)\)")
-
 RATES_CSV = """\
 direction,prefix,country,number_type,price_per_minute,connection_fee,increments,description
 inbound,,GB,local,6,0,1/1,steep per-second test rate
@@ -58,7 +53,7 @@ class AgiProcess(AppProcess):
             stderr=asyncio.subprocess.STDOUT,
         )
         self._reader = asyncio.create_task(self._read())
-        await self.wait_log(LISTENING, timeout=20)
+        await self.wait_log(AGI_LISTENING, timeout=20)
         return self
 
 
@@ -92,12 +87,12 @@ async def test_the_pbx_cuts_an_agi_call_at_its_paid_time_and_it_is_settled_once(
         loop = asyncio.get_running_loop()
         started = loop.time()
         call = await carrier.call(PREFIX + ROUTED)  # waits for the PBX's BYE
-        authorized = await agi.wait_log(AUTHORIZED, timeout=15)
+        authorized = await agi.wait_log(AGI_AUTHORIZED, timeout=15)
         c = await call.wait(40)
         took = loop.time() - started
         assert c.ok, c.explain()
         assert (await phone.wait(30)).ok
-        settled = await agi.wait_log(SETTLED, timeout=15)
+        settled = await agi.wait_log(AGI_SETTLED, timeout=15)
         call_id = settled["call_id"]
         assert call_id == authorized["call_id"]
         # Neither side hung up: the PBX ended the call at 5 s of talk (plus ringing).
@@ -132,7 +127,7 @@ async def test_a_short_agi_call_is_charged_its_talk_time(
         c = await (await carrier.call(PREFIX + ROUTED, hang_up_after_ms=3000)).wait(30)
         assert c.ok, c.explain()
         assert (await phone.wait(30)).ok
-        settled = await agi.wait_log(SETTLED, timeout=15)
+        settled = await agi.wait_log(AGI_SETTLED, timeout=15)
         record = await org.record(settled["call_id"])
         assert (record.disposition, record.ended_by) == ("answered", "pbx")
         # The caller hung up after 3 s; Asterisk measures whole seconds (3, or 2 when
@@ -154,7 +149,7 @@ async def test_no_credit_or_no_agi_server_is_refused_by_the_dialplan(
     try:
         c = await (await carrier.call(PREFIX + ROUTED, refused=True)).wait(30)
         assert c.ok, c.explain()  # early media, then 503: never answered
-        refused = await agi.wait_log(REFUSED, timeout=15)
+        refused = await agi.wait_log(AGI_REFUSED, timeout=15)
         assert refused["status"] == "no_credit"
         record = await org.record(refused["call_id"])
         assert (record.disposition, record.cost_micro) == ("refused_no_credit", None)

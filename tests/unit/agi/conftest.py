@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ari"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "calls"))
 
+from agi_harness import Running, StartServer
 from calls_harness import make_org
 
 from callcontrol.agi.calls import AgiCalls
@@ -29,21 +30,6 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "callcontrol.db"
     upgrade(f"sqlite+aiosqlite:///{path}")
     return path
-
-
-class Running:
-    """An AgiServer on a free port of 127.0.0.1 over the organisation's database."""
-
-    def __init__(self, db: Database, server: AgiServer, calls: AgiCalls, port: int) -> None:
-        self.db = db
-        self.server = server
-        self.calls = calls
-        self.port = port
-        self.store = calls.store
-        self.wallet = calls.wallet
-
-
-StartServer = Callable[..., Awaitable[Running]]
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from agi_harness import Running, StartServer
 from agi_peer import GUARD, AgiPeer
 from calls_harness import (
     ABROAD,
@@ -20,7 +21,6 @@ from calls_harness import (
     ROUTED,
     UNROUTED,
 )
-from conftest import Running, StartServer
 
 from callcontrol.agi.calls import STALE_MARGIN, AgiCalls, Authorization, CallRequest
 from callcontrol.domain.money import MICRO

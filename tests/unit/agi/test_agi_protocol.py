@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from agi_harness import StartServer
 from agi_peer import GUARD, AgiPeer, send_raw
-from conftest import StartServer
 
 from callcontrol.agi.protocol import (
     AgiCommandError,
