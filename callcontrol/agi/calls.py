@@ -159,18 +159,22 @@ class AgiCalls:
         self.wallet = charging.wallet
         self.max_duration = max_duration
         self.country = country
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # the lock, its users
 
     @asynccontextmanager
     async def _one_at_a_time(self, call_id: str) -> AsyncIterator[None]:
         """Settles and abandons of one call never overlap in this process."""
-        lock = self._locks.setdefault(call_id, asyncio.Lock())
+        lock, users = self._locks.get(call_id, (asyncio.Lock(), 0))
+        self._locks[call_id] = (lock, users + 1)
         try:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and self._locks.get(call_id) is lock:
+            lock, users = self._locks[call_id]
+            if users == 1:
                 del self._locks[call_id]
+            else:
+                self._locks[call_id] = (lock, users - 1)
 
     # ---- authorize ---------------------------------------------------------------------
 
