@@ -81,6 +81,7 @@ log = logging.getLogger(__name__)
 
 STALE_MARGIN = 600  # seconds beyond max_duration (ringing, a slow hangup handler)
 LIMIT_SLACK = 1  # a talk time this close to the paid time: the PBX cut the call
+UNKNOWN_TALK = "UNKNOWN"  # settle's dial status when the talk time could not be read
 
 
 def new_agi_call_id() -> str:
@@ -340,24 +341,25 @@ class AgiCalls:
         None: the talk time is unknown (the dialplan passed garbage): released
         uncharged and closed as failed, like a stale hold."""
         if talk_seconds is None:
-            talk_seconds, dial_status = 0, "UNKNOWN"
+            talk_seconds, dial_status = 0, UNKNOWN_TALK
+        answered = talk_seconds > 0 or dial_status.upper() == "ANSWER"
+        talk = talk_seconds if answered else None
         async with self._one_at_a_time(call_id):
             record = await self.store.get(call_id)
             if record is None:
                 raise NotFound(f"no call {call_id}")
             if record.charge_state == ChargeState.SETTLED or not record.is_open:
                 if record.is_open:  # settled, then the process died before closing it
-                    await self._close(record, talk_seconds, dial_status, cause, 0)
+                    await self._close(record, talk, dial_status, cause, paid=0)
                 log.info("already settled (or refused): nothing charged again")
                 return Settled(record.billable_seconds or 0, record.cost_micro or 0, True)
-            answered = talk_seconds > 0 or dial_status.upper() == "ANSWER"
             settled = Settled(0, 0)
             paid = self.max_duration
             if _chargeable(record):
                 settled, paid = await self._settle_record(record, talk_seconds, answered=answered)
             else:
                 await self.wallet.release(call_id)
-            await self._close(record, talk_seconds if answered else 0, dial_status, cause, paid)
+            await self._close(record, talk, dial_status, cause, paid=paid)
             return settled
 
     async def _settle_record(
@@ -384,23 +386,28 @@ class AgiCalls:
     async def _close(
         self,
         record: CallRecord,
-        talk_seconds: int,
+        talk_seconds: int | None,
         dial_status: str,
         cause: int | None,
+        *,
         paid: int,
     ) -> None:
+        """Close the record: answered (``talk_seconds`` given, maybe 0) or how the dial
+        ended; ended by the system when the PBX cut it at the paid time, else by the PBX
+        (AGI does not tell which side hung up)."""
         now = _now()
         disposition = DIAL_DISPOSITIONS.get(dial_status.upper())
-        if dial_status == "UNKNOWN":
+        if dial_status == UNKNOWN_TALK:
             disposition = Disposition.FAILED
-        elif talk_seconds > 0:
+        elif talk_seconds is not None:
             disposition = Disposition.ANSWERED
             await self.store.set_connected_user(
                 record.call_id, None, now - timedelta(seconds=talk_seconds)
             )
         elif disposition is None or disposition is Disposition.ANSWERED:
             disposition = Disposition.ABANDONED  # the caller left before anything answered
-        at_limit = talk_seconds > 0 and paid > 0 and talk_seconds >= paid - LIMIT_SLACK
+        talk = talk_seconds or 0
+        at_limit = talk > 0 and paid > 0 and talk >= paid - LIMIT_SLACK
         ended_by = EndedBy.SYSTEM if at_limit else EndedBy.PBX
         await self.store.finish(record.call_id, now, disposition, cause, ended_by)
 

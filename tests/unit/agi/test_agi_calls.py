@@ -171,6 +171,7 @@ async def test_a_call_never_answered_costs_nothing(agi: StartServer) -> None:
     for dial_status, disposition in (
         ("NOANSWER", "no_answer"),
         ("BUSY", "busy"),
+        ("CANCEL", "abandoned"),
         ("", "abandoned"),
     ):
         peer = await authorize(server, "inbound", ROUTED)
@@ -245,3 +246,14 @@ async def test_the_stale_hold_rule_releases_unsettled_calls(agi: StartServer) ->
     await settle(server, call_id, "30", "ANSWER")
     assert (await server.wallet.balance()).balance == 100 * MICRO
     assert await server.wallet.audit() == []
+
+
+async def test_an_answer_with_no_talk_time_pays_the_connection_fee(agi: StartServer) -> None:
+    server = await agi()
+    peer = await authorize(server, "inbound", ROUTED)
+    call_id = peer.variables["CALLCONTROL_AGI_CALL_ID"]
+    await settle(server, call_id, "0", "ANSWER")  # answered, hung up within the second
+    record = await server.store.get(call_id)
+    assert record is not None
+    assert (record.disposition, record.billable_seconds) == ("answered", 0)
+    assert record.cost_micro == INBOUND_FEE  # as domain.rating prices an answered call
