@@ -28,7 +28,8 @@ STALE_MARGIN`` seconds after it started, longer than the PBX let it run. Nothing
 tells the talk time then, so the hold is released **uncharged**, the record closed
 as ``failed`` by the PBX, and an error logged with the call id for reconciliation
 against Asterisk's CDR. Charging the whole hold instead could bill an hour for a
-call that never rang.
+call that never rang. ``sweep`` also releases a hold whose record is already
+closed (its write landed after a timed-out authorize was abandoned).
 
 AGI call ids start with ``agi`` (never hex, so never an ARI call's id): the ARI
 app's re-adoption leaves these records alone (``is_agi_call``).
@@ -441,6 +442,27 @@ class AgiCalls:
                 released += 1
             finally:
                 call_id_var.reset(token)
+        return released + await self._orphan_holds()
+
+    async def _orphan_holds(self) -> int:
+        """Holds of AGI calls whose record is closed: a hold whose write landed after
+        the authorize that made it was abandoned (a timeout cancels the wait, not the
+        database's commit). Settling releases before it closes, so such a hold is no
+        call's any more."""
+        released = 0
+        for hold in await self.wallet.open_holds():
+            if not is_agi_call(hold.call_id):
+                continue
+            async with self._one_at_a_time(hold.call_id):
+                record = await self.store.get(hold.call_id)
+                if record is not None and record.is_open:
+                    continue
+                amount = await self.wallet.release(hold.call_id)
+            if amount:
+                token = call_id_var.set(hold.call_id)
+                log.warning("released an orphan hold of %s", format_credits(amount))
+                call_id_var.reset(token)
+                released += 1
         return released
 
 

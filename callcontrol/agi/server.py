@@ -78,6 +78,7 @@ class AgiServer:
     async def run(self, host: str, port: int, stopping: asyncio.Event) -> None:
         """Serve until ``stopping`` is set, sweeping stale holds; then finish the
         requests in progress (for a few seconds) and return."""
+        await self._sweep()  # holds left by calls settled by no one while it was down
         server = await self.start(host, port)
         log.info("FastAGI server listening on %s:%d", host, port)
         sweeper = asyncio.create_task(self._sweep_forever())
@@ -99,11 +100,14 @@ class AgiServer:
 
     async def _sweep_forever(self) -> None:
         while True:
-            try:
-                await self.calls.sweep()
-            except CallControlError as exc:
-                log.error("could not sweep stale AGI holds: %s", exc)
             await asyncio.sleep(SWEEP_INTERVAL)
+            await self._sweep()
+
+    async def _sweep(self) -> None:
+        try:
+            await self.calls.sweep()
+        except CallControlError as exc:
+            log.error("could not sweep stale AGI holds: %s", exc)
 
     # ---- one connection -------------------------------------------------------------------
 

@@ -257,3 +257,17 @@ async def test_an_answer_with_no_talk_time_pays_the_connection_fee(agi: StartSer
     assert record is not None
     assert (record.disposition, record.billable_seconds) == ("answered", 0)
     assert record.cost_micro == INBOUND_FEE  # as domain.rating prices an answered call
+
+
+async def test_a_hold_that_outlived_its_record_is_released_by_the_sweep(
+    agi: StartServer,
+) -> None:
+    """A timed-out authorize is abandoned, and then its hold's write lands."""
+    server = await agi()
+    peer = await authorize(server, "inbound", ROUTED)
+    call_id = peer.variables["CALLCONTROL_AGI_CALL_ID"]
+    await settle(server, call_id, "", "NOANSWER")
+    assert await server.wallet.hold_up_to(call_id, 50_000) == 50_000  # the late write
+    assert await server.calls.sweep() == 1
+    assert (await server.wallet.balance()).held == 0
+    assert await server.wallet.audit() == []
