@@ -163,6 +163,33 @@ class Settings(BaseModel):
     console_session_hours: float = Field(
         12.0, gt=0, le=720, description="Hours a console sign-in lasts."
     )
+    agi_listen: str = Field(
+        "127.0.0.1:4573",
+        description="Where `callcontrol agi` (FastAGI, for dialplan-driven deployments) "
+        "listens: host:port. Keep it on loopback or a private network: AGI has no "
+        "authentication.",
+    )
+    agi_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="Seconds `callcontrol agi` waits for a request's headers or for "
+        "Asterisk's answer to one AGI command before it drops the connection.",
+    )
+    agi_authorize_timeout: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        description="Seconds an AGI authorize may take (database work); past it the call "
+        "is refused (status failed) and nothing stays held.",
+    )
+    agi_max_duration: int = Field(
+        3600,
+        ge=10,
+        le=86400,
+        description="Longest talk time, s, of a call authorized over AGI: its whole cost "
+        "(or what the wallet has) is held at authorize, as no debits run during the call.",
+    )
     ivr_poll_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between checks of the flow files for edits."
     )
@@ -383,7 +410,7 @@ class Settings(BaseModel):
             raise ValueError("must be an IPv4 address and a port, e.g. 0.0.0.0:5060")
         return value
 
-    @field_validator("media_listen", "console_listen")
+    @field_validator("media_listen", "console_listen", "agi_listen")
     @classmethod
     def _host_and_port(cls, value: str) -> str:
         host, _, port = value.rpartition(":")

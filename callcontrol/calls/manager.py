@@ -32,7 +32,7 @@ from callcontrol.calls.context import CallContext
 from callcontrol.calls.inbound import InboundCall
 from callcontrol.calls.outbound import OutboundCall
 from callcontrol.calls.routed import RoutedCall
-from callcontrol.domain.call_records import CallRecord, Disposition, EndedBy
+from callcontrol.domain.call_records import CallRecord, Disposition, EndedBy, is_agi_call
 from callcontrol.domain.live_calls import LiveCall
 from callcontrol.domain.rating import call_cost
 from callcontrol.errors import AriError, AriNotFound, CallControlError
@@ -168,8 +168,8 @@ class CallManager:
                     call.vanished(role)
 
         for record in await self.store.open_records():
-            if record.call_id in self.calls:
-                continue
+            if record.call_id in self.calls or is_agi_call(record.call_id):
+                continue  # ours and live, or a dialplan's call that the AGI server settles
             token = call_id_var.set(record.call_id)
             try:
                 owned = by_call.get(record.call_id, {})

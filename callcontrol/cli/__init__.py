@@ -8,7 +8,7 @@ as in everything the commands print from the database. A closed output pipe
 (``callcontrol rates list | head -1``) ends the command quietly, with status 141
 like a Unix tool killed by SIGPIPE.
 
-One module per command group (config, db, pbx, users, numbers, calls, serve, demo,
+One module per command group (agi, config, db, pbx, users, numbers, calls, serve, demo,
 rates, credits, payments, ivr, admins), each with ``register(sub, add)``; the commands get their
 objects from ``open_services`` (services.py), the one composition root.
 """
@@ -25,6 +25,7 @@ from typing import Any
 
 from callcontrol.cli import (
     admins,
+    agi,
     calls,
     config,
     credits,
@@ -49,6 +50,7 @@ __all__ = ["build_parser", "main"]
 # The order of the groups in ``callcontrol --help``.
 GROUPS = (
     serve,
+    agi,
     config,
     db,
     pbx,
@@ -107,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args)
         setup_logging(
-            settings.log_level if args.command == "serve" else "WARNING", settings.log_format
+            settings.log_level if args.command in ("serve", "agi") else "WARNING",
+            settings.log_format,
         )
         code: int = args.fn(settings, args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-__all__ = ["CallDirection", "CallRecord", "Disposition", "EndedBy"]
+__all__ = [
+    "AGI_CALL_PREFIX",
+    "CallDirection",
+    "CallRecord",
+    "Disposition",
+    "EndedBy",
+    "is_agi_call",
+]
 
 
 class CallDirection(StrEnum):
@@ -74,3 +81,13 @@ class CallRecord:
     @property
     def is_open(self) -> bool:
         return self.ended_at is None
+
+
+#: Ids of calls driven by a dialplan over FastAGI (callcontrol.agi) start with this
+#: (never a hex digit, so never an ARI call's uuid): the ARI app's re-adoption and
+#: crash rule leave them to the AGI server, which settles them.
+AGI_CALL_PREFIX = "agi"
+
+
+def is_agi_call(call_id: str) -> bool:
+    return call_id.startswith(AGI_CALL_PREFIX)

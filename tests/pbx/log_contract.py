@@ -27,6 +27,14 @@ Observables that no query can see
     MEDIA_SERVED ``serving <file> to <address>``: Asterisk fetched a prompt over HTTP.
     REPLACED     ``error: ARI application '<app>' was replaced``: why an instance
                  stopped when another took its ARI application over.
+
+`callcontrol agi` (tests/pbx/test_agi.py; pinned by tests/unit/agi/test_agi_log_contract.py)
+    AGI_LISTENING  ``FastAGI server listening on <host>:<port>``: ready for requests.
+    AGI_AUTHORIZED ``[<id>] <logger>: authorized: holding <credits>, the PBX ends the
+                   call after N s``: the call's credits are held, its limit known.
+    AGI_REFUSED    ``[<id>] <logger>: refused (<status>)``: authorize said no.
+    AGI_SETTLED    ``[<id>] <logger>: AGI call settled: cost N micro-credits``: charged,
+                   hold released, record closed (once per call).
 """
 
 from __future__ import annotations
@@ -47,3 +55,12 @@ FLOW_SERVES = re.compile(r"flow (?P<name>\S+) \(version (?P<version>\w+)\) now s
 FLOW_ERROR = re.compile(r"^(?P<file>\S+):(?P<line>\d+):(?P<column>\d+): (?P<message>.*)$")
 MEDIA_SERVED = re.compile(r"serving (?P<file>\S+) to (?P<address>\S+)$")
 REPLACED = re.compile(r"^error: ARI application '(?P<app>[^']+)' was replaced")
+AGI_LISTENING = re.compile(r"FastAGI server listening on (?P<listen>\S+)$")
+AGI_AUTHORIZED = re.compile(
+    r"\[(?P<call_id>agi\w+)\] \S+: authorized: holding \S+, the PBX ends the call after "
+    r"(?P<seconds>\d+) s$"
+)
+AGI_REFUSED = re.compile(r"\[(?P<call_id>agi\w+)\] \S+: refused \((?P<status>\w+)\)$")
+AGI_SETTLED = re.compile(
+    r"\[(?P<call_id>agi\w+)\] \S+: AGI call settled: cost (?P<cost>\d+) micro-credits$"
+)

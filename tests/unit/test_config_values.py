@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from callcontrol.agi.server import CHANNEL_VARIABLES as AGI_CHANNEL_VARIABLES
 from callcontrol.config import Settings, load_settings
 from callcontrol.errors import ConfigError
 
@@ -383,6 +384,7 @@ def test_every_callcontrol_variable_the_project_names_is_a_setting() -> None:
     """A test or a doc must not ask for a CALLCONTROL_* variable: every command refuses it."""
     allowed = {f"CALLCONTROL_{k.upper()}" for k in Settings.model_fields} | {"CALLCONTROL_CONFIG"}
     allowed |= _channel_variables()
+    allowed |= set(AGI_CHANNEL_VARIABLES)  # what `callcontrol agi` sets for the dialplan
     named: dict[str, str] = {}
     for name in re.findall(r"`\$?(CALLCONTROL_[A-Z0-9_]+)`", (REPO / "README.md").read_text()):
         named[name] = "README.md"

@@ -174,3 +174,29 @@ async def test_a_tagged_channel_of_a_finished_call_is_hung_up_at_connect(
     second = await start_app()
     await second.request("DELETE", f"/ari/channels/{callee}")
     assert second.manager.calls == {}
+
+
+async def test_a_dialplan_driven_call_is_left_to_the_agi_server(start_app: StartApp) -> None:
+    """An AGI call (no channel the ARI app tags) is neither re-adopted nor closed by the
+    crash rule when the app connects: the AGI server settles it."""
+    from callcontrol.agi.calls import AgiCalls, CallRequest, Status, new_agi_call_id
+    from callcontrol.billing.service import ChargingService
+    from callcontrol.billing.session import CallCharging
+    from callcontrol.domain.call_records import CallDirection
+
+    first = await start_app()
+    agi = AgiCalls(
+        first.store,
+        CallCharging(ChargingService(first.db), first.store),
+        max_duration=60,
+        country="GB",
+    )
+    call_id = new_agi_call_id()
+    request = CallRequest(call_id, CallDirection.INBOUND, ROUTED, "+15551234567", "1.1")
+    assert (await agi.authorize(request)).status is Status.OK
+    held = await first.wallet.hold_of(call_id)
+    await first.close()
+    second = await start_app()  # adopt() runs before the first event is read
+    assert second.manager.calls == {}
+    assert await second.store.is_open(call_id)
+    assert await second.wallet.hold_of(call_id) == held == INBOUND_FEE + 60 * INBOUND_PER_SECOND
