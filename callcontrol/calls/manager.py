@@ -12,7 +12,10 @@ a call id that no live call owns are re-adopted, their charging resumed at the r
 they started with; open call records whose channels are gone are settled by the
 crash rule (``CallCharging.settle_lost``) and completed (ended now, by the PBX).
 One record that cannot be re-adopted or closed is logged and skipped: it never
-stops the others.
+stops the others. Only this PBX's records are looked at (``CallStore.pbx_node``,
+the setting ``pbx_node``): with several PBXes on one database, another PBX's calls
+are not in our ARI's channel list and must not be taken for lost; their own app
+(or its restart) adopts and settles them.
 """
 
 from __future__ import annotations
@@ -160,7 +163,14 @@ class CallManager:
                     )
                     call.vanished(role)
 
-        for record in await self.store.open_records():
+        records = await self.store.open_records()  # this PBX's only
+        log.info(
+            "pbx node %s: %d open call records, %d tagged calls in Asterisk",
+            self.store.pbx_node or "(any)",
+            len(records),
+            len(by_call),
+        )
+        for record in records:
             if record.call_id in self.calls:
                 continue
             token = call_id_var.set(record.call_id)
