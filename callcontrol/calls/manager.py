@@ -33,9 +33,10 @@ from callcontrol.calls.adopted import AdoptedCall
 from callcontrol.calls.call import CALL_ID_VAR, ROLE_VAR, Call, utcnow
 from callcontrol.calls.context import CallContext
 from callcontrol.calls.inbound import InboundCall
+from callcontrol.calls.lost import close_lost
 from callcontrol.calls.outbound import OutboundCall
 from callcontrol.calls.routed import RoutedCall
-from callcontrol.domain.call_records import CallRecord, Disposition, EndedBy
+from callcontrol.domain.call_records import CallRecord
 from callcontrol.domain.live_calls import LiveCall
 from callcontrol.domain.rating import call_cost
 from callcontrol.errors import AriError, AriNotFound, CallControlError
@@ -194,14 +195,10 @@ class CallManager:
     async def _close_lost(self, record: CallRecord) -> None:
         """A call that ended while no app was connected: settle it by the crash rule,
         then close its record."""
-        now = utcnow()
-        await self.ctx.charging.settle_lost(record, now)
-        disposition = Disposition.ANSWERED if record.answered_at else Disposition.FAILED
-        applied = await self.store.finish(record.call_id, now, disposition, None, EndedBy.PBX)
-        if applied:
+        if await close_lost(self.store, self.ctx.charging, record, utcnow()):
             log.info(
                 "the call ended while the app was away: recorded as %s, ended by the PBX",
-                disposition.value,
+                "answered" if record.answered_at else "failed",
             )
 
     async def _readopt(self, record: CallRecord, owned: dict[str, str]) -> None:
