@@ -202,6 +202,8 @@ class CallManager:
             )
 
     async def _readopt(self, record: CallRecord, owned: dict[str, str]) -> None:
+        if record.pbx_node is None:
+            await self.store.claim(record.call_id)  # its channels are on our PBX
         for channel_id in owned.values():
             try:
                 await self.ari.subscribe(channel_id)

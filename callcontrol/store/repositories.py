@@ -470,6 +470,10 @@ class CallRecordRepository:
             **values,
         )
 
+    async def claim_for_node(self, call_id: str, pbx_node: str) -> bool:
+        """Name the PBX of a record written before records named it (NULL), once."""
+        return await self._update(call_id, (CallRecordRow.pbx_node.is_(None),), pbx_node=pbx_node)
+
     async def get(self, call_id: str) -> CallRecord | None:
         row = await self._session.get(CallRecordRow, call_id, populate_existing=True)
         return None if row is None else _record(row)

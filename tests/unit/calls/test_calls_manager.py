@@ -213,3 +213,29 @@ async def test_an_app_closes_only_its_own_pbx_s_lost_calls(start_app: StartApp) 
     assert await again.wallet.hold_of(call.call_id) == 0
     assert await again.wallet.open_holds() == []
     assert await again.wallet.audit() == []
+
+
+async def test_a_legacy_live_call_re_adopted_takes_its_pbx_s_name(start_app: StartApp) -> None:
+    """A record written before records named their PBX, whose channels the app of PBX a
+    finds: a names it, so the app of PBX b (added later) does not take it for lost."""
+    legacy_app = await start_app()
+    call, callee = await connected_inbound(legacy_app, "1715000000.1")
+    await legacy_app.manager.shutdown(detach=True)
+    await legacy_app.close()
+    fake = legacy_app.fake
+    await fake.wait_until(lambda: fake.open_sockets == 0)
+
+    first = await start_app(pbx_node="a")
+    assert set(first.manager.calls) == {call.call_id}
+    record = await first.store.get(call.call_id)
+    assert record is not None and record.pbx_node == "a"
+    await first.manager.shutdown(detach=True)
+    await first.close()
+    await fake.wait_until(lambda: fake.open_sockets == 0)
+    for channel in ("1715000000.1", callee):  # b's ARI does not list a's channels
+        del fake.channels[channel]
+
+    other = await start_app(pbx_node="b")
+    assert other.manager.calls == {}
+    assert await other.store.is_open(call.call_id)
+    assert await other.wallet.hold_of(call.call_id) > 0
