@@ -5,6 +5,7 @@ of a PBX that is gone for good (scale-out: no app of that node will start to do 
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from callcontrol.billing.session import CallCharging
@@ -15,11 +16,13 @@ from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
 from callcontrol.domain.call_records import CallRecord
 from callcontrol.domain.money import format_credits
-from callcontrol.domain.text import printable
+from callcontrol.domain.text import printable, shown
 from callcontrol.errors import InvalidInput
 from callcontrol.services import Services
 
 __all__ = ["register"]
+
+_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as the setting pbx_node
 
 
 def _record_line(r: CallRecord) -> str:
@@ -62,6 +65,11 @@ def cmd_calls_close_lost(settings: Settings, args: argparse.Namespace) -> int:
                 closed.append(record)
         return closed
 
+    if not _NODE.fullmatch(node):
+        raise InvalidInput(
+            f"--pbx-node {shown(node)}: a PBX node is 1 to 64 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit (the setting pbx_node of its app)"
+        )
     if node == settings.effective_pbx_node and not args.force:
         raise InvalidInput(
             f"{node} is this host's own PBX node: its app closes its calls at start; "
@@ -70,7 +78,7 @@ def cmd_calls_close_lost(settings: Settings, args: argparse.Namespace) -> int:
     closed = with_services(settings, go)
     for record in closed:
         print("closed " + _record_line(record))
-    print(f"{len(closed)} calls of PBX node {printable(node)} settled and closed")
+    print(f"PBX node {node}: {len(closed)} calls in progress settled and closed")
     return 0
 
 

@@ -108,9 +108,11 @@ def test_each_pbx_sees_its_own_open_calls_and_a_retired_one_is_closed_once(
         _run(database_url, "calls", "close-lost", "--pbx-node", "pbx-a", node="pbx-a")
     assert _run(database_url, "calls", "close-lost", "--pbx-node", "pbx-a") == 0
     out = capsys.readouterr().out
-    assert "1 calls of PBX node pbx-a settled and closed" in out and "call-a" in out
+    assert "PBX node pbx-a: 1 calls in progress settled and closed" in out and "call-a" in out
     assert _run(database_url, "calls", "close-lost", "--pbx-node", "pbx-a") == 0  # again
-    assert "0 calls of PBX node pbx-a" in capsys.readouterr().out
+    assert "PBX node pbx-a: 0 calls" in capsys.readouterr().out
+    with pytest.raises(InvalidInput, match="--pbx-node 'two words'"):
+        _run(database_url, "calls", "close-lost", "--pbx-node", "two words")
     assert asyncio.run(_open_ids(database_url, None)) == ["call-b", "call-old"]
 
     async def check() -> None:
