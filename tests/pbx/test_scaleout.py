@@ -2,7 +2,8 @@
 
 Every call is charged exactly once, to the one wallet, whichever PBX carries it; an
 app killed mid-call and restarted re-adopts its own call and settles it once, and the
-other PBX's live call, whose channels its ARI does not list, is left alone.
+other PBX's live call, whose channels its ARI does not list, is left alone; a rolling
+restart (SIGTERM) of the other app keeps its call up and re-adopts it.
 """
 
 from __future__ import annotations
@@ -77,13 +78,23 @@ async def test_two_pbxes_one_database_each_call_charged_once_and_a_killed_app_re
         assert await org.paid_for(id_b) > 0  # its credits still held, by its own app
         assert not any(RELEASED.search(line) for line in app_b.lines)
 
+        # A rolling restart of B's app: SIGTERM leaves its call up, the next process
+        # re-adopts it; A's call, now run by A's new process, goes on meanwhile.
+        assert await app_b.stop(signal.SIGTERM) == 0
+        assert (await org.record(id_b)).ended_at is None  # detached: up, not closed
+        app_b2 = AppProcess(org, "app-b2", env_b)
+        await app_b2.start()
+        apps.append(app_b2)
+        adoption = await app_b2.wait_log(ADOPTION)
+        assert (adoption["node"], adoption["open"], adoption["tagged"]) == ("pbx-b", "1", "1")
+
         c_a, c_b = await call_a.wait(40), await call_b.wait(40)
         assert c_a.ok, c_a.explain()
         assert c_b.ok, c_b.explain()
         assert (await phone_a.wait(30)).ok
         assert (await phone_b.wait(30)).ok
         assert await restarted.calls_released(1) == [id_a]  # re-adopted, run to its end
-        assert await app_b.calls_released(1) == [id_b]
+        assert await app_b2.calls_released(1) == [id_b]
     finally:
         for app in reversed(apps):
             await app.stop()
