@@ -11,7 +11,7 @@ _ = object()
 
 # pydantic and SQLAlchemy call these by name.
 _.model_config  # pydantic settings
-_._plain_value, _._known_zone, _._name  # pydantic field validators (config.py)
+_._plain_value, _._known_zone, _._name, _._node  # pydantic field validators (config.py)
 _._ipv4_and_port, _._host_and_port, _._networks, _._http_url
 _._currency, _._max_over_min, _._notify_url, _._delays
 _._country, _._main_number, _._publishable_key

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,6 +85,12 @@ class Settings(BaseModel):
         "callcontrol", description="Stasis application name: letters, digits, '.', '_', '-'."
     )
     ari_timeout: float = Field(5.0, gt=0, le=120, description="Timeout of one ARI request, s.")
+    pbx_node: str = Field(
+        "",
+        description="Name of the PBX this app serves, written into each call record: with "
+        "several PBXes on one database an app re-adopts and settles only its own PBX's "
+        "calls. Unique per PBX, stable across restarts. Empty: this host's name.",
+    )
     sip_realm: str = Field(
         "callcontrol",
         description="SIP digest realm (a name or domain); users' password digests are bound to it.",
@@ -381,6 +388,16 @@ class Settings(BaseModel):
             )
         return value
 
+    @field_validator("pbx_node")
+    @classmethod
+    def _node(cls, value: str) -> str:
+        if value and not _NAME.fullmatch(value):
+            raise ValueError(
+                "must be empty (this host's name) or 1 to 64 letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit"
+            )
+        return value
+
     @field_validator("sip_realm")
     @classmethod
     def _realm(cls, value: str) -> str:
@@ -483,6 +500,15 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'callcontrol.db').resolve()}"
+
+    @property
+    def effective_pbx_node(self) -> str:
+        """The PBX's name in call records: the setting, else this host's name (stable
+        where one app runs beside each PBX; two PBXes on one host must set it)."""
+        if self.pbx_node:
+            return self.pbx_node
+        host = socket.gethostname().partition(".")[0][:64]
+        return host if _NAME.fullmatch(host) else "pbx"
 
     @property
     def ari_secret_file(self) -> Path:

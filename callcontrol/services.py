@@ -90,7 +90,7 @@ class Services:
     ) -> None:
         self.settings = settings
         self.db = db
-        self.store = CallStore(db)
+        self.store = CallStore(db, settings.effective_pbx_node)
         self.charging = ChargingService(db)
         self._payments = payments
         self.notifier = Notifier(db, settings.notify_webhook_url, settings.notify_webhook_secret)

@@ -12,7 +12,10 @@ a call id that no live call owns are re-adopted, their charging resumed at the r
 they started with; open call records whose channels are gone are settled by the
 crash rule (``CallCharging.settle_lost``) and completed (ended now, by the PBX).
 One record that cannot be re-adopted or closed is logged and skipped: it never
-stops the others.
+stops the others. Only this PBX's records are looked at (``CallStore.pbx_node``,
+the setting ``pbx_node``): with several PBXes on one database, another PBX's calls
+are not in our ARI's channel list and must not be taken for lost; their own app
+(or its restart) adopts and settles them.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from callcontrol.calls.adopted import AdoptedCall
 from callcontrol.calls.call import CALL_ID_VAR, ROLE_VAR, Call, utcnow
 from callcontrol.calls.context import CallContext
 from callcontrol.calls.inbound import InboundCall
+from callcontrol.calls.lost import close_lost
 from callcontrol.calls.outbound import OutboundCall
 from callcontrol.calls.routed import RoutedCall
-from callcontrol.domain.call_records import CallRecord, Disposition, EndedBy, is_agi_call
+from callcontrol.domain.call_records import CallRecord, is_agi_call
 from callcontrol.domain.live_calls import LiveCall
 from callcontrol.domain.rating import call_cost
 from callcontrol.errors import AriError, AriNotFound, CallControlError
@@ -167,7 +171,14 @@ class CallManager:
                     )
                     call.vanished(role)
 
-        for record in await self.store.open_records():
+        records = await self.store.open_records()  # this PBX's only
+        log.info(
+            "pbx node %s: %d open call records, %d tagged calls in Asterisk",
+            self.store.pbx_node or "(any)",
+            len(records),
+            len(by_call),
+        )
+        for record in records:
             if record.call_id in self.calls or is_agi_call(record.call_id):
                 continue  # ours and live, or a dialplan's call that the AGI server settles
             token = call_id_var.set(record.call_id)
@@ -191,17 +202,15 @@ class CallManager:
     async def _close_lost(self, record: CallRecord) -> None:
         """A call that ended while no app was connected: settle it by the crash rule,
         then close its record."""
-        now = utcnow()
-        await self.ctx.charging.settle_lost(record, now)
-        disposition = Disposition.ANSWERED if record.answered_at else Disposition.FAILED
-        applied = await self.store.finish(record.call_id, now, disposition, None, EndedBy.PBX)
-        if applied:
+        if await close_lost(self.store, self.ctx.charging, record, utcnow()):
             log.info(
                 "the call ended while the app was away: recorded as %s, ended by the PBX",
-                disposition.value,
+                "answered" if record.answered_at else "failed",
             )
 
     async def _readopt(self, record: CallRecord, owned: dict[str, str]) -> None:
+        if record.pbx_node is None:
+            await self.store.claim(record.call_id)  # its channels are on our PBX
         for channel_id in owned.values():
             try:
                 await self.ari.subscribe(channel_id)

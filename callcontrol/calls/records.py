@@ -27,8 +27,14 @@ from callcontrol.store.repositories import (
 
 
 class CallStore:
-    def __init__(self, db: Database) -> None:
+    """``pbx_node``: the PBX this app serves (setting ``pbx_node``). The records it
+    starts name it, and ``open_records`` are that PBX's calls only: with several PBXes
+    on one database, an app re-adopts and settles its own calls, never another PBX's
+    live ones. None: every record (tools that look at the whole database)."""
+
+    def __init__(self, db: Database, pbx_node: str | None = None) -> None:
         self.db = db
+        self.pbx_node = pbx_node
 
     async def route_for(self, e164: str) -> tuple[Number, Route | None] | None:
         async with self.db.session() as session:
@@ -88,6 +94,7 @@ class CallStore:
                 user_name=user_name,
                 charge_state=None if charge_state is None else charge_state.value,
                 rate_id=rate_id,
+                pbx_node=self.pbx_node,
             )
 
     async def mark_answered(self, call_id: str, at: datetime) -> bool:
@@ -149,8 +156,17 @@ class CallStore:
             )
 
     async def open_records(self) -> list[CallRecord]:
+        """The calls in progress on this PBX (on every PBX when no node is set)."""
         async with self.db.session() as session:
-            return await CallRecordRepository(session).open_records()
+            return await CallRecordRepository(session).open_records(self.pbx_node)
+
+    async def claim(self, call_id: str) -> bool:
+        """This PBX carries the call of a record that names no PBX (written before
+        migration 0007): name ours, so that no other PBX's app takes it for lost."""
+        if self.pbx_node is None:
+            return False
+        async with self.db.session() as session:
+            return await CallRecordRepository(session).claim_for_node(call_id, self.pbx_node)
 
     async def is_open(self, call_id: str) -> bool:
         async with self.db.session() as session:

@@ -77,6 +77,9 @@ class CallRecord:
     billable_seconds: int | None = None
     cost_micro: int | None = None
     charge_state: str | None = None
+    # The PBX (setting ``pbx_node``) whose channels carry the call; None: written before
+    # scale-out (migration 0007), when one PBX served the database.
+    pbx_node: str | None = None
 
     @property
     def is_open(self) -> bool:

@@ -323,6 +323,9 @@ class CallRecordRow(Base):
     billable_seconds: Mapped[int | None] = mapped_column(Integer)
     cost_micro: Mapped[int | None] = mapped_column(BigInteger)
     charge_state: Mapped[str | None] = mapped_column(String(24))
+    # Scale-out (migration 0007): the PBX the call runs on (setting pbx_node); NULL for
+    # records written before, when one PBX served the database.
+    pbx_node: Mapped[str | None] = mapped_column(String(64))
 
 
 _NUMBER_TYPES = "('local', 'national', 'mobile', 'toll_free')"

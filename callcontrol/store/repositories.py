@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Result, Row, Select, Table, delete, select, update
+from sqlalchemy import CursorResult, Result, Row, Select, Table, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -354,6 +354,7 @@ def _record(row: Any) -> CallRecord:
         billable_seconds=row.billable_seconds,
         cost_micro=row.cost_micro,
         charge_state=row.charge_state,
+        pbx_node=row.pbx_node,
     )
 
 
@@ -376,6 +377,7 @@ class CallRecordRepository:
         user_name: str | None = None,
         charge_state: str | None = None,
         rate_id: int | None = None,
+        pbx_node: str | None = None,
     ) -> CallRecord:
         """Insert the record of a new call (one statement); Conflict if the id exists.
 
@@ -395,6 +397,7 @@ class CallRecordRepository:
             "user_name": user_name,
             "charge_state": charge_state,
             "rate_id": rate_id,
+            "pbx_node": pbx_node,
             "user_id": (
                 None
                 if user_name is None
@@ -467,6 +470,10 @@ class CallRecordRepository:
             **values,
         )
 
+    async def claim_for_node(self, call_id: str, pbx_node: str) -> bool:
+        """Name the PBX of a record written before records named it (NULL), once."""
+        return await self._update(call_id, (CallRecordRow.pbx_node.is_(None),), pbx_node=pbx_node)
+
     async def get(self, call_id: str) -> CallRecord | None:
         row = await self._session.get(CallRecordRow, call_id, populate_existing=True)
         return None if row is None else _record(row)
@@ -484,14 +491,16 @@ class CallRecordRepository:
         )
         return [_record(row) for row in rows]
 
-    async def open_records(self) -> builtins.list[CallRecord]:
-        """Calls not finished yet (``ended_at IS NULL``), oldest first."""
-        rows = await self._session.scalars(
-            _fresh(
-                select(CallRecordRow)
-                .where(CallRecordRow.ended_at.is_(None))
-                .order_by(CallRecordRow.started_at, CallRecordRow.call_id)
+    async def open_records(self, pbx_node: str | None = None) -> builtins.list[CallRecord]:
+        """Calls not finished yet (``ended_at IS NULL``), oldest first; with ``pbx_node``
+        only that PBX's calls (and those written before records named their PBX)."""
+        query = select(CallRecordRow).where(CallRecordRow.ended_at.is_(None))
+        if pbx_node is not None:
+            query = query.where(
+                or_(CallRecordRow.pbx_node == pbx_node, CallRecordRow.pbx_node.is_(None))
             )
+        rows = await self._session.scalars(
+            _fresh(query.order_by(CallRecordRow.started_at, CallRecordRow.call_id))
         )
         return [_record(row) for row in rows]
 

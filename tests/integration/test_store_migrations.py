@@ -35,8 +35,8 @@ async def test_migrated_schema_matches_the_models(database: Database) -> None:
 
 
 async def test_current_is_head(database_url: str) -> None:
-    assert migrate.head() == "0006"
-    assert migrate.current(database_url) == "0006"
+    assert migrate.head() == "0007"
+    assert migrate.current(database_url) == "0007"
 
 
 def test_fresh_database_upgrade_downgrade_upgrade(tmp_path: Path) -> None:

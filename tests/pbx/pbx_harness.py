@@ -369,10 +369,12 @@ async def app(org: Org) -> AsyncIterator[AppProcess]:
 
 
 class Phones:
-    """sipp phones of the users: register, then answer / refuse / ring, then unregister."""
+    """sipp phones of the users: register, then answer / refuse / ring, then unregister.
+    ``pbx``: the SIP address they register with (the second PBX of scale-out tests)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, pbx: str = "127.0.0.1:5060") -> None:
         self.workdir = workdir
+        self.pbx = pbx
         self.registered: list[tuple[str, int]] = []
         self.running: list[SippProcess] = []
 
@@ -386,6 +388,7 @@ class Phones:
             auth=(ext, password),
             local_port=port,
             timeout_s=10,
+            pbx=self.pbx,
         )
         result = await sipp.wait(15)
         assert result.ok, result.explain()
@@ -440,10 +443,11 @@ async def phones(tmp_path: Path) -> AsyncIterator[Phones]:
 
 
 class Carrier:
-    """The carrier side: calls into the organisation's numbers."""
+    """The carrier side: calls into the organisation's numbers (sent to ``pbx``)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, pbx: str = "127.0.0.1:5060") -> None:
         self.workdir = workdir
+        self.pbx = pbx
         self.n = 0
 
     async def call(
@@ -474,6 +478,7 @@ class Carrier:
             service=number,
             local_port=free_port(),
             timeout_s=timeout_s,
+            pbx=self.pbx,
         )
 
     async def dtmf_call(
@@ -498,6 +503,7 @@ class Carrier:
             service=number,
             local_port=free_port(),
             timeout_s=timeout_s,
+            pbx=self.pbx,
         )
 
 

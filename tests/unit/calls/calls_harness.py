@@ -115,10 +115,11 @@ class App:
         *,
         flows: bool = False,
         admission: Admission | None = None,
+        pbx_node: str | None = None,
     ) -> None:
         self.fake = fake
         self.db = Database.from_url(db_url)
-        self.store = CallStore(self.db)
+        self.store = CallStore(self.db, pbx_node)
         self.service = ChargingService(self.db)
         self.wallet: Wallet = self.service.wallet
         self.clock = ManualClock()
@@ -132,7 +133,7 @@ class App:
             router=self.router,
             store=self.store,
             charging=CallCharging(
-                self.service, CallStore(self.db), ChargingPolicy(), clock=self.clock
+                self.service, CallStore(self.db, pbx_node), ChargingPolicy(), clock=self.clock
             ),
             media=PromptMedia("http://127.0.0.1:8099", flows_dir, work / "tts"),
             flows=self.flows,

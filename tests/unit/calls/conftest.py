@@ -47,9 +47,13 @@ async def start_app(fake: FakeAri, db_url: str, tmp_path: Path) -> AsyncIterator
     apps: list[App] = []
 
     async def start(
-        url: str = db_url, *, flows: bool = False, admission: Admission | None = None
+        url: str = db_url,
+        *,
+        flows: bool = False,
+        admission: Admission | None = None,
+        pbx_node: str | None = None,
     ) -> App:
-        app = App(fake, url, tmp_path, flows=flows, admission=admission)
+        app = App(fake, url, tmp_path, flows=flows, admission=admission, pbx_node=pbx_node)
         apps.append(app)
         return await app.start()
 

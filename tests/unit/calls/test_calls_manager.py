@@ -200,3 +200,66 @@ async def test_a_dialplan_driven_call_is_left_to_the_agi_server(start_app: Start
     assert second.manager.calls == {}
     assert await second.store.is_open(call_id)
     assert await second.wallet.hold_of(call_id) == held == INBOUND_FEE + 60 * INBOUND_PER_SECOND
+async def test_an_app_closes_only_its_own_pbx_s_lost_calls(start_app: StartApp) -> None:
+    """Two PBXes on one database: the app of PBX b, starting, does not see the channels
+    of PBX a's calls and must not settle them as lost; a's own restart does. A record
+    written before records named their PBX (NULL) is every node's."""
+    first = await start_app(pbx_node="a")
+    call, callee = await connected_inbound(first, "1715000000.1")
+    await first.manager.shutdown(detach=True)
+    await first.close()
+    legacy_app = await start_app()  # no node: as before migration 0007
+    legacy, legacy_callee = await connected_inbound(legacy_app, "1715000000.2")
+    await legacy_app.manager.shutdown(detach=True)
+    await legacy_app.close()
+    fake = first.fake
+    await fake.wait_until(lambda: fake.open_sockets == 0)
+    record = await first.store.get(call.call_id)
+    assert record is not None and record.pbx_node == "a"
+    held = await first.wallet.hold_of(call.call_id)
+    # PBX b's ARI lists none of these channels: they live on another Asterisk (a's
+    # call) or are gone (the legacy one).
+    for channel in ("1715000000.1", callee, "1715000000.2", legacy_callee):
+        del fake.channels[channel]
+
+    other = await start_app(pbx_node="b")
+    assert other.manager.calls == {}
+    assert await other.store.is_open(call.call_id)  # a's call: untouched
+    assert await other.wallet.hold_of(call.call_id) == held > 0
+    closed = await other.store.get(legacy.call_id)
+    assert closed is not None and closed.ended_by is EndedBy.PBX  # legacy: b's as well
+    await other.close()
+
+    again = await start_app(pbx_node="a")  # a's app restarts: its call ended meanwhile
+    lost = await again.store.get(call.call_id)
+    assert lost is not None and lost.ended_by is EndedBy.PBX
+    assert lost.charge_state == ChargeState.SETTLED
+    assert await again.wallet.hold_of(call.call_id) == 0
+    assert await again.wallet.open_holds() == []
+    assert await again.wallet.audit() == []
+
+
+async def test_a_legacy_live_call_re_adopted_takes_its_pbx_s_name(start_app: StartApp) -> None:
+    """A record written before records named their PBX, whose channels the app of PBX a
+    finds: a names it, so the app of PBX b (added later) does not take it for lost."""
+    legacy_app = await start_app()
+    call, callee = await connected_inbound(legacy_app, "1715000000.1")
+    await legacy_app.manager.shutdown(detach=True)
+    await legacy_app.close()
+    fake = legacy_app.fake
+    await fake.wait_until(lambda: fake.open_sockets == 0)
+
+    first = await start_app(pbx_node="a")
+    assert set(first.manager.calls) == {call.call_id}
+    record = await first.store.get(call.call_id)
+    assert record is not None and record.pbx_node == "a"
+    await first.manager.shutdown(detach=True)
+    await first.close()
+    await fake.wait_until(lambda: fake.open_sockets == 0)
+    for channel in ("1715000000.1", callee):  # b's ARI does not list a's channels
+        del fake.channels[channel]
+
+    other = await start_app(pbx_node="b")
+    assert other.manager.calls == {}
+    assert await other.store.is_open(call.call_id)
+    assert await other.wallet.hold_of(call.call_id) > 0
