@@ -5,6 +5,7 @@
     here:    ChargingService + CallStore -> CallCharging (a session per rated call)
              -> FlowRegistry (ivr_flows/, hot reload) -> PromptMedia <- MediaServer (HTTP)
              -> EventRouter <- AriEventStream
+             -> PbxRecords (the CDR file) <- AmiFeed (Hangup events)
              -> CallContext -> CallManager (InboundCall / AdoptedCall per call)
              Services + CallManager.snapshot -> the admin console (web/console, HTTP)
              Settlement -> /webhooks/<provider> on the MediaServer; AutoRecharger, Notifier
@@ -32,6 +33,8 @@ import logging
 import signal
 from zoneinfo import ZoneInfo
 
+from callcontrol.ami.client import AmiFeed
+from callcontrol.ami.records import PbxRecords
 from callcontrol.ari import AriEventStream, EventRouter
 from callcontrol.billing.session import CallCharging, ChargingPolicy
 from callcontrol.calls.admission import Admission, AdmissionLimits
@@ -42,6 +45,7 @@ from callcontrol.domain.directory import User
 from callcontrol.errors import AriError, CallControlError, ConfigError, StoreError
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
+from callcontrol.pbx.devpbx import cdr_path
 from callcontrol.services import Services
 from callcontrol.store.offline_payments import DurableOfflineProvider
 from callcontrol.web.console.app import ConsoleServer, console_app
@@ -85,6 +89,8 @@ class App:
             settings.overload_setup_delay,
         )
         self.admission = Admission(limits, ari_latency=lambda: self.ari.latency)
+        self.pbx_records = PbxRecords(cdr_path(settings))
+        self.ami = self._ami_feed()
         self.ctx = CallContext(
             ari=self.ari,
             router=self.router,
@@ -101,6 +107,7 @@ class App:
             country=settings.country,
             main_number=settings.main_number,
             admission=self.admission,
+            pbx_records=self.pbx_records,
         )
         self.calls = CallManager(self.ctx)
         self.console = ConsoleServer(
@@ -118,6 +125,26 @@ class App:
         )
         self.stopping = asyncio.Event()
         self._pending_prompts: list[Flow] = []
+
+    def _ami_feed(self) -> AmiFeed | None:
+        """The AMI connection that hears hang-ups (PbxRecords); None without a secret."""
+        settings = self.settings
+        try:
+            secret = settings.effective_ami_password
+        except ConfigError as exc:
+            log.warning("AMI is not used: %s", exc)
+            return None
+        host, port = settings.effective_ami_address
+        return AmiFeed(
+            host,
+            port,
+            settings.ami_username,
+            secret,
+            events="call",
+            on_event=self.pbx_records.on_event,
+            timeout=settings.ari_timeout,
+            max_backoff=settings.ami_reconnect_max,
+        )
 
     # ---- flows and prompts -------------------------------------------------------------
 
@@ -267,6 +294,8 @@ class App:
                     tg.create_task(self.rental_loop(), name="number-rent"),
                     tg.create_task(self.admission.run(), name="load"),
                 ]
+                if self.ami is not None:
+                    tasks.append(tg.create_task(self.ami.run(), name="ami"))
                 stream = tg.create_task(self.stream.run(), name="ari-events")
                 stop = tg.create_task(self.stopping.wait(), name="stop")
                 await asyncio.wait({stream, stop}, return_when=asyncio.FIRST_COMPLETED)

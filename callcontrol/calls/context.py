@@ -7,6 +7,8 @@ constructor stays short and tests can build one with real parts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from callcontrol.ari import AriClient, EventRouter
@@ -15,6 +17,12 @@ from callcontrol.calls.admission import Admission
 from callcontrol.calls.media import PromptMedia
 from callcontrol.calls.records import CallStore
 from callcontrol.ivr.registry import FlowRegistry
+
+
+class CallEnds(Protocol):
+    """The PBX's own record of a call's end (``callcontrol.ami.records.PbxRecords``)."""
+
+    async def call_end(self, channel_id: str) -> tuple[datetime, str] | None: ...
 
 
 @dataclass
@@ -30,3 +38,5 @@ class CallContext:
     country: str = "GB"  # whose emergency numbers users may dial
     main_number: str = ""  # presented by emergency calls of users without a number
     admission: Admission | None = None  # overload control; None: every call is taken
+    # When calls that ended unseen really ended (CDR, AMI); None: the crash rule's "now".
+    pbx_records: CallEnds | None = None

@@ -96,5 +96,5 @@ def test_a_tampered_secret_file_writes_nothing(tmp_path: Path) -> None:
     )
     pbx = DevPbx(settings)
     with pytest.raises(PbxError, match="ARI password"):
-        pbx.install_config(settings.effective_ari_password)
+        pbx.install_config(settings.effective_ari_password, "ami-secret")
     assert not (tmp_path / "root").exists()  # refused before copying anything
