@@ -30,15 +30,18 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
+import os
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
 HANGUPS_KEPT = 20_000  # channels whose AMI hang-up time is remembered (the newest)
+SINCE_MARGIN = timedelta(minutes=5)  # CDR rows may be appended a little out of order
 
 
 @dataclass(frozen=True)
@@ -93,19 +96,52 @@ def parse_cdr_line(line: str) -> CdrRow | None:
     )
 
 
-def read_cdr_rows(path: Path, channel_ids: Iterable[str]) -> dict[str, list[CdrRow]]:
-    """The rows of each of ``channel_ids`` (as party A) in the file, oldest first."""
+def read_cdr_rows(
+    path: Path, channel_ids: Iterable[str], since: datetime | None = None
+) -> dict[str, list[CdrRow]]:
+    """The rows of each of ``channel_ids`` (as party A) in the file, oldest first.
+
+    With ``since`` (when the oldest of those calls began), the file is read from its
+    end back to the first row that ended ``SINCE_MARGIN`` before it: Asterisk appends a
+    row when its CDR ends, so nothing of a call that began at ``since`` lies further
+    back, and a PBX's long file is not read whole at each restart."""
     wanted = set(channel_ids)
     found: dict[str, list[CdrRow]] = {cid: [] for cid in wanted}
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+    with path.open("rb") as fh:
+        if since is None:
+            lines: Iterable[bytes] = fh
+        else:
+            lines = _lines_backwards(fh)
+        stop = since - SINCE_MARGIN if since is not None else None
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace")
             head = line[: line.find(",")].strip('"') if "," in line else ""
-            if head not in wanted:
+            if head not in wanted and stop is None:
                 continue  # cheap: most lines are other calls
             row = parse_cdr_line(line)
-            if row is not None and row.uniqueid in wanted:
+            if row is None:
+                continue
+            if row.uniqueid in wanted:
                 found[row.uniqueid].append(row)
+            elif stop is not None and row.end < stop:
+                break
+    for rows in found.values():
+        rows.sort(key=lambda r: r.end)
     return found
+
+
+def _lines_backwards(fh: BinaryIO, block: int = 1 << 16) -> Iterator[bytes]:
+    """The file's lines, last first."""
+    pos = fh.seek(0, os.SEEK_END)
+    tail = b""
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        fh.seek(pos)
+        lines = (fh.read(step) + tail).split(b"\n")
+        tail = lines[0]
+        yield from reversed(lines[1:])
+    yield tail
 
 
 def talk_end(rows: list[CdrRow]) -> datetime | None:
@@ -143,12 +179,15 @@ class PbxRecords:
         while len(self._hangups) > HANGUPS_KEPT:
             self._hangups.popitem(last=False)
 
-    async def call_end(self, channel_id: str) -> tuple[datetime, str] | None:
-        """When the call whose caller's channel is ``channel_id`` ended, and the source
-        ("cdr" or "ami"); None when the PBX has no record of it."""
+    async def call_end(
+        self, channel_id: str, since: datetime | None = None
+    ) -> tuple[datetime, str] | None:
+        """When the call whose caller's channel is ``channel_id`` (and that began at
+        ``since``) ended, and the source ("cdr" or "ami"); None when the PBX has no
+        record of it."""
         if self.cdr_file is not None:
             try:
-                rows = await asyncio.to_thread(read_cdr_rows, self.cdr_file, [channel_id])
+                rows = await asyncio.to_thread(read_cdr_rows, self.cdr_file, [channel_id], since)
             except OSError as exc:
                 log.warning("cannot read the PBX's CDR file %s: %s", self.cdr_file, exc.strerror)
             else:

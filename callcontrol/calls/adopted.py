@@ -56,7 +56,8 @@ class AdoptedCall(Call):
         """The caller hung up while no app was connected: the talk ended when the PBX
         recorded (its CDR), not now. Without a record: now, as before."""
         records = self.ctx.pbx_records
-        found = await records.call_end(self.record.channel_id) if records is not None else None
+        channel, since = self.record.channel_id, self.record.started_at
+        found = await records.call_end(channel, since) if records is not None else None
         if found is None:
             log.warning("no PBX record of when the caller hung up: the talk ends now")
             return

@@ -22,7 +22,9 @@ from callcontrol.ivr.registry import FlowRegistry
 class CallEnds(Protocol):
     """The PBX's own record of a call's end (``callcontrol.ami.records.PbxRecords``)."""
 
-    async def call_end(self, channel_id: str) -> tuple[datetime, str] | None: ...
+    async def call_end(
+        self, channel_id: str, since: datetime | None = None
+    ) -> tuple[datetime, str] | None: ...
 
 
 @dataclass

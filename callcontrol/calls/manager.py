@@ -189,7 +189,7 @@ class CallManager:
         now = utcnow()
         found = None
         if self.ctx.pbx_records is not None:
-            found = await self.ctx.pbx_records.call_end(record.channel_id)
+            found = await self.ctx.pbx_records.call_end(record.channel_id, record.started_at)
         if found is None:
             ended_at, source = now, "no PBX record: the time it was found gone"
             if self.ctx.pbx_records is not None:

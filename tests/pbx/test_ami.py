@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from log_contract import AMI_REFUSED, PBX_END
 from pbx_harness import REPO, ROUTED, AppProcess, Carrier, Org, Phones, make_org
 
 from callcontrol.ami.client import AmiFeed
@@ -120,7 +121,8 @@ async def test_a_wrong_ami_secret_is_one_clear_line(pbx: Settings, org: Org) -> 
     app = AppProcess(org, env={"CALLCONTROL_AMI_PASSWORD": "not-the-secret-42"})
     await app.start()
     try:
-        await app.wait_log(r"ERROR .*AMI login refused for user callcontrol at 127\.0\.0\.1:5038")
+        refused = await app.wait_log(AMI_REFUSED)
+        assert (refused["user"], refused["address"]) == ("callcontrol", "127.0.0.1:5038")
     finally:
         await app.stop()
     assert not any("not-the-secret-42" in line for line in app.lines)
@@ -158,7 +160,8 @@ async def settled_at_the_pbx_end(
         record = await org.wait_record(call_id, lambda r: r.charge_state == "settled")
     finally:
         await second.stop()
-    assert any("(the PBX's CDR record)" in line for line in second.lines), second.lines[-20:]
+    ends = [m for line in second.lines if (m := PBX_END.search(line))]
+    assert [m["source"] for m in ends] == ["CDR"], second.lines[-20:]
     assert record.answered_at is not None and record.ended_at is not None
     assert (restarted - record.ended_at).total_seconds() >= 3  # not the restart time
     assert abs(record.ended_at.timestamp() - ended_seen) <= 1.0

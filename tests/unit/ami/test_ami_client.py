@@ -5,10 +5,13 @@ requests in flight, and the feed comes back with a capped back-off."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import random
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from fake_ami import FakeAmi
@@ -17,6 +20,24 @@ from callcontrol.ami.client import AmiFeed, AmiSession
 from callcontrol.ami.health import health_from, pbx_health
 from callcontrol.ami.records import PbxRecords
 from callcontrol.errors import AmiLoginRefused, AmiUnavailable
+from callcontrol.logs import FORMAT, CallIdFilter
+
+
+def load_contract() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "pbx" / "log_contract.py"
+    spec = importlib.util.spec_from_file_location("log_contract", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+contract = load_contract()
+
+
+def with_call_id(record: logging.LogRecord) -> logging.LogRecord:
+    CallIdFilter().filter(record)
+    return record
 
 
 @pytest.fixture
@@ -170,6 +191,11 @@ async def test_a_refused_feed_says_so_and_keeps_trying(
         m.startswith(f"AMI login refused for user callcontrol at 127.0.0.1:{ami.port}")
         for m in refused
     )
+    # As `serve` prints it, matched by the PBX tests' pattern (tests/pbx/log_contract.py).
+    line = logging.Formatter(FORMAT).format(with_call_id(caplog.records[0]))
+    match = contract.AMI_REFUSED.search(line)
+    assert match is not None
+    assert (match["user"], match["address"]) == ("callcontrol", f"127.0.0.1:{ami.port}")
     assert not any("stale" in r.getMessage() for r in caplog.records)
 
 

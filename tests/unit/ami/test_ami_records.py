@@ -11,6 +11,7 @@ import pytest
 
 from callcontrol.ami.records import (
     PbxRecords,
+    _lines_backwards,
     hangup_time,
     parse_cdr_line,
     read_cdr_rows,
@@ -129,3 +130,33 @@ def test_only_the_newest_hangups_are_kept(monkeypatch: pytest.MonkeyPatch) -> No
     for n in range(3):
         records.on_event({"Event": "Hangup", "Uniqueid": f"1.{n}", "Timestamp": f"1795810{n}"})
     assert list(records._hangups) == ["1.1", "1.2"]
+
+
+def row_line(uniqueid: str, end: float) -> str:
+    return (
+        f'"{uniqueid}","{uniqueid}","PJSIP/carrier-1","PJSIP/1001-2",'
+        f'"{end - 10:.6f}","{end - 9:.6f}","{end:.6f}","10","9","ANSWERED"'
+    )
+
+
+def test_from_the_end_back_to_shortly_before_the_call_began(tmp_path: Path) -> None:
+    t0 = 1795810000.0
+    lines = [row_line(f"{t0 + n:.0f}.1", t0 + n) for n in range(0, 3000, 10)]  # 50 min
+    lines.insert(5, row_line("1795819999.9", t0 + 50))  # a reused id, long before
+    lines.append(row_line("1795819999.9", t0 + 2995))
+    path = tmp_path / "callcontrol-cdr.csv"
+    path.write_text("\n".join(lines) + "\n" + '"1795810000.1","torn')
+    since = at(t0 + 2900)
+    rows = read_cdr_rows(path, ["1795819999.9", f"{t0 + 2700:.0f}.1"], since)
+    assert [r.end for r in rows["1795819999.9"]] == [at(t0 + 2995)]  # not the old one
+    assert [r.end for r in rows[f"{t0 + 2700:.0f}.1"]] == [at(t0 + 2700)]  # in the margin
+    everything = read_cdr_rows(path, ["1795819999.9"])
+    assert [r.end for r in everything["1795819999.9"]] == [at(t0 + 50), at(t0 + 2995)]
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 16])
+def test_lines_backwards_across_blocks(tmp_path: Path, block: int) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"one\ntwo\n\nthree\nfour")
+    with path.open("rb") as fh:
+        assert list(_lines_backwards(fh, block)) == [b"four", b"three", b"", b"two", b"one"]

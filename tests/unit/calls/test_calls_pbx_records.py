@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from calls_harness import INBOUND_FEE, INBOUND_PER_SECOND, ROUTED, App, StartApp
 from sqlalchemy import update
+from test_calls_log_contract import contract
 
 from callcontrol.ami.records import PbxRecords
 from callcontrol.calls.call import Call, utcnow
@@ -97,7 +98,11 @@ async def test_lost_calls_end_at_their_cdr_end_else_at_the_restart(
     assert fallback.billable_seconds is not None and fallback.billable_seconds >= 60
     messages = [r.getMessage() for r in caplog.records]
     assert "no PBX record of the end of channel 1715000000.2: settled as ended now" in messages
-    assert any(m.endswith("(the PBX's CDR record)") for m in messages)
+    # The line the PBX tests wait for (tests/pbx/log_contract.py), with the end in it.
+    ends = [m for line in messages if (m := contract.PBX_END.search(line))]
+    assert [(m["time"], m["source"]) for m in ends] == [
+        (bridged_end.isoformat(timespec="milliseconds"), "CDR")
+    ]
     assert await second.wallet.audit() == []
 
 
