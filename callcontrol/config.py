@@ -64,7 +64,7 @@ class Settings(BaseModel):
 
     data_dir: Path = Field(
         Path("var"),
-        description="Where the app keeps its files: the SQLite database, the ARI secret "
+        description="Where the app keeps its files: the SQLite database, the ARI and AMI secrets "
         "written by `callcontrol pbx up`, logs of the development PBX.",
     )
     database_url: str = Field(
