@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -39,6 +40,22 @@ from panoramisk.message import Message
 from callcontrol.errors import AmiLoginRefused, AmiUnavailable
 
 log = logging.getLogger(__name__)
+_SECRET = re.compile(r"(?i)(secret'?\s*[:=]\s*'?)[^'\s,>]+")
+
+
+class _RedactSecrets(logging.Filter):
+    """panoramisk logs a whole action when its write fails ("Fail to send %r"): a
+    Login's secret would be in it. Mask it on the way out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "ecret" in message:
+            record.msg, record.args = _SECRET.sub(r"\1********", message), ()
+        return True
+
+
+panoramisk_log = logging.getLogger("callcontrol.ami.panoramisk")  # handed to each Manager
+panoramisk_log.addFilter(_RedactSecrets())
 
 EventHandler = Callable[[Mapping[str, str]], None]
 Hook = Callable[["AmiSession"], Awaitable[None]]
@@ -111,7 +128,7 @@ class AmiSession:
             host=host,
             port=port,
             loop=asyncio.get_running_loop(),
-            log=logging.getLogger("callcontrol.ami.panoramisk"),
+            log=panoramisk_log,
         )
         if on_event is not None:
             manager.register_event("*", lambda _manager, event: on_event(event))

@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 from fake_ami import FakeAmi
 
-from callcontrol.ami.client import AmiFeed, AmiSession
+from callcontrol.ami.client import AmiFeed, AmiSession, panoramisk_log
 from callcontrol.ami.health import health_from, pbx_health
 from callcontrol.ami.records import PbxRecords
 from callcontrol.errors import AmiLoginRefused, AmiUnavailable
@@ -224,3 +224,13 @@ def test_registered_endpoints_are_those_with_a_registration() -> None:
     assert health.describe(datetime.now(UTC)) == (
         "AMI: 0 calls, 0 channels, 1 of 3 endpoints registered"
     )
+
+
+def test_a_secret_panoramisk_would_log_is_masked(caplog: pytest.LogCaptureFixture) -> None:
+    action = {"Action": "Login", "Secret": "Zq9-very-secret", "Username": "callcontrol"}
+    with caplog.at_level(logging.DEBUG, logger="callcontrol.ami.panoramisk"):
+        panoramisk_log.exception("Fail to send %r", action)  # as AMIProtocol.send does
+        panoramisk_log.info("Action: Login\r\nSecret: Zq9-very-secret\r\nUsername: cc")
+    messages = [r.getMessage() for r in caplog.records]
+    assert all("Zq9" not in m for m in messages), messages
+    assert "'Secret': '********'" in messages[0] and "Secret: ********" in messages[1]
