@@ -131,7 +131,14 @@ class AmiSession:
             log=panoramisk_log,
         )
         if on_event is not None:
-            manager.register_event("*", lambda _manager, event: on_event(event))
+
+            def dispatch(_manager: object, event: Message) -> None:
+                try:
+                    on_event(event)
+                except Exception:  # a handler's bug must not cut the connection
+                    log.exception("AMI event %s: its handler failed", event.get("Event"))
+
+            manager.register_event("*", dispatch)
         try:
             async with asyncio.timeout(timeout):
                 await manager.connect()
