@@ -103,7 +103,9 @@ async def test_pbx_status_shows_the_pbx_health_over_ami(
     assert code == 0, out
     health = HEALTH.search(out)
     assert health, out
-    assert health["channels"] == "2"  # the caller and alice
+    # At least the caller and alice (the PBX is shared: a call other tests detached may
+    # still be up until its paid time ends).
+    assert int(health["channels"]) >= 2
     assert int(health["calls"]) >= 1
     assert int(health["registered"]) >= 1  # alice
     assert int(health["endpoints"]) >= 4  # three users and the carrier
