@@ -45,3 +45,6 @@ _.dtmf_play_ms, _.carrier_dtmf_scenario, _.HANG_UP_AFTER_UAS, _.CARRIER_REFUSED
 
 # PyYAML reads a node's position from these.
 _.end_mark  # set by rates_file.py's alias-aware loader
+
+# AMI: panoramisk's Manager calls its subclass's hooks by name (ami/client.py).
+_.connection_lost

@@ -5,6 +5,7 @@
     here:    ChargingService + CallStore -> CallCharging (a session per rated call)
              -> FlowRegistry (ivr_flows/, hot reload) -> PromptMedia <- MediaServer (HTTP)
              -> EventRouter <- AriEventStream
+             -> PbxRecords (the CDR file) <- AmiFeed (Hangup events)
              -> CallContext -> CallManager (InboundCall / AdoptedCall per call)
              Services + CallManager.snapshot -> the admin console (web/console, HTTP)
              Metrics (metrics.py) <- hooks in calls, charging, ARI; /metrics, /readyz on
@@ -34,6 +35,8 @@ import logging
 import signal
 from zoneinfo import ZoneInfo
 
+from callcontrol.ami.client import AmiFeed
+from callcontrol.ami.records import PbxRecords
 from callcontrol.ari import AriEventStream, EventRouter
 from callcontrol.billing.session import CallCharging, ChargingPolicy
 from callcontrol.calls.admission import Admission, AdmissionLimits
@@ -45,6 +48,7 @@ from callcontrol.errors import AriError, CallControlError, ConfigError, StoreErr
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.metrics import Metrics
+from callcontrol.pbx.devpbx import cdr_path
 from callcontrol.services import Services
 from callcontrol.store.offline_payments import DurableOfflineProvider
 from callcontrol.web.console.app import ConsoleServer, console_app
@@ -90,6 +94,8 @@ class App:
         )
         self.admission = Admission(limits, ari_latency=lambda: self.ari.latency)
         self.metrics = Metrics()
+        self.pbx_records = PbxRecords(cdr_path(settings))
+        self.ami = self._ami_feed()
         self.ctx = CallContext(
             ari=self.ari,
             router=self.router,
@@ -108,6 +114,7 @@ class App:
             main_number=settings.main_number,
             admission=self.admission,
             metrics=self.metrics,
+            pbx_records=self.pbx_records,
         )
         self.calls = CallManager(self.ctx)
         self.provisioner = services.provisioner
@@ -144,6 +151,26 @@ class App:
             return state.balance, state.held
 
         metrics.watch_wallet(wallet)
+
+    def _ami_feed(self) -> AmiFeed | None:
+        """The AMI connection that hears hang-ups (PbxRecords); None without a secret."""
+        settings = self.settings
+        try:
+            secret = settings.effective_ami_password
+        except ConfigError as exc:
+            log.warning("AMI is not used: %s", exc)
+            return None
+        host, port = settings.effective_ami_address
+        return AmiFeed(
+            host,
+            port,
+            settings.ami_username,
+            secret,
+            events="call",
+            on_event=self.pbx_records.on_event,
+            timeout=settings.ari_timeout,
+            max_backoff=settings.ami_reconnect_max,
+        )
 
     # ---- flows and prompts -------------------------------------------------------------
 
@@ -294,6 +321,8 @@ class App:
                     tg.create_task(self.rental_loop(), name="number-rent"),
                     tg.create_task(self.admission.run(), name="load"),
                 ]
+                if self.ami is not None:
+                    tasks.append(tg.create_task(self.ami.run(), name="ami"))
                 stream = tg.create_task(self.stream.run(), name="ari-events")
                 stop = tg.create_task(self.stopping.wait(), name="stop")
                 await asyncio.wait({stream, stop}, return_when=asyncio.FIRST_COMPLETED)

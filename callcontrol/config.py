@@ -41,6 +41,7 @@ DEFAULT_CONFIG_FILE = Path("callcontrol.toml")
 SECRET_SETTINGS = frozenset(
     {
         "ari_password",
+        "ami_password",
         "database_url",
         "stripe_api_key",
         "stripe_webhook_secret",
@@ -64,7 +65,7 @@ class Settings(BaseModel):
 
     data_dir: Path = Field(
         Path("var"),
-        description="Where the app keeps its files: the SQLite database, the ARI secret "
+        description="Where the app keeps its files: the SQLite database, the ARI and AMI secrets "
         "written by `callcontrol pbx up`, logs of the development PBX.",
     )
     database_url: str = Field(
@@ -90,6 +91,40 @@ class Settings(BaseModel):
         description="Name of the PBX this app serves, written into each call record: with "
         "several PBXes on one database an app re-adopts and settles only its own PBX's "
         "calls. Unique per PBX, stable across restarts. Empty: this host's name.",
+    )
+    ami_bind: str = Field(
+        "127.0.0.1:5038",
+        description="Where the development PBX's manager interface (AMI) listens: IPv4 "
+        "address:port. Loopback unless you need it from another host.",
+    )
+    ami_address: str = Field(
+        "",
+        description="Where the app reaches AMI: host:port. Empty: ami_bind.",
+    )
+    ami_username: str = Field(
+        "callcontrol", description="AMI user (manager.conf): letters, digits, '.', '_', '-'."
+    )
+    ami_password: str = Field(
+        "",
+        description="AMI secret. Empty: read from <data_dir>/ami.secret, which "
+        "`callcontrol pbx up` generates. Printable ASCII without spaces or ';'. Never logged.",
+    )
+    ami_permit: str = Field(
+        "127.0.0.1/32",
+        description="Comma-separated addresses/CIDRs the AMI user may log in from.",
+    )
+    ami_reconnect_max: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Longest wait, s, between AMI reconnection attempts (the back-off "
+        "doubles up to it).",
+    )
+    cdr_file: str = Field(
+        "",
+        description="The PBX's call detail records (cdr_custom, dialplan/cdr_custom.conf) that "
+        "settle calls which ended while no app was connected. Empty: the development PBX's "
+        "log dir; 'none': not used (the restart time is the end, as without it).",
     )
     sip_realm: str = Field(
         "callcontrol",
@@ -379,7 +414,7 @@ class Settings(BaseModel):
             raise ValueError("must be a valid number in E.164 form, e.g. +442079460000")
         return value
 
-    @field_validator("ari_username", "ari_app")
+    @field_validator("ari_username", "ari_app", "ami_username")
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.fullmatch(value):
@@ -408,14 +443,14 @@ class Settings(BaseModel):
             )
         return value
 
-    @field_validator("ari_password")
+    @field_validator("ari_password", "ami_password")
     @classmethod
     def _password(cls, value: str) -> str:
         if value and not password_fits_asterisk(value):
             raise ValueError("must be printable ASCII without spaces or ';'")
         return value
 
-    @field_validator("sip_bind")
+    @field_validator("sip_bind", "ami_bind")
     @classmethod
     def _ipv4_and_port(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
@@ -427,15 +462,17 @@ class Settings(BaseModel):
             raise ValueError("must be an IPv4 address and a port, e.g. 0.0.0.0:5060")
         return value
 
-    @field_validator("media_listen", "console_listen", "agi_listen")
+    @field_validator("media_listen", "console_listen", "agi_listen", "ami_address")
     @classmethod
-    def _host_and_port(cls, value: str) -> str:
+    def _host_and_port(cls, value: str, info: ValidationInfo) -> str:
+        if info.field_name == "ami_address" and not value:
+            return value  # derived from ami_bind
         host, _, port = value.rpartition(":")
         if not _HOST.fullmatch(host) or not _valid_port(port):
             raise ValueError("must be a host (IPv4 address or name) and a port, e.g. 0.0.0.0:8099")
         return value
 
-    @field_validator("carrier_ips")
+    @field_validator("carrier_ips", "ami_permit")
     @classmethod
     def _networks(cls, value: str) -> str:
         entries = [entry.strip() for entry in value.split(",") if entry.strip()]
@@ -513,6 +550,32 @@ class Settings(BaseModel):
     @property
     def ari_secret_file(self) -> Path:
         return self.data_dir / "ari.secret"
+
+    @property
+    def ami_secret_file(self) -> Path:
+        return self.data_dir / "ami.secret"
+
+    @property
+    def effective_ami_address(self) -> tuple[str, int]:
+        host, _, port = (self.ami_address or self.ami_bind).rpartition(":")
+        return host, int(port)
+
+    @property
+    def effective_ami_password(self) -> str:
+        if self.ami_password:
+            return self.ami_password
+        try:
+            secret = self.ami_secret_file.read_text().strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no AMI secret: set CALLCONTROL_AMI_PASSWORD or run `callcontrol pbx up` "
+                f"(it writes {self.ami_secret_file})"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.ami_secret_file}: {exc.strerror}") from exc
+        if not secret:
+            raise ConfigError(f"{self.ami_secret_file} is empty: no AMI secret")
+        return secret
 
     @property
     def effective_ari_password(self) -> str:

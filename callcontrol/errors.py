@@ -18,6 +18,9 @@
      │    │    └── AriNotFound  404: the channel/bridge/object is gone
      │    ├── AriApplicationReplaced   ari/: another process took the Stasis app
      │    └── ChannelEventsClosed      ari/: a channel's event stream ended
+     ├── AmiError               ami/: Asterisk's manager interface failed
+     │    ├── AmiUnavailable    cannot connect, timed out, or the connection closed
+     │    └── AmiLoginRefused   the PBX refused our AMI user name or secret
      ├── PbxError               the development PBX could not be provisioned or run
      ├── PaymentError           payments/: the payment provider failed or refused a request
      │    ├── PaymentConfigError    a missing or rejected API key / webhook secret
@@ -86,6 +89,18 @@ class AriHttpError(AriError):
 
 class AriNotFound(AriHttpError):
     error_id = "ari_not_found"
+
+
+class AmiError(CallControlError):
+    error_id = "ami_error"
+
+
+class AmiUnavailable(AmiError):
+    error_id = "ami_unavailable"
+
+
+class AmiLoginRefused(AmiError):
+    error_id = "ami_login_refused"
 
 
 class PbxError(CallControlError):

@@ -9,7 +9,7 @@ money, and this module never speaks ARI.
     CallCharging (one, built by the composition root)
       .authorize(call_id, quote, limits)  -> CallChargingSession | Refused
       .resume(record, limits)             -> CallChargingSession | None  (after a restart)
-      .settle_lost(record, now)           the crash rule: a call that ended unseen
+      .settle_lost(record, ended_at)      the crash rule: a call that ended unseen
 
     CallChargingSession (one per rated call)
       .start()          the caller's leg was answered: charge the fee, hold the slice
@@ -227,12 +227,14 @@ class CallCharging:
         held = await self.wallet.hold_of(record.call_id)
         return CallChargingSession(record.call_id, rate, self, limits, held=held, charged=charged)
 
-    async def settle_lost(self, record: CallRecord, now: datetime) -> None:
+    async def settle_lost(self, record: CallRecord, ended_at: datetime) -> None:
         """The crash rule: a call that ended while no app was connected.
 
-        Asterisk enforced the paid time (TIMEOUT(absolute)), so the call lasted at
-        most what its charges and hold paid for, and at most until ``now``: it is
-        charged for the smaller of the two, never beyond what was held for it.
+        ``ended_at`` is when the PBX says the call ended (its CDR, an AMI Hangup
+        event), or, without such a record, when the app found it gone. Asterisk
+        enforced the paid time (TIMEOUT(absolute)), so the call lasted at most what its
+        charges and hold paid for, and at most until ``ended_at``: it is charged for the
+        smaller of the two, never beyond what was held for it.
         """
         if record.rate_id is None or record.charge_state not in (
             ChargeState.AUTHORIZED,
@@ -246,7 +248,7 @@ class CallCharging:
         if record.answered_at is not None:
             charged = await self.wallet.charged_for(record.call_id)
             held = await self.wallet.hold_of(record.call_id)
-            since = int((now - record.answered_at).total_seconds())
+            since = max(0, int((ended_at - record.answered_at).total_seconds()))
             duration = min(since, paid_seconds(rate, charged, held, limit=max(since, 1)))
         await settle_call(
             self, record.call_id, rate, duration, answered=record.answered_at is not None
@@ -437,10 +439,13 @@ class CallChargingSession:
 
     # ---- after the hangup ------------------------------------------------------------------
 
-    def hung_up(self) -> None:
-        """The call has ended: its talk time is fixed now (settlement may come later)."""
+    def hung_up(self, talk: float | None = None) -> None:
+        """The call has ended: its talk time is fixed now (settlement may come later),
+        or at ``talk`` seconds after the answer when the PBX recorded an earlier end
+        (a side that hung up while no app was connected)."""
         if self._ended is None and self._t0 is not None:
-            self._ended = self._clock() - self._t0
+            now = self._clock() - self._t0
+            self._ended = now if talk is None else min(now, max(0.0, talk))
 
     def ended_at_limit(self) -> bool:
         """Whether an end now is the PBX enforcing the paid time (not a person)."""

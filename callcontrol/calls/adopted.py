@@ -52,12 +52,30 @@ class AdoptedCall(Call):
         except CallControlError as exc:
             log.error("cannot resume charging (%s): the PBX still ends the call when paid", exc)
 
+    async def _pbx_end(self) -> None:
+        """The caller hung up while no app was connected: the talk ended when the PBX
+        recorded (its CDR), not now. Without a record: now, as before."""
+        records = self.ctx.pbx_records
+        channel, since = self.record.channel_id, self.record.started_at
+        found = await records.call_end(channel, since) if records is not None else None
+        if found is None:
+            log.warning("no PBX record of when the caller hung up: the talk ends now")
+            return
+        self.pbx_ended_at = min(max(found[0], self.answered_at or found[0]), utcnow())
+        log.info(
+            "the caller hung up at %s (the PBX's %s record)",
+            self.pbx_ended_at.isoformat(timespec="milliseconds"),
+            found[1].upper(),
+        )
+
     async def handle(self) -> None:
+        missing = {"caller", "callee"} - set(self.channels)
+        if "caller" in missing and self.answered_at is not None:
+            await self._pbx_end()  # before charging resumes: never charge past the end
         if self.charging is not None and self.answered_at is not None:
-            elapsed = (utcnow() - self.answered_at).total_seconds()
+            elapsed = ((self.pbx_ended_at or utcnow()) - self.answered_at).total_seconds()
             await self.charging.resume(elapsed)
             self.background(self.charging.run(), "charging")
-        missing = {"caller", "callee"} - set(self.channels)
         if missing:
             # One side hung up while the app was away (or the caller was in a menu).
             log.info("re-adopted call has no %s: ending it", ", ".join(sorted(missing)))

@@ -83,6 +83,7 @@ class Call:
         self.store = ctx.store
         self.charging: CallChargingSession | None = None  # rated calls, once authorized
         self.ended_at: datetime | None = None
+        self.pbx_ended_at: datetime | None = None  # the PBX's record of an unseen end
         # Called when the final charge cannot be written now (the database is down).
         self.settle_later: Callable[[Call], None] | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -327,10 +328,14 @@ class Call:
         if self.detached:
             log.info("detached: channels stay up, the next start re-adopts the call")
             return
-        # The talk time ends now, however long the hang-ups and the settlement take.
-        self.ended_at = utcnow()
+        # The talk time ends now, however long the hang-ups and the settlement take
+        # (or when the PBX recorded it: a side hung up while no app was connected).
+        self.ended_at = self.pbx_ended_at or utcnow()
         if self.charging is not None:
-            self.charging.hung_up()
+            if self.pbx_ended_at is not None and self.answered_at is not None:
+                self.charging.hung_up((self.pbx_ended_at - self.answered_at).total_seconds())
+            else:
+                self.charging.hung_up()
         for role in list(self.channels):
             try:
                 await self.hangup(role)

@@ -7,6 +7,7 @@ constructor stays short and tests can build one with real parts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -28,6 +29,14 @@ class CallMetrics(Protocol):
     def call_refused_as(self, disposition: str) -> None: ...
 
 
+class CallEnds(Protocol):
+    """The PBX's own record of a call's end (``callcontrol.ami.records.PbxRecords``)."""
+
+    async def call_end(
+        self, channel_id: str, since: datetime | None = None
+    ) -> tuple[datetime, str] | None: ...
+
+
 @dataclass
 class CallContext:
     ari: AriClient
@@ -42,3 +51,5 @@ class CallContext:
     main_number: str = ""  # presented by emergency calls of users without a number
     admission: Admission | None = None  # overload control; None: every call is taken
     metrics: CallMetrics | None = None  # None: nothing counted
+    # When calls that ended unseen really ended (CDR, AMI); None: the crash rule's "now".
+    pbx_records: CallEnds | None = None

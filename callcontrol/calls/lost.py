@@ -17,11 +17,12 @@ __all__ = ["close_lost"]
 
 
 async def close_lost(
-    store: CallStore, charging: CallCharging, record: CallRecord, now: datetime
+    store: CallStore, charging: CallCharging, record: CallRecord, ended_at: datetime
 ) -> bool:
     """Settle ``record`` by the crash rule (``CallCharging.settle_lost``: charged at most
-    what was held for it, never beyond ``now``), then complete it, ended by the PBX.
-    Idempotent; whether this call closed the record."""
-    await charging.settle_lost(record, now)
+    what was held for it, up to ``ended_at``: the PBX's recorded end, or the time the
+    call was found gone), then complete it, ended by the PBX then. Idempotent; whether
+    this call closed the record."""
+    await charging.settle_lost(record, ended_at)
     disposition = Disposition.ANSWERED if record.answered_at else Disposition.FAILED
-    return await store.finish(record.call_id, now, disposition, None, EndedBy.PBX)
+    return await store.finish(record.call_id, ended_at, disposition, None, EndedBy.PBX)

@@ -10,7 +10,8 @@ routed to it by its subscription, never here; anything else is hung up.
 ``adopt`` runs after every (re)connect of the events WebSocket: channels tagged with
 a call id that no live call owns are re-adopted, their charging resumed at the rate
 they started with; open call records whose channels are gone are settled by the
-crash rule (``CallCharging.settle_lost``) and completed (ended now, by the PBX).
+crash rule (``CallCharging.settle_lost``) and completed, ended by the PBX at the time
+its CDR or an AMI Hangup event says (``ctx.pbx_records``), else now.
 One record that cannot be re-adopted or closed is logged and skipped: it never
 stops the others. Only this PBX's records are looked at (``CallStore.pbx_node``,
 the setting ``pbx_node``): with several PBXes on one database, another PBX's calls
@@ -200,12 +201,31 @@ class CallManager:
                     await self._hangup_quietly(channel_id)
 
     async def _close_lost(self, record: CallRecord) -> None:
-        """A call that ended while no app was connected: settle it by the crash rule,
-        then close its record."""
-        if await close_lost(self.store, self.ctx.charging, record, utcnow()):
+        """A call that ended while no app was connected: settle it at the end the PBX
+        recorded (its CDR, or an AMI Hangup event), else by the crash rule at the time
+        it was found gone; then close its record."""
+        now = utcnow()
+        found = None
+        if self.ctx.pbx_records is not None:
+            found = await self.ctx.pbx_records.call_end(record.channel_id, record.started_at)
+        if found is None:
+            ended_at, source = now, "no PBX record: the time it was found gone"
+            if self.ctx.pbx_records is not None:
+                log.warning(
+                    "no PBX record of the end of channel %s: settled as ended now",
+                    record.channel_id,
+                )
+        else:
+            # The PBX's clock: never before the call began nor after now.
+            ended_at = min(max(found[0], record.answered_at or record.started_at), now)
+            source = f"the PBX's {found[1].upper()} record"
+        if await close_lost(self.store, self.ctx.charging, record, ended_at):
             log.info(
-                "the call ended while the app was away: recorded as %s, ended by the PBX",
+                "the call ended while the app was away: recorded as %s, ended by the PBX "
+                "at %s (%s)",
                 "answered" if record.answered_at else "failed",
+                ended_at.isoformat(timespec="milliseconds"),
+                source,
             )
 
     async def _readopt(self, record: CallRecord, owned: dict[str, str]) -> None:

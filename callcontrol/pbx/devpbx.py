@@ -37,6 +37,7 @@ from callcontrol.errors import PbxError
 log = logging.getLogger(__name__)
 
 PACKAGES = "asterisk,asterisk-core-sounds-en-gsm"
+CDR_FILE_NAME = "callcontrol-cdr.csv"  # the section name in dialplan/cdr_custom.conf
 OWNED_DIRS = (
     "run/asterisk",
     "var/lib/asterisk",
@@ -71,9 +72,18 @@ class PbxStatus:
 
 def ensure_ari_secret(settings: Settings) -> str:
     """The installation's ARI password: the configured one, else a generated one."""
-    if settings.ari_password:
-        return settings.ari_password
-    path = settings.ari_secret_file
+    return _ensure_secret(settings.ari_password, settings.ari_secret_file, "ARI password")
+
+
+def ensure_ami_secret(settings: Settings) -> str:
+    """The installation's AMI secret: the configured one, else a generated one (never a
+    default: the manager interface can hang up any call)."""
+    return _ensure_secret(settings.ami_password, settings.ami_secret_file, "AMI secret")
+
+
+def _ensure_secret(configured: str, path: Path, what: str) -> str:
+    if configured:
+        return configured
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,8 +91,20 @@ def ensure_ari_secret(settings: Settings) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secret + "\n")
-    log.info("generated a new ARI password in %s", path)
+    log.info("generated a new %s in %s", what, path)
     return secret
+
+
+def cdr_path(settings: Settings) -> Path | None:
+    """The CSV file of call detail records that dialplan/cdr_custom.conf makes Asterisk
+    write (the setting cdr_file; by default in the development PBX's log dir); None when
+    the setting is 'none'."""
+    if settings.cdr_file == "none":
+        return None
+    if settings.cdr_file:
+        return Path(settings.cdr_file)
+    root = Path("/") if DevPbx(settings).mode == "host" else settings.pbx_root
+    return root / "var/log/asterisk/cdr-custom" / CDR_FILE_NAME
 
 
 class DevPbx:
@@ -109,11 +131,13 @@ class DevPbx:
         if self.mode == "chroot":
             self._ensure_rootfs()
         secret = ensure_ari_secret(self.settings)
+        ami_secret = ensure_ami_secret(self.settings)
         running = self._asterisk_running()
-        self.install_config(secret)
+        self.install_config(secret, ami_secret)
         if running:
             log.info("Asterisk already running: reloading its configuration")
             self.cli("core reload")
+            self._load_new_modules()
         else:
             self._check_ports_free()
             self._start()
@@ -167,7 +191,7 @@ class DevPbx:
             )
         return proc.stdout
 
-    def install_config(self, secret: str) -> None:
+    def install_config(self, secret: str, ami_secret: str) -> None:
         """Copy dialplan/ into Asterisk's etc and write the installation's own files."""
         src = self.settings.pbx_dialplan_dir
         if not src.is_dir():
@@ -175,6 +199,7 @@ class DevPbx:
         generated = {  # built first: a refused value leaves Asterisk's files untouched
             "pjsip_local.conf": pjsip_local_conf(self.settings),
             "ari_user.conf": ari_user_conf(self.settings, secret),
+            "manager_local.conf": manager_local_conf(self.settings, ami_secret),
             "extensions_emergency.conf": emergency_conf(self.settings.country),
         }
         self.etc.mkdir(parents=True, exist_ok=True)
@@ -187,6 +212,17 @@ class DevPbx:
         if self.mode == "chroot":
             self._write(self.root / "etc/hosts", root_hosts(socket.gethostname()), 0o644)
             self._chown_asterisk()
+
+    def _load_new_modules(self) -> None:
+        """``core reload`` does not load modules that modules.conf gained since Asterisk
+        started (autoload=no): load them, so a running PBX serves the new configuration."""
+        wanted = re.findall(
+            r"^\s*load\s*=>\s*([\w.-]+\.so)", (self.etc / "modules.conf").read_text(), re.M
+        )
+        loaded = set(re.findall(r"^([\w.-]+\.so)\s", self.cli("module show", timeout=10), re.M))
+        for module in (m for m in wanted if m not in loaded):
+            log.info("loading the module %s that modules.conf now lists", module)
+            self.cli(f"module load {module}", timeout=10)
 
     # ---- root file system ---------------------------------------------------------
 
@@ -437,7 +473,7 @@ def pjsip_local_conf(settings: Settings) -> str:
     ]
     for entry in (e.strip() for e in settings.carrier_ips.split(",")):
         if entry:
-            lines.append(f"match = {_conf_network(entry)}")
+            lines.append(f"match = {_conf_network(entry, 'carrier_ips')}")
     return "\n".join(lines) + "\n"
 
 
@@ -473,6 +509,40 @@ def ari_user_conf(settings: Settings, secret: str) -> str:
     return f"[{user}]\ntype = user\nread_only = no\npassword_format = plain\npassword = {secret}\n"
 
 
+def manager_local_conf(settings: Settings, secret: str) -> str:
+    """manager_local.conf, included by dialplan/manager.conf: where AMI listens and the
+    app's AMI user. The user may read system, call and reporting events and run
+    system/reporting actions (CoreStatus, CoreShowChannels, PJSIPShowEndpoints,
+    PJSIPShowContacts): no `command`, `config` or `originate` class, and only from
+    ``ami_permit``."""
+    host, _, port = _conf_value(settings.ami_bind, "the setting ami_bind").rpartition(":")
+    user = _conf_value(settings.ami_username, "the setting ami_username", section=True)
+    if not password_fits_asterisk(secret):
+        raise PbxError(
+            "refusing to write the AMI secret into manager_local.conf: it must be printable "
+            f"ASCII without spaces or ';' (setting ami_password, else {settings.ami_secret_file})"
+        )
+    lines = [
+        "; written by `callcontrol pbx up` from the settings ami_bind, ami_username,",
+        "; ami_permit and the AMI secret (ami_password, else <data_dir>/ami.secret)",
+        f"port = {port}",
+        f"bindaddr = {host}",
+        "",
+        f"[{user}]",
+        f"secret = {secret}",
+        "deny = 0.0.0.0/0.0.0.0",
+    ]
+    for entry in (e.strip() for e in settings.ami_permit.split(",")):
+        if entry:
+            lines.append(f"permit = {_conf_network(entry, 'ami_permit')}")
+    lines += [
+        "read = system,call,reporting",
+        "write = system,reporting",
+        "eventfilter = Event: Hangup",  # the app's feed needs no other event
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _conf_value(value: str, origin: str, section: bool = False) -> str:
     """``value`` for one line of a .conf file: a token without ';', white space or control."""
     forbidden = ";[]:" if section else ";"
@@ -484,12 +554,12 @@ def _conf_value(value: str, origin: str, section: bool = False) -> str:
     )
 
 
-def _conf_network(entry: str) -> str:
+def _conf_network(entry: str, setting: str) -> str:
     try:
         ipaddress.ip_network(entry, strict=False)
     except ValueError:
         raise PbxError(
-            f"refusing to write {shown(entry)} from the setting carrier_ips into Asterisk's "
+            f"refusing to write {shown(entry)} from the setting {setting} into Asterisk's "
             "configuration: not an IP address or network"
         ) from None
     return entry

@@ -27,6 +27,10 @@ Observables that no query can see
     MEDIA_SERVED ``serving <file> to <address>``: Asterisk fetched a prompt over HTTP.
     REPLACED     ``error: ARI application '<app>' was replaced``: why an instance
                  stopped when another took its ARI application over.
+    AMI_REFUSED  ``ERROR ... AMI login refused for user <user> at <host:port>``: a wrong
+                 AMI secret, said (panoramisk alone only reconnects, silently).
+    PBX_END      ``... at <time> (the PBX's CDR record)``: a call that ended while no
+                 app ran was settled at the end the PBX recorded (CDR or AMI).
 
 `callcontrol agi` (tests/pbx/test_agi.py; pinned by tests/unit/agi/test_agi_log_contract.py)
     AGI_LISTENING  ``FastAGI server listening on <host>:<port>``: ready for requests.
@@ -54,6 +58,10 @@ IVR_STEP = re.compile(
 FLOW_SERVES = re.compile(r"flow (?P<name>\S+) \(version (?P<version>\w+)\) now serves new calls")
 FLOW_ERROR = re.compile(r"^(?P<file>\S+):(?P<line>\d+):(?P<column>\d+): (?P<message>.*)$")
 MEDIA_SERVED = re.compile(r"serving (?P<file>\S+) to (?P<address>\S+)$")
+AMI_REFUSED = re.compile(
+    r" ERROR .*AMI login refused for user (?P<user>\S+) at (?P<address>[^\s:]+:\d+)"
+)
+PBX_END = re.compile(r" at (?P<time>\S+) \(the PBX's (?P<source>CDR|AMI) record\)$")
 REPLACED = re.compile(r"^error: ARI application '(?P<app>[^']+)' was replaced")
 AGI_LISTENING = re.compile(r"FastAGI server listening on (?P<listen>\S+)$")
 AGI_AUTHORIZED = re.compile(

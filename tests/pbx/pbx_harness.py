@@ -208,6 +208,7 @@ async def make_org(
         "CALLCONTROL_DATA_DIR": str(data_dir),
         "CALLCONTROL_DATABASE_URL": db_url,
         "CALLCONTROL_ARI_PASSWORD": pbx.ari_password,
+        "CALLCONTROL_AMI_PASSWORD": pbx.effective_ami_password,  # `pbx up` wrote it
         "CALLCONTROL_RING_TIMEOUT": "4",
         "CALLCONTROL_LOG_LEVEL": "DEBUG",
         "CALLCONTROL_FLOWS_DIR": str(flows_dir),

@@ -53,15 +53,21 @@ REACHES_ASTERISK = {
     "ari_url": "http://127.0.0.1:8088",
     "media_listen": "127.0.0.1:8099",
     "media_url": "http://127.0.0.1:8099",
+    "ami_bind": "127.0.0.1:5038",
+    "ami_address": "127.0.0.1:5038",
+    "ami_username": "callcontrol",
+    "ami_password": "s3cret-Pa55",
+    "ami_permit": "127.0.0.1/32",
 }
 ATTACKS = [INJECTION, "\r[evil]", ";comment", " ; comment", "]\n[evil", "\x00"]
 # A comma would add a media URI to an ARI playback, a quote would end the realm in a SIP
-# header; the ARI password may contain both (it only reaches ari_user.conf and HTTP).
+# header; the ARI and AMI passwords may contain both (they only reach their own .conf
+# file, HTTP and the AMI Login action).
 NOT_IN_NAMES = [",sound:evil", '"']
 CASES = [(key, attack) for key in sorted(REACHES_ASTERISK) for attack in ATTACKS] + [
     (key, attack)
     for key in sorted(REACHES_ASTERISK)
-    if key != "ari_password"
+    if key not in ("ari_password", "ami_password")
     for attack in NOT_IN_NAMES
 ]
 
@@ -106,10 +112,11 @@ def test_no_text_setting_accepts_a_control_character(key: str, value: Any) -> No
     assert "line break" in message
 
 
-def test_the_ari_password_is_never_echoed() -> None:
+@pytest.mark.parametrize("key", ["ari_password", "ami_password"])
+def test_the_ari_and_ami_passwords_are_never_echoed(key: str) -> None:
     secret = "Zq9-very-secret"
     for bad in (f"{secret};x", f"{secret} x", f"{secret}{INJECTION}", f"{secret}é"):
-        assert secret not in error_of(ari_password=bad)
+        assert secret not in error_of(**{key: bad})
 
 
 def test_a_database_url_is_never_echoed() -> None:

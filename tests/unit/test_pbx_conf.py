@@ -14,7 +14,14 @@ import pytest
 
 from callcontrol.config import Settings, load_settings
 from callcontrol.errors import PbxError
-from callcontrol.pbx.devpbx import DevPbx, ari_user_conf, pjsip_local_conf
+from callcontrol.pbx.devpbx import (
+    DevPbx,
+    ari_user_conf,
+    cdr_path,
+    ensure_ami_secret,
+    manager_local_conf,
+    pjsip_local_conf,
+)
 
 INJECTION = "\n[evil]\ntype = endpoint"
 
@@ -96,5 +103,86 @@ def test_a_tampered_secret_file_writes_nothing(tmp_path: Path) -> None:
     )
     pbx = DevPbx(settings)
     with pytest.raises(PbxError, match="ARI password"):
-        pbx.install_config(settings.effective_ari_password)
+        pbx.install_config(settings.effective_ari_password, "ami-secret")
     assert not (tmp_path / "root").exists()  # refused before copying anything
+
+
+def test_manager_local_from_the_settings() -> None:
+    settings = load_settings(
+        environ={},
+        overrides={"ami_bind": "10.0.0.5:5039", "ami_permit": "10.0.0.0/24, 127.0.0.1"},
+    )
+    assert manager_local_conf(settings, "Zq9_secret-1").splitlines()[2:] == [
+        "port = 5039",
+        "bindaddr = 10.0.0.5",
+        "",
+        "[callcontrol]",
+        "secret = Zq9_secret-1",
+        "deny = 0.0.0.0/0.0.0.0",
+        "permit = 10.0.0.0/24",
+        "permit = 127.0.0.1",
+        "read = system,call,reporting",
+        "write = system,reporting",
+        "eventfilter = Event: Hangup",
+    ]
+
+
+def test_manager_local_binds_loopback_by_default() -> None:
+    conf = manager_local_conf(load_settings(environ={}), "Zq9_secret-1")
+    assert "port = 5038\nbindaddr = 127.0.0.1\n" in conf
+    assert "permit = 127.0.0.1/32\n" in conf
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ami_bind", "127.0.0.1:5038" + INJECTION),
+        ("ami_username", "cc]" + INJECTION),
+        ("ami_permit", "127.0.0.1 ;x"),
+    ],
+)
+def test_manager_local_refuses_a_value_that_got_past_the_checks(key: str, value: str) -> None:
+    with pytest.raises(PbxError) as info:
+        manager_local_conf(unchecked(**{key: value}), "secret")
+    assert key in str(info.value)
+
+
+@pytest.mark.parametrize("secret", ["Zq9" + INJECTION, "Zq9;x", "Zq9 x", ""])
+def test_manager_local_refuses_a_secret_that_would_change_the_file(secret: str) -> None:
+    with pytest.raises(PbxError) as info:
+        manager_local_conf(load_settings(environ={}), secret)
+    assert "AMI secret" in str(info.value) and "ami.secret" in str(info.value)
+    assert "Zq9" not in str(info.value)
+
+
+def test_the_ami_secret_is_generated_once_private_and_never_a_default(tmp_path: Path) -> None:
+    settings = load_settings(environ={}, overrides={"data_dir": str(tmp_path / "var")})
+    secret = ensure_ami_secret(settings)
+    path = tmp_path / "var" / "ami.secret"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(secret) >= 32 and ensure_ami_secret(settings) == secret
+    assert settings.effective_ami_password == secret
+    other = load_settings(environ={}, overrides={"data_dir": str(tmp_path / "other")})
+    assert ensure_ami_secret(other) != secret
+    configured = load_settings(environ={}, overrides={"ami_password": "set-by-admin"})
+    assert ensure_ami_secret(configured) == "set-by-admin"
+
+
+def test_the_cdr_file_is_in_the_pbx_log_dir_unless_set(tmp_path: Path) -> None:
+    chroot = load_settings(
+        environ={}, overrides={"pbx_mode": "chroot", "pbx_root": str(tmp_path / "root")}
+    )
+    assert cdr_path(chroot) == tmp_path / "root/var/log/asterisk/cdr-custom/callcontrol-cdr.csv"
+    host = load_settings(environ={}, overrides={"pbx_mode": "host"})
+    assert cdr_path(host) == Path("/var/log/asterisk/cdr-custom/callcontrol-cdr.csv")
+    assert cdr_path(load_settings(environ={}, overrides={"cdr_file": "/srv/cdr.csv"})) == Path(
+        "/srv/cdr.csv"
+    )
+    assert cdr_path(load_settings(environ={}, overrides={"cdr_file": "none"})) is None
+
+
+def test_the_cdr_file_name_is_the_one_cdr_custom_conf_writes() -> None:
+    conf = (Path(__file__).resolve().parents[2] / "dialplan/cdr_custom.conf").read_text()
+    assert "[callcontrol-cdr.csv]" in conf
+    fields = next(line for line in conf.splitlines() if line.startswith("fields"))
+    assert fields.split("=", 1)[1].split(",")[:3] == [" uniqueid", " linkedid", " channel"]

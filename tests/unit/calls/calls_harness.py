@@ -30,7 +30,7 @@ from callcontrol.billing.session import CallCharging, ChargingPolicy
 from callcontrol.billing.wallet import Wallet
 from callcontrol.calls.admission import Admission
 from callcontrol.calls.call import Call
-from callcontrol.calls.context import CallContext
+from callcontrol.calls.context import CallContext, CallEnds
 from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia
 from callcontrol.calls.records import CallStore
@@ -116,6 +116,7 @@ class App:
         flows: bool = False,
         admission: Admission | None = None,
         pbx_node: str | None = None,
+        pbx_records: CallEnds | None = None,
     ) -> None:
         self.fake = fake
         self.db = Database.from_url(db_url)
@@ -138,6 +139,7 @@ class App:
             media=PromptMedia("http://127.0.0.1:8099", flows_dir, work / "tts"),
             flows=self.flows,
             admission=admission,
+            pbx_records=pbx_records,
         )
         self.manager = CallManager(self.ctx)
         self.stream = AriEventStream(

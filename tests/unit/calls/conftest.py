@@ -15,6 +15,7 @@ from calls_harness import App, StartApp, make_org
 from fake_ari import FakeAri
 
 from callcontrol.calls.admission import Admission
+from callcontrol.calls.context import CallEnds
 from callcontrol.store.migrate import upgrade
 
 
@@ -52,8 +53,17 @@ async def start_app(fake: FakeAri, db_url: str, tmp_path: Path) -> AsyncIterator
         flows: bool = False,
         admission: Admission | None = None,
         pbx_node: str | None = None,
+        pbx_records: CallEnds | None = None,
     ) -> App:
-        app = App(fake, url, tmp_path, flows=flows, admission=admission, pbx_node=pbx_node)
+        app = App(
+            fake,
+            url,
+            tmp_path,
+            flows=flows,
+            admission=admission,
+            pbx_node=pbx_node,
+            pbx_records=pbx_records,
+        )
         apps.append(app)
         return await app.start()
 

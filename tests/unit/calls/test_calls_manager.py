@@ -200,6 +200,8 @@ async def test_a_dialplan_driven_call_is_left_to_the_agi_server(start_app: Start
     assert second.manager.calls == {}
     assert await second.store.is_open(call_id)
     assert await second.wallet.hold_of(call_id) == held == INBOUND_FEE + 60 * INBOUND_PER_SECOND
+
+
 async def test_an_app_closes_only_its_own_pbx_s_lost_calls(start_app: StartApp) -> None:
     """Two PBXes on one database: the app of PBX b, starting, does not see the channels
     of PBX a's calls and must not settle them as lost; a's own restart does. A record
