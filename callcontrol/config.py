@@ -604,6 +604,17 @@ def password_fits_asterisk(password: str) -> bool:
     return bool(password) and all("!" <= c <= "~" for c in password) and ";" not in password
 
 
+def is_loopback(listen: str) -> bool:
+    """Whether ``host:port`` (or a bare host) listens on this machine's loopback only."""
+    host = listen.rpartition(":")[0] if ":" in listen else listen
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: whatever it resolves to
+
+
 def _valid_port(text: str) -> bool:
     return bool(_PORT.fullmatch(text)) and 1 <= int(text) <= 65535
 
