@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientError, ClientSession, TCPConnector, web
 from cli_helpers import Run
+from fail2ban_filter import FILTER, banned_host
 
 from callcontrol.config import (
     KNOWN_DEFAULT_PASSWORDS,
@@ -35,7 +36,6 @@ from callcontrol.web.console.app import ConsoleServer
 from callcontrol.web.media import MediaServer
 
 REPO = Path(__file__).resolve().parents[2]
-FILTER = REPO / "contrib" / "fail2ban" / "filter.d" / "callcontrol-asterisk.conf"
 JAIL = REPO / "contrib" / "fail2ban" / "jail.d" / "callcontrol-asterisk.conf"
 
 
@@ -299,51 +299,6 @@ async def test_the_console_speaks_https_with_its_certificate(tmp_path: Path) -> 
 
 
 # ---- fail2ban -----------------------------------------------------------------------------------
-
-# fail2ban's <HOST> (IPv4 or IPv6, optionally bracketed), as fail2ban expands it
-HOST = (
-    r"(?:\[?(?:(?:::f{4,6}:)?(?P<ip4>(?:\d{1,3}\.){3}\d{1,3})|"
-    r"(?P<ip6>(?:[0-9a-fA-F]{1,4}::?|::){1,7}(?:[0-9a-fA-F]{1,4}|(?<=:):)))\]?)"
-)
-
-
-def filter_regexes(path: Path = FILTER) -> tuple[list[re.Pattern[str]], re.Pattern[str]]:
-    """The filter's failregexes with <HOST> substituted, and its date pattern, as fail2ban
-    reads them (``%(name)s`` interpolation, ``%%`` for a percent sign)."""
-    parser = configparser.ConfigParser()
-    parser.read(path)
-    section = parser["Definition"]
-    regexes = [
-        re.compile(line.strip().replace("<HOST>", HOST))
-        for line in section["failregex"].splitlines()
-        if line.strip()
-    ]
-    date = (
-        section["datepattern"]
-        .replace("%Y", r"\d{4}")
-        .replace("%m", r"\d{2}")
-        .replace("%d", r"\d{2}")
-        .replace("%H", r"\d{2}")
-        .replace("%M", r"\d{2}")
-        .replace("%S", r"\d{2}")
-        .replace("%f", r"\d+")
-    )
-    return regexes, re.compile(date)
-
-
-def banned_host(line: str) -> str | None:
-    """The address fail2ban would count a failure against, or None."""
-    regexes, date = filter_regexes()
-    found = date.search(line)
-    if not found:
-        return None
-    rest = line[: found.start()] + line[found.end() :]
-    for regex in regexes:
-        match = regex.search(rest)
-        if match:
-            return match["ip4"] or match["ip6"]
-    return None
-
 
 # Lines Asterisk 22.10 wrote on this project's PBX (logger.conf's dateformat)
 CHALLENGE_FAILED = (
