@@ -42,3 +42,7 @@ _.dtmf_play_ms, _.carrier_dtmf_scenario, _.HANG_UP_AFTER_UAS, _.CARRIER_REFUSED
 
 # PyYAML reads a node's position from these.
 _.end_mark  # set by rates_file.py's alias-aware loader
+
+# The edges (README "Security").
+_._optional_path, _._tls_pairs  # Settings validators (pydantic calls them)
+_.bound  # ConsoleServer, MediaServer: the addresses they listen on (the loopback tests)
