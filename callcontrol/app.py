@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import ssl
 from zoneinfo import ZoneInfo
 
 from callcontrol.ari import AriEventStream, EventRouter
@@ -39,14 +38,13 @@ from callcontrol.calls.admission import Admission, AdmissionLimits
 from callcontrol.calls.context import CallContext
 from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia, says_in
-from callcontrol.config import Settings, is_loopback
 from callcontrol.domain.directory import User
 from callcontrol.errors import AriError, CallControlError, ConfigError, StoreError
+from callcontrol.hardening import console_tls, refuse_published_passwords, warn_exposed
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.services import Services
 from callcontrol.store.offline_payments import DurableOfflineProvider
-from callcontrol.tls import server_context
 from callcontrol.web.console.app import ConsoleServer, console_app
 from callcontrol.web.media import MediaServer
 from callcontrol.web.webhooks import add_routes, deliver_offline_webhooks
@@ -54,37 +52,6 @@ from callcontrol.web.webhooks import add_routes, deliver_offline_webhooks
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 1.0  # seconds between checks of the wallet for credits added
-
-
-def console_tls(settings: Settings) -> ssl.SSLContext | None:
-    """The console's HTTPS context when console_tls_cert/key are set; a clear ConfigError
-    at start (not at the first browser) when the files are missing or do not match."""
-    if settings.console_tls_cert is None or settings.console_tls_key is None:
-        return None
-    return server_context(
-        settings.console_tls_cert,
-        settings.console_tls_key,
-        "the console's certificate (settings console_tls_cert, console_tls_key)",
-    )
-
-
-def warn_exposed(settings: Settings) -> None:
-    """Say so when a listener leaves loopback: always the operator's explicit setting, but
-    a console reachable from the network without TLS carries passwords in clear."""
-    if not is_loopback(settings.console_listen):
-        if settings.console_tls_cert is None:
-            log.warning(
-                "the console listens on %s without TLS: sign-ins and API tokens cross the "
-                "network in clear (set console_tls_cert/console_tls_key, or put a TLS proxy "
-                "in front and listen on 127.0.0.1)",
-                settings.console_listen,
-            )
-        else:
-            log.info("the console listens on %s (HTTPS)", settings.console_listen)
-    if not is_loopback(settings.media_listen):
-        log.info(
-            "prompts and payment webhooks are served on %s (not loopback)", settings.media_listen
-        )
 
 
 class App:
@@ -281,7 +248,7 @@ class App:
             loop.add_signal_handler(sig, self.stopping.set)
         await self.db.ping()
         log.info("database %s ready", self.db.url)
-        await self.refresh_users()
+        refuse_published_passwords(self.settings, await self.refresh_users())
         await self.charging.load_rates()
         self.flows.load()
         log.info("flows loaded: %s", ", ".join(self.flows.names()) or "none")

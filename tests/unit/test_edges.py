@@ -24,7 +24,14 @@ from callcontrol.config import (
     is_loopback,
     load_settings,
 )
+from callcontrol.domain.directory import User
+from callcontrol.domain.users import sip_digests
 from callcontrol.errors import ConfigError, PbxError
+from callcontrol.hardening import (
+    published_password_users,
+    refuse_published_passwords,
+    sip_reachable,
+)
 from callcontrol.pbx.devpbx import (
     ari_user_conf,
     ensure_ari_secret,
@@ -333,3 +340,40 @@ def test_the_fail2ban_jail_uses_the_filter_and_reads_the_security_log() -> None:
     assert section["filter"] == FILTER.stem
     assert "security.log" in section["logpath"] and "messages.log" in section["logpath"]
     assert "127.0.0.1" in section["ignoreip"]
+
+
+# ---- published passwords: refused at start where SIP is reachable ------------------------------
+
+
+def user_with(password: str, name: str = "alice", extension: str = "1001") -> User:
+    digests = sip_digests(extension, "callcontrol", password)
+    return User(1, name, extension, digests.md5, digests.sha256, "callcontrol")
+
+
+def test_users_with_a_once_published_password_are_found() -> None:
+    users = [user_with("wonderland-7291"), user_with("builder-5813-x", "bob", "1002")]
+    assert published_password_users(users) == ["alice", "bob"]
+    assert published_password_users([user_with("a-fresh-Passw0rd-77")]) == []
+
+
+def test_serve_refuses_a_published_password_when_sip_is_reachable(run: Run) -> None:
+    added = run("users", "add", "alice", "--extension", "1001", "--password", "wonderland-7291")
+    assert added.code == 0, added.err
+    refused = run("--set", "sip_bind=0.0.0.0:5060", "serve")
+    assert refused.code == 1
+    assert "published" in refused.err and "set-password alice" in refused.err
+    assert "wonderland-7291" not in refused.err
+
+
+def test_on_loopback_a_published_password_is_only_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = load_settings(environ={})
+    assert not sip_reachable(settings)
+    with caplog.at_level("WARNING"):
+        refuse_published_passwords(settings, [user_with("wonderland-7291")])
+    assert "published demo password" in caplog.text
+    assert sip_reachable(load_settings(environ={}, overrides={"ari_url": "http://10.0.0.5:8088"}))
+    assert sip_reachable(
+        load_settings(environ={}, overrides={"sip_tls": True, "sip_tls_bind": "0.0.0.0:5061"})
+    )
