@@ -377,3 +377,11 @@ def test_on_loopback_a_published_password_is_only_a_warning(
     assert sip_reachable(
         load_settings(environ={}, overrides={"sip_tls": True, "sip_tls_bind": "0.0.0.0:5061"})
     )
+
+
+def test_serve_and_pbx_up_refuse_a_default_ari_password_with_one_line(run: Run) -> None:
+    for argv in (("serve",), ("pbx", "status")):
+        refused = run("--set", "ari_password=asterisk", *argv)
+        assert refused.code == 1
+        assert refused.err.startswith("error: setting 'ari_password': is a well-known default")
+        assert refused.err.count("\n") == 1
