@@ -132,9 +132,10 @@ async def register(
     pbx_address: str = "127.0.0.1:5060",
     transport: str = "u1",
 ) -> tuple[SippResult, int]:
-    """One REGISTER exchange as ``user``; sipp's result and its local port."""
+    """One REGISTER exchange as ``user`` (a name of USERS, or an extension); sipp's result
+    and its local port."""
     port = free_port()
-    ext = USERS[user][0]
+    ext = USERS[user][0] if user in USERS else user
     sipp = await run_sipp(
         tmp_path / "sipp",
         f"register-{user}-{port}",
@@ -188,6 +189,17 @@ async def test_a_wrong_password_is_logged_for_fail2ban(
     )
     assert 'AccountID="1001"' in line
     assert banned_host(line) == "127.0.0.1"
+    fail2ban_regex_matches(tmp_path, line)
+    # an account that does not exist, from an address that is not the carrier's
+    unknown, unknown_port = await register(
+        tmp_path, "9999", "guessing-Passw0rd", scenario=REFUSED_REGISTER, local_ip="127.0.0.2"
+    )
+    assert unknown.ok, unknown.explain()
+    line = await log_line(
+        root_log(pbx, "security.log"),
+        rf'SecurityEvent="InvalidAccountID".*RemoteAddress="IPV4/UDP/127\.0\.0\.2/{unknown_port}"',
+    )
+    assert banned_host(line) == "127.0.0.2"
     fail2ban_regex_matches(tmp_path, line)
     # the right password is not counted against anyone
     ok, ok_port = await register(tmp_path, "alice", USERS["alice"][1], scenario=ACCEPTED_REGISTER)
