@@ -45,6 +45,7 @@ from callcontrol.calls.manager import CallManager
 from callcontrol.calls.media import PromptMedia, says_in
 from callcontrol.domain.directory import User
 from callcontrol.errors import AriError, CallControlError, ConfigError, StoreError
+from callcontrol.hardening import console_tls, refuse_published_passwords, warn_exposed
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.metrics import Metrics
@@ -132,6 +133,7 @@ class App:
         self.console = ConsoleServer(
             settings.console_listen,
             console_app(services, live_calls=self.calls, health=health),
+            ssl_context=console_tls(settings),
         )
         self.stopping = asyncio.Event()
         self._pending_prompts: list[Flow] = []
@@ -299,11 +301,12 @@ class App:
             loop.add_signal_handler(sig, self.stopping.set)
         await self.db.ping()
         log.info("database %s ready", self.db.url)
-        await self.refresh_users()
+        refuse_published_passwords(self.settings, await self.refresh_users())
         await self.charging.load_rates()
         self.flows.load()
         log.info("flows loaded: %s", ", ".join(self.flows.names()) or "none")
         await self.media_server.start()
+        warn_exposed(self.settings)
         try:
             await self.console.start()
         except ConfigError:

@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -126,6 +127,11 @@ class Settings(BaseModel):
         "settle calls which ended while no app was connected. Empty: the development PBX's "
         "log dir; 'none': not used (the restart time is the end, as without it).",
     )
+    ari_bind: str = Field(
+        "127.0.0.1:8088",
+        description="Where the development PBX's HTTP server (ARI) listens, IPv4 address:port "
+        "(http.conf). Loopback unless you set another address.",
+    )
     sip_realm: str = Field(
         "callcontrol",
         description="SIP digest realm (a name or domain); users' password digests are bound to it.",
@@ -137,6 +143,30 @@ class Settings(BaseModel):
         "127.0.0.1",
         description="Comma-separated source addresses/CIDRs that identify the carrier "
         "trunk; calls from there are incoming calls to the organisation's numbers.",
+    )
+    sip_permit: str = Field(
+        "127.0.0.0/8",
+        description="Comma-separated addresses/CIDRs that may send SIP to the PBX at all "
+        "(users' phones register and call from there); the carrier_ips are always "
+        "permitted; everything else gets 403 before any password is checked "
+        "(pjsip_local.conf, type=acl). 0.0.0.0/0: anyone.",
+    )
+    sip_tls: bool = Field(
+        False,
+        description="Also offer SIP over TLS (PJSIP transport-tls on sip_tls_bind); `pbx up` "
+        "generates a self-signed certificate unless sip_tls_cert/sip_tls_key are set.",
+    )
+    sip_tls_bind: str = Field(
+        "127.0.0.1:5061", description="The SIP TLS transport, IPv4 address:port (dev PBX)."
+    )
+    sip_tls_cert: Path | None = Field(
+        None,
+        description="PEM certificate (chain) of the SIP TLS transport. Empty: "
+        "<data_dir>/tls/sip.crt, self-signed by `callcontrol pbx up`.",
+    )
+    sip_tls_key: Path | None = Field(
+        None,
+        description="PEM private key of sip_tls_cert. Empty: <data_dir>/tls/sip.key.",
     )
     ring_timeout: int = Field(30, ge=1, le=600, description="Seconds a user's phone rings.")
     provision_interval: float = Field(
@@ -231,6 +261,14 @@ class Settings(BaseModel):
         le=86400,
         description="Longest talk time, s, of a call authorized over AGI: its whole cost "
         "(or what the wallet has) is held at authorize, as no debits run during the call.",
+    )
+    console_tls_cert: Path | None = Field(
+        None,
+        description="PEM certificate (chain): the console and its API are served over HTTPS "
+        "(with console_tls_key). `callcontrol tls self-signed` makes one for trials.",
+    )
+    console_tls_key: Path | None = Field(
+        None, description="PEM private key of console_tls_cert (keep it 0600)."
     )
     ivr_poll_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between checks of the flow files for edits."
@@ -445,12 +483,29 @@ class Settings(BaseModel):
 
     @field_validator("ari_password", "ami_password")
     @classmethod
-    def _password(cls, value: str) -> str:
-        if value and not password_fits_asterisk(value):
-            raise ValueError("must be printable ASCII without spaces or ';'")
+    def _password(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            user = "ami_username" if info.field_name == "ami_password" else "ari_username"
+            problem = ari_password_problem(value, info.data.get(user, ""))
+            if problem:
+                raise ValueError(problem)
         return value
 
-    @field_validator("sip_bind", "ami_bind")
+    @field_validator(
+        "sip_tls_cert", "sip_tls_key", "console_tls_cert", "console_tls_key", mode="before"
+    )
+    @classmethod
+    def _optional_path(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        for cert, key in (("console_tls_cert", "console_tls_key"), ("sip_tls_cert", "sip_tls_key")):
+            if (getattr(self, cert) is None) != (getattr(self, key) is None):
+                raise ValueError(f"{cert} and {key} are set together, or neither")
+        return self
+
+    @field_validator("sip_bind", "ari_bind", "sip_tls_bind", "ami_bind")
     @classmethod
     def _ipv4_and_port(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
@@ -472,7 +527,7 @@ class Settings(BaseModel):
             raise ValueError("must be a host (IPv4 address or name) and a port, e.g. 0.0.0.0:8099")
         return value
 
-    @field_validator("carrier_ips", "ami_permit")
+    @field_validator("carrier_ips", "ami_permit", "sip_permit")
     @classmethod
     def _networks(cls, value: str) -> str:
         entries = [entry.strip() for entry in value.split(",") if entry.strip()]
@@ -578,6 +633,13 @@ class Settings(BaseModel):
         return secret
 
     @property
+    def sip_tls_files(self) -> tuple[Path, Path]:
+        """The SIP TLS certificate and key: the configured ones, else the generated ones."""
+        if self.sip_tls_cert is not None and self.sip_tls_key is not None:
+            return self.sip_tls_cert, self.sip_tls_key
+        return self.data_dir / "tls" / "sip.crt", self.data_dir / "tls" / "sip.key"
+
+    @property
     def effective_ari_password(self) -> str:
         if self.ari_password:
             return self.ari_password
@@ -592,6 +654,12 @@ class Settings(BaseModel):
             raise ConfigError(f"cannot read {self.ari_secret_file}: {exc.strerror}") from exc
         if not secret:
             raise ConfigError(f"{self.ari_secret_file} is empty: no ARI password")
+        problem = ari_password_problem(secret, self.ari_username)
+        if problem:
+            raise ConfigError(
+                f"refusing the ARI password in {self.ari_secret_file}: it {problem}; delete the "
+                "file and run `callcontrol pbx up` to generate one"
+            )
         return secret
 
     def redacted(self) -> dict[str, Any]:
@@ -601,13 +669,72 @@ class Settings(BaseModel):
             value = raw
             if key in SECRET_SETTINGS and raw:
                 value = _redact_url(raw) if key == "database_url" else "********"
-            out[key] = str(value) if isinstance(value, Path) else value
+            out[key] = str(value) if isinstance(value, Path) else "" if value is None else value
         return out
+
+
+#: Passwords shipped in samples and tutorials (Asterisk's ari.conf.sample, docker examples):
+#: the first ones a scanner tries. Compared case-insensitively.
+KNOWN_DEFAULT_PASSWORDS = frozenset(
+    {
+        "asterisk",
+        "password",
+        "passw0rd",
+        "secret",
+        "changeme",
+        "change-me",
+        "changeit",
+        "admin",
+        "callcontrol",
+        "default",
+        "letmein",
+        "s3cret",
+        "test",
+        "ari",
+        "1234",
+        "12345",
+        "123456",
+        "12345678",
+        "123456789",
+        "1234567890",
+        "wonderland-7291",  # the demo users' passwords, once published in the README
+        "builder-5813-x",
+    }
+)
+MIN_ARI_PASSWORD_LENGTH = 12
+
+
+def ari_password_problem(password: str, username: str = "") -> str:
+    """What makes ``password`` unfit as the ARI password, or "": empty, a known default,
+    the user name, too short, or not writable into ari.conf. ARI controls every call and
+    Asterisk's configuration, so a guessable password is refused, never warned about."""
+    if not password:
+        return "is empty"
+    if password.lower() in KNOWN_DEFAULT_PASSWORDS or (
+        username and password.lower() == username.lower()
+    ):
+        return "is a well-known default (or the user name); generate one: openssl rand -hex 24"
+    if len(password) < MIN_ARI_PASSWORD_LENGTH:
+        return f"is shorter than {MIN_ARI_PASSWORD_LENGTH} characters"
+    if not password_fits_asterisk(password):
+        return "must be printable ASCII without spaces or ';'"
+    return ""
 
 
 def password_fits_asterisk(password: str) -> bool:
     """Printable ASCII without spaces or ';': safe in ari.conf and in HTTP basic auth."""
     return bool(password) and all("!" <= c <= "~" for c in password) and ";" not in password
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether ``host:port`` (or a bare host) listens on this machine's loopback only."""
+    host = listen.rpartition(":")[0] if ":" in listen else listen
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: whatever it resolves to
 
 
 def _valid_port(text: str) -> bool:
@@ -716,7 +843,9 @@ def load_settings(
 
 def _problem(err: ErrorDetails, values: Mapping[str, Any], source: Mapping[str, str]) -> str:
     """One line: the setting, what is wrong with it, what was given and where."""
-    key = str(err["loc"][0]) if err["loc"] else "?"
+    if not err["loc"]:  # a rule across settings (a model validator) names them itself
+        return err["msg"].removeprefix("Value error, ")
+    key = str(err["loc"][0])
     where = f" (from {source[key]})" if key in source else ""
     if err["type"] == "extra_forbidden":
         return f"unknown setting {shown(key)}{where}"

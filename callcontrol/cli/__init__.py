@@ -37,6 +37,7 @@ from callcontrol.cli import (
     pbx,
     rates,
     serve,
+    tls,
     users,
 )
 from callcontrol.cli.common import Command
@@ -63,6 +64,7 @@ GROUPS = (
     payments,
     admins,
     demo,
+    tls,
 )
 
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE

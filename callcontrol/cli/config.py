@@ -19,7 +19,8 @@ def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_config_doc(settings: Settings, args: argparse.Namespace) -> int:
     for name, field in Settings.model_fields.items():
-        print(f"{name} (CALLCONTROL_{name.upper()}), default {field.default!s}")
+        default = "" if field.default is None else field.default  # an optional file: none
+        print(f"{name} (CALLCONTROL_{name.upper()}), default {default!s}")
         if field.description:
             print(f"    {field.description}")
     return 0

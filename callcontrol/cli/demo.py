@@ -8,7 +8,7 @@ from typing import Any
 
 from callcontrol.cli.common import AddCommand, with_services
 from callcontrol.config import Settings
-from callcontrol.demo import DEMO_PASSWORDS, describe_demo, existing_data, seed_demo
+from callcontrol.demo import demo_passwords, describe_demo, existing_data, seed_demo
 from callcontrol.domain.directory import User
 from callcontrol.errors import Conflict, InvalidInput
 from callcontrol.services import Services
@@ -27,8 +27,8 @@ def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
             if args.if_empty:
                 return found
             raise Conflict(
-                f"the database already has data ({found}): demo seed adds users whose "
-                "passwords are published in the README, routes a number to alice and "
+                f"the database already has data ({found}): demo seed adds users alice and "
+                "bob, routes a number to alice and "
                 "books 20 credits; give --force to add the demo data anyway (--if-empty "
                 "skips it, as ./dev run does)"
             )
@@ -39,7 +39,7 @@ def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
     if found:
         print(f"demo data not loaded: the database already has data ({found})")
     else:
-        print(describe_demo())
+        print(describe_demo(settings))
     return 0
 
 
@@ -47,9 +47,12 @@ def cmd_demo_phone(settings: Settings, args: argparse.Namespace) -> int:
     """A sipp phone for a user: registers, then answers every call until Ctrl-C."""
     from callcontrol.pbx import sipp
 
-    password = args.password or DEMO_PASSWORDS.get(args.name)
+    password = args.password or demo_passwords(settings).get(args.name)
     if not password:
-        raise InvalidInput(f"give --password for {args.name}")
+        raise InvalidInput(
+            f"give --password for {args.name} (the demo users' passwords are in "
+            f"{settings.data_dir / 'demo-passwords'})"
+        )
 
     async def get_user(services: Services) -> User:
         return await services.directory.get_user(args.name)
@@ -127,7 +130,7 @@ def register(sub: Any, add: AddCommand) -> None:
     p.add_argument(
         "--force",
         action="store_true",
-        help="also when the database has data (adds users with published passwords)",
+        help="also when the database has data (adds the demo users, routes, credits)",
     )
     p.add_argument(
         "--if-empty",
@@ -136,7 +139,9 @@ def register(sub: Any, add: AddCommand) -> None:
     )
     p = add(demo, "phone", cmd_demo_phone, "a sipp phone for a user: register and answer")
     p.add_argument("name")
-    p.add_argument("--password", help="the user's SIP password (known for demo users)")
+    p.add_argument(
+        "--password", help="the user's SIP password (demo users: from <data_dir>/demo-passwords)"
+    )
     p.add_argument("--port", type=int, default=5081, help="local SIP port of the phone")
     p = add(demo, "call", cmd_demo_call, "call a number as the carrier (sipp)")
     p.add_argument("number")

@@ -26,13 +26,15 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from callcontrol.config import Settings, password_fits_asterisk
+from callcontrol.config import Settings, ari_password_problem, password_fits_asterisk
 from callcontrol.domain.emergency import emergency_codes
 from callcontrol.domain.text import shown
 from callcontrol.errors import PbxError
+from callcontrol.tls import default_names, ensure_self_signed
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +73,39 @@ class PbxStatus:
 
 
 def ensure_ari_secret(settings: Settings) -> str:
-    """The installation's ARI password: the configured one, else a generated one."""
-    return _ensure_secret(settings.ari_password, settings.ari_secret_file, "ARI password")
+    """The installation's ARI password: the configured one, else a generated one. A secret
+    file someone filled with a default or short password is refused, not used."""
+    return _ensure_secret(
+        settings.ari_password,
+        settings.ari_secret_file,
+        "ARI password",
+        lambda secret: ari_password_problem(secret, settings.ari_username),
+    )
 
 
 def ensure_ami_secret(settings: Settings) -> str:
     """The installation's AMI secret: the configured one, else a generated one (never a
     default: the manager interface can hang up any call)."""
-    return _ensure_secret(settings.ami_password, settings.ami_secret_file, "AMI secret")
+    return _ensure_secret(
+        settings.ami_password,
+        settings.ami_secret_file,
+        "AMI secret",
+        lambda secret: ari_password_problem(secret, settings.ami_username),
+    )
 
 
-def _ensure_secret(configured: str, path: Path, what: str) -> str:
+def _ensure_secret(configured: str, path: Path, what: str, problem_of: Callable[[str], str]) -> str:
     if configured:
         return configured
     if path.exists():
-        return path.read_text().strip()
+        secret = path.read_text().strip()
+        problem = problem_of(secret)
+        if problem:
+            raise PbxError(
+                f"refusing the {what} in {path}: it {problem}; delete the file and "
+                "`pbx up` generates a new one"
+            )
+        return secret
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -137,7 +157,9 @@ class DevPbx:
         if running:
             log.info("Asterisk already running: reloading its configuration")
             self.cli("core reload")
-            self._load_new_modules()
+            loaded = self.load_listed_modules()
+            if loaded:
+                log.info("loaded modules added to modules.conf: %s", ", ".join(loaded))
         else:
             self._check_ports_free()
             self._start()
@@ -201,7 +223,9 @@ class DevPbx:
             "ari_user.conf": ari_user_conf(self.settings, secret),
             "manager_local.conf": manager_local_conf(self.settings, ami_secret),
             "extensions_emergency.conf": emergency_conf(self.settings.country),
+            "http_local.conf": http_local_conf(self.settings),
         }
+        tls = self._tls_files() if self.settings.sip_tls else {}
         self.etc.mkdir(parents=True, exist_ok=True)
         if self.mode == "host":
             self._backup_host_config()
@@ -209,20 +233,45 @@ class DevPbx:
             shutil.copyfile(conf, self.etc / conf.name)
         for name, text in generated.items():
             self._write(self.etc / name, text, 0o640)
+        for name, data in tls.items():
+            (self.etc / "keys").mkdir(exist_ok=True)
+            self._write_bytes(self.etc / "keys" / name, data, 0o640)
+            if self.mode == "host":  # the chroot's etc is chowned below
+                shutil.chown(self.etc / "keys" / name, "asterisk", "asterisk")
         if self.mode == "chroot":
             self._write(self.root / "etc/hosts", root_hosts(socket.gethostname()), 0o644)
             self._chown_asterisk()
 
-    def _load_new_modules(self) -> None:
-        """``core reload`` does not load modules that modules.conf gained since Asterisk
-        started (autoload=no): load them, so a running PBX serves the new configuration."""
-        wanted = re.findall(
-            r"^\s*load\s*=>\s*([\w.-]+\.so)", (self.etc / "modules.conf").read_text(), re.M
+    def _tls_files(self) -> dict[str, bytes]:
+        """The SIP TLS certificate and key, for etc/asterisk/keys/ (inside the chroot, where
+        Asterisk can read them): the configured files, else a self-signed pair generated
+        once into data_dir/tls/."""
+        cert, key = self.settings.sip_tls_files
+        if self.settings.sip_tls_cert is None:
+            host = self.settings.sip_tls_bind.rpartition(":")[0]
+            if ensure_self_signed(cert, key, default_names(host)):
+                log.info("generated a self-signed SIP TLS certificate in %s", cert)
+        try:
+            return {SIP_TLS_CERT.name: cert.read_bytes(), SIP_TLS_KEY.name: key.read_bytes()}
+        except OSError as exc:
+            raise PbxError(
+                f"cannot read {exc.filename} (settings sip_tls_cert, sip_tls_key): {exc.strerror}"
+            ) from exc
+
+    def load_listed_modules(self) -> list[str]:
+        """Load the modules modules.conf lists that the running Asterisk has not loaded:
+        `core reload` re-reads configuration but never loads a module added since start."""
+        listed = re.findall(
+            r"^\s*load\s*=>\s*(\S+\.so)", (self.etc / "modules.conf").read_text(), re.M
         )
-        loaded = set(re.findall(r"^([\w.-]+\.so)\s", self.cli("module show", timeout=10), re.M))
-        for module in (m for m in wanted if m not in loaded):
-            log.info("loading the module %s that modules.conf now lists", module)
-            self.cli(f"module load {module}", timeout=10)
+        loaded = set(re.findall(r"^(\S+\.so)\s", self.cli("module show"), re.M))
+        missing = [name for name in listed if name not in loaded]
+        for name in missing:
+            try:
+                self.cli(f"module load {name}")
+            except PbxError as exc:
+                log.warning("could not load %s: %s", name, exc)
+        return missing
 
     # ---- root file system ---------------------------------------------------------
 
@@ -399,22 +448,24 @@ class DevPbx:
 
     def _check_ports_free(self) -> None:
         host, _, port = self.settings.sip_bind.rpartition(":")
-        http = self.settings.ari_url.split("://", 1)[1].split("/", 1)[0]
-        http_host, _, http_port = http.rpartition(":")
+        http_host, _, http_port = self.settings.ari_bind.rpartition(":")
         checks = [
-            (host, int(port), socket.SOCK_DGRAM, "udp"),
-            (http_host, int(http_port or 80), socket.SOCK_STREAM, "tcp"),
+            (host, int(port), socket.SOCK_DGRAM, "sip_bind"),
+            (http_host, int(http_port), socket.SOCK_STREAM, "ari_bind"),
         ]
-        for addr, num, kind, name in checks:
+        if self.settings.sip_tls:
+            tls_host, _, tls_port = self.settings.sip_tls_bind.rpartition(":")
+            checks.append((tls_host, int(tls_port), socket.SOCK_STREAM, "sip_tls_bind"))
+        for addr, num, kind, setting in checks:
             with socket.socket(socket.AF_INET, kind) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     sock.bind((addr, num))
                 except OSError as exc:
+                    name = "udp" if kind == socket.SOCK_DGRAM else "tcp"
                     raise PbxError(
                         f"{addr}:{num}/{name} is already in use by another program "
-                        f"({exc.strerror}); stop it or change the setting "
-                        f"{'sip_bind' if name == 'udp' else 'ari_url'}"
+                        f"({exc.strerror}); stop it or change the setting {setting}"
                     ) from exc
 
     def _backup_host_config(self) -> None:
@@ -438,6 +489,13 @@ class DevPbx:
             fh.write(text)
 
     @staticmethod
+    def _write_bytes(path: Path, data: bytes, mode: int) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+
+    @staticmethod
     def _run(argv: list[str]) -> None:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -457,24 +515,65 @@ def root_hosts(hostname: str) -> str:
     return f"127.0.0.1\t{names}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
+SIP_TLS_CERT = Path("/etc/asterisk/keys/callcontrol-sip.crt")  # as Asterisk sees them
+SIP_TLS_KEY = Path("/etc/asterisk/keys/callcontrol-sip.key")
+
+
 def pjsip_local_conf(settings: Settings) -> str:
-    """pjsip_local.conf: the UDP transport and the addresses that identify the carrier."""
+    """pjsip_local.conf: the transports, the addresses that identify the carrier, and the
+    ACL of who may send SIP at all."""
     bind = _conf_value(settings.sip_bind, "the setting sip_bind")
     lines = [
-        "; written by `callcontrol pbx up` from the settings sip_bind and carrier_ips",
+        "; written by `callcontrol pbx up` from the settings sip_bind, sip_tls*, carrier_ips",
+        "; and sip_permit",
         "[transport-udp]",
         "type = transport",
         "protocol = udp",
         f"bind = {bind}",
         "",
-        "[carrier]",
-        "type = identify",
-        "endpoint = carrier",
     ]
-    for entry in (e.strip() for e in settings.carrier_ips.split(",")):
-        if entry:
-            lines.append(f"match = {_conf_network(entry, 'carrier_ips')}")
+    if settings.sip_tls:
+        lines += [
+            "[transport-tls]",
+            "type = transport",
+            "protocol = tls",
+            f"bind = {_conf_value(settings.sip_tls_bind, 'the setting sip_tls_bind')}",
+            f"cert_file = {SIP_TLS_CERT}",
+            f"priv_key_file = {SIP_TLS_KEY}",
+            "method = tlsv1_2",
+            "",
+        ]
+    lines += ["[carrier]", "type = identify", "endpoint = carrier"]
+    carrier = _networks(settings.carrier_ips, "carrier_ips")
+    lines += [f"match = {entry}" for entry in carrier]
+    # One ACL for every request (res_pjsip_acl): a source outside the permitted networks
+    # gets 403 before endpoint identification or any digest check, so password guessing
+    # from elsewhere never reaches the users' accounts.
+    lines += [
+        "",
+        "[callcontrol-sources]",
+        "type = acl",
+        "deny = 0.0.0.0/0.0.0.0",
+        "deny = ::/0",
+    ]
+    for entry in dict.fromkeys([*_networks(settings.sip_permit, "sip_permit"), *carrier]):
+        lines.append(f"permit = {entry}")
     return "\n".join(lines) + "\n"
+
+
+def http_local_conf(settings: Settings) -> str:
+    """http_local.conf: where Asterisk's HTTP server (ARI) listens, included by http.conf."""
+    host, _, port = _conf_value(settings.ari_bind, "the setting ari_bind").rpartition(":")
+    return (
+        "; written by `callcontrol pbx up` from the setting ari_bind\n"
+        f"bindaddr = {host}\nbindport = {port}\n"
+    )
+
+
+def _networks(value: str, setting: str) -> list[str]:
+    return [
+        _conf_network(entry, setting) for entry in (e.strip() for e in value.split(",")) if entry
+    ]
 
 
 def emergency_conf(country: str) -> str:
@@ -501,10 +600,11 @@ def emergency_conf(country: str) -> str:
 def ari_user_conf(settings: Settings, secret: str) -> str:
     """ari_user.conf: the app's ARI user and its password."""
     user = _conf_value(settings.ari_username, "the setting ari_username", section=True)
-    if not password_fits_asterisk(secret):
+    problem = ari_password_problem(secret, settings.ari_username)
+    if problem:
         raise PbxError(
-            "refusing to write the ARI password into ari_user.conf: it must be printable "
-            f"ASCII without spaces or ';' (setting ari_password, else {settings.ari_secret_file})"
+            f"refusing to write the ARI password into ari_user.conf: it {problem} "
+            f"(setting ari_password, else {settings.ari_secret_file})"
         )
     return f"[{user}]\ntype = user\nread_only = no\npassword_format = plain\npassword = {secret}\n"
 
@@ -554,7 +654,7 @@ def _conf_value(value: str, origin: str, section: bool = False) -> str:
     )
 
 
-def _conf_network(entry: str, setting: str) -> str:
+def _conf_network(entry: str, setting: str = "carrier_ips") -> str:
     try:
         ipaddress.ip_network(entry, strict=False)
     except ValueError:

@@ -131,7 +131,8 @@ class SippResult:
         return [
             block.splitlines()[0].strip()
             for block in re.split(
-                r"-+ [\d\-:. ]+\s*UDP message received \[\d+\] bytes :\s*\n", self.messages
+                r"-+ [\d\-:. ]+\s*(?:UDP|TCP) message received \[\d+\] bytes :\s*\n",
+                self.messages,
             )[1:]
             if block.strip()
         ]
@@ -200,12 +201,16 @@ async def run_sipp(
     rate: int | None = None,
     trace_messages: bool = True,
     extra_args: Sequence[str] = (),
+    local_ip: str = "127.0.0.1",
+    transport: str = "u1",
 ) -> SippProcess:
     """Start one sipp (UAC unless server) for ``calls`` calls (0: no limit); returns at once.
 
     ``rate``: new calls per second (load; at most ``rate`` x 10 at once). Message
     traces are skipped with ``trace_messages=False`` (they slow sipp under load).
     ``extra_args``: more sipp options (e.g. ``-trace_logs`` for a scenario's logs).
+    ``local_ip``: the source address (any of 127.0.0.0/8 on loopback: ACL tests);
+    ``transport``: sipp's -t (u1 UDP, t1 one TCP connection).
     """
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -216,7 +221,9 @@ async def run_sipp(
         "-sf",
         str(xml),
         "-i",
-        "127.0.0.1",
+        local_ip,
+        "-t",
+        transport,
         "-p",
         str(local_port or free_port()),
         "-timeout",

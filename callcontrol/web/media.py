@@ -78,6 +78,11 @@ class MediaServer:
             ) from exc
         log.info("serving prompts on http://%s:%d/media/", self.host, self.port)
 
+    @property
+    def bound(self) -> list[tuple[str, int]]:
+        """The (address, port) the server listens on, once started."""
+        return [(str(a[0]), int(a[1])) for a in self._runner.addresses] if self._runner else []
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()

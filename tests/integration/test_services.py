@@ -47,7 +47,7 @@ def disposed(monkeypatch: pytest.MonkeyPatch) -> list[Database]:
 async def test_builds_once_and_closes_everything(
     database_url: str, tmp_path: Path, disposed: list[Database]
 ) -> None:
-    async with open_services(settings_for(database_url, tmp_path, "s3cret")) as services:
+    async with open_services(settings_for(database_url, tmp_path, "s3cret-services")) as services:
         assert services.ari_configured
         ari = services.ari
         assert isinstance(ari, AriClient) and services.ari is ari

@@ -47,7 +47,10 @@ REACHES_ASTERISK = {
     "sip_bind": "127.0.0.1:5060",
     "carrier_ips": "127.0.0.1",
     "ari_username": "callcontrol",
-    "ari_password": "s3cret-Pa55",
+    "ari_password": "s3cret-Pa55-xyz",
+    "ari_bind": "127.0.0.1:8088",
+    "sip_permit": "127.0.0.0/8",
+    "sip_tls_bind": "127.0.0.1:5061",
     "ari_app": "callcontrol",
     "sip_realm": "callcontrol",
     "ari_url": "http://127.0.0.1:8088",
@@ -56,7 +59,7 @@ REACHES_ASTERISK = {
     "ami_bind": "127.0.0.1:5038",
     "ami_address": "127.0.0.1:5038",
     "ami_username": "callcontrol",
-    "ami_password": "s3cret-Pa55",
+    "ami_password": "s3cret-Pa55-ami",
     "ami_permit": "127.0.0.1/32",
 }
 ATTACKS = [INJECTION, "\r[evil]", ";comment", " ; comment", "]\n[evil", "\x00"]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from callcontrol.config import Settings, load_settings
-from callcontrol.errors import PbxError
+from callcontrol.errors import ConfigError, PbxError
 from callcontrol.pbx.devpbx import (
     DevPbx,
     ari_user_conf,
@@ -37,7 +37,8 @@ def test_pjsip_local_from_the_settings() -> None:
         overrides={"sip_bind": "0.0.0.0:5070", "carrier_ips": "203.0.113.10, 198.51.100.0/24"},
     )
     assert pjsip_local_conf(settings).splitlines() == [
-        "; written by `callcontrol pbx up` from the settings sip_bind and carrier_ips",
+        "; written by `callcontrol pbx up` from the settings sip_bind, sip_tls*, carrier_ips",
+        "; and sip_permit",
         "[transport-udp]",
         "type = transport",
         "protocol = udp",
@@ -48,6 +49,14 @@ def test_pjsip_local_from_the_settings() -> None:
         "endpoint = carrier",
         "match = 203.0.113.10",
         "match = 198.51.100.0/24",
+        "",
+        "[callcontrol-sources]",
+        "type = acl",
+        "deny = 0.0.0.0/0.0.0.0",
+        "deny = ::/0",
+        "permit = 127.0.0.0/8",
+        "permit = 203.0.113.10",
+        "permit = 198.51.100.0/24",
     ]
 
 
@@ -96,14 +105,16 @@ def test_ari_user_refuses_a_password_that_would_change_the_file(secret: str) -> 
 def test_a_tampered_secret_file_writes_nothing(tmp_path: Path) -> None:
     data = tmp_path / "var"
     data.mkdir()
-    (data / "ari.secret").write_text("Zq9 ;x\n")
+    (data / "ari.secret").write_text("Zq9-long-enough ;x\n")
     settings = load_settings(
         environ={},
         overrides={"data_dir": str(data), "pbx_mode": "chroot", "pbx_root": str(tmp_path / "root")},
     )
+    with pytest.raises(ConfigError, match=r"ari\.secret"):  # the app refuses it
+        _ = settings.effective_ari_password
     pbx = DevPbx(settings)
-    with pytest.raises(PbxError, match="ARI password"):
-        pbx.install_config(settings.effective_ari_password, "ami-secret")
+    with pytest.raises(PbxError, match="ARI password"):  # and so does the writer
+        pbx.install_config("Zq9-long-enough ;x", "ami-secret-long-enough")
     assert not (tmp_path / "root").exists()  # refused before copying anything
 
 

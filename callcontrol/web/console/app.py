@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,22 +147,32 @@ async def _run_hub(app: web.Application) -> AsyncIterator[None]:
 
 
 class ConsoleServer:
-    """The console on its own aiohttp runner; started and stopped by the serving app."""
+    """The console on its own aiohttp runner; started and stopped by the serving app.
+    With ``ssl_context`` it speaks HTTPS only (the session cookie is then Secure)."""
 
-    def __init__(self, listen: str, app: web.Application) -> None:
+    def __init__(
+        self, listen: str, app: web.Application, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port)
         self.app = app
+        self.ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}/"
+
+    @property
+    def bound(self) -> list[tuple[str, int]]:
+        """The (address, port) the server listens on, once started."""
+        return [(str(a[0]), int(a[1])) for a in self._runner.addresses] if self._runner else []
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         try:
             await site.start()
         except OSError as exc:

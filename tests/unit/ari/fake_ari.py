@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 USERNAME = "asterisk"
-PASSWORD = "s3cret-pw"
+PASSWORD = "s3cret-pw-fake-ari"
 APP = "callcontrol"
 TIMESTAMP = "2026-05-09T10:00:00.000+0000"
 
