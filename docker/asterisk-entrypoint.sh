@@ -82,7 +82,7 @@ case "${carrier_contact#sip:}" in
     ;;
 esac
 
-etc=/etc/asterisk
+etc=${ASTERISK_ETC:-/etc/asterisk}  # another directory only for tests
 # set_value FILE KEY VALUE: the value of every `KEY = ...` line; the key must be there.
 set_value() {
   grep -Eq "^$2[[:space:]]*=" "$etc/$1" || {
