@@ -12,6 +12,8 @@
 #                                                 (sip:127.0.0.1:5070, the dev trunk)
 #   manager.conf      bindaddr/port of AMI        CALLCONTROL_AMI_BIND (127.0.0.1:5038),
 #                                                 where the file has them
+#   extensions_emergency.conf                     emergency/<CALLCONTROL_COUNTRY>.conf (GB),
+#                     the emergency numbers straight to the carrier, app or no app
 # /etc/hosts gets the container's host name if it lacks it: Asterisk resolves its own
 # name for every call, and a lost DNS query stalls all SIP for 5 s.
 set -eu
@@ -25,6 +27,7 @@ ari_bind="${CALLCONTROL_ARI_BIND:-127.0.0.1:8088}"
 rtp_ports="${CALLCONTROL_RTP_PORTS:-10000-20000}"
 carrier_contact="${CALLCONTROL_CARRIER_CONTACT:-sip:127.0.0.1:5070}"
 ami_bind="${CALLCONTROL_AMI_BIND:-127.0.0.1:5038}"
+country="${CALLCONTROL_COUNTRY:-GB}"
 
 case "$CALLCONTROL_ARI_PASSWORD$ari_user" in
   *[\;[:space:][:cntrl:]]*)
@@ -82,6 +85,11 @@ case "${carrier_contact#sip:}" in
     ;;
 esac
 
+case "$country" in
+  [A-Z][A-Z]) ;;
+  *) echo "CALLCONTROL_COUNTRY must be an ISO 3166 alpha-2 code, e.g. GB" >&2; exit 64 ;;
+esac
+
 etc=${ASTERISK_ETC:-/etc/asterisk}  # another directory only for tests
 # set_value FILE KEY VALUE: the value of every `KEY = ...` line; the key must be there.
 set_value() {
@@ -102,6 +110,14 @@ if [ -f "$etc/manager.conf" ] && grep -Eq '^port[[:space:]]*=' "$etc/manager.con
   if grep -Eq '^bindaddr[[:space:]]*=' "$etc/manager.conf"; then
     set_value manager.conf bindaddr "${ami_bind%:*}"
   fi
+fi
+
+if [ -d "$etc/emergency" ]; then
+  if [ ! -f "$etc/emergency/$country.conf" ]; then
+    echo "no emergency dialplan for CALLCONTROL_COUNTRY=$country in $etc/emergency" >&2
+    exit 64
+  fi
+  cp "$etc/emergency/$country.conf" "$etc/extensions_emergency.conf"
 fi
 
 host=$(hostname)

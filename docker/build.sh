@@ -173,6 +173,35 @@ wait_wheelhouse() {
     WHEELS_PID=""
 }
 
+# The emergency numbers' dialplan (extensions_emergency.conf, which `callcontrol pbx up`
+# writes in development) for every country, made by the app image's own code; the
+# Asterisk container picks its CALLCONTROL_COUNTRY's at start. Remade when the app
+# image changes.
+EMERGENCY=""
+emergency_dialplans() {
+    local out="$BUILD_DIR/emergency" app_id
+    app_id=$(podman image inspect --format '{{.Id}}' localhost/callcontrol-app:latest 2>/dev/null) \
+        || return 0
+    if [ "$(cat "$out.app-id" 2>/dev/null)" != "$app_id" ]; then
+        [ "$CHECK_ONLY" -eq 1 ] && return 0
+        rm -rf "$out" "$out.app-id"
+        mkdir -p "$out"
+        podman run --rm --network none --user 0 --entrypoint python3 \
+            --volume "$(realpath "$out"):/out" localhost/callcontrol-app:latest -c '
+import phonenumbers
+from callcontrol.domain.emergency import CODES
+from callcontrol.pbx.devpbx import emergency_conf
+countries = set(phonenumbers.SUPPORTED_REGIONS) | {c for code in CODES for c in code.countries}
+for country in sorted(c for c in countries if c.isalpha() and len(c) == 2):
+    with open(f"/out/{country}.conf", "w") as fh:
+        fh.write(emergency_conf(country))
+' || die "could not write the emergency dialplans with the app image"
+        printf '%s\n' "$app_id" >"$out.app-id"
+        log "emergency dialplans: $(find "$out" -name '*.conf' | wc -l) countries"
+    fi
+    EMERGENCY=$out
+}
+
 # ---- 3. images ------------------------------------------------------------------------
 
 # stage NAME FILE...: copy the files an image needs (paths as in the repository) into
@@ -193,6 +222,9 @@ image() {
     local name=$1 dockerfile=$2 base=$3 ctx key tag started
     shift 3
     ctx=$(stage "$name" "$dockerfile" "$@")
+    if [ "$name" = asterisk ] && [ -n "$EMERGENCY" ]; then
+        cp -r "$EMERGENCY" "$ctx/dialplan/emergency"
+    fi
     key=$( {
         podman image inspect --format '{{.Id}}' "$base"
         (cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
@@ -251,6 +283,7 @@ wait_wheelhouse
 # shellcheck disable=SC2153 # BASE_* are set by base()
 image app docker/Dockerfile "$BASE_PYTHON" pyproject.toml README.md callcontrol ivr_flows \
     docker/app-entrypoint.sh
+emergency_dialplans
 wait_base asterisk
 image asterisk docker/Dockerfile.asterisk "$BASE_ASTERISK" dialplan docker/asterisk-entrypoint.sh
 wait_base postgres

@@ -295,6 +295,11 @@ async def test_a_call_through_the_containers_is_charged_in_their_database(
         await log.wait_for(READY, timeout=120)
         await _exec("asterisk", "asterisk", "-rx", "core waitfullybooted")
         print(f"stack ready in {time.monotonic() - started:.0f} s")
+        # The image carries the emergency numbers' dialplan; the country's (GB: 999) is in.
+        emergency = await _exec(
+            "asterisk", "asterisk", "-rx", "dialplan show 999@callcontrol-emergency"
+        )
+        assert "Dial(PJSIP/${EXTEN}@carrier)" in emergency, emergency
 
         # Seed with the app's own CLI in its container, against the stack's database.
         password = secrets.token_urlsafe(12)

@@ -58,6 +58,9 @@ def run(**env: str) -> subprocess.CompletedProcess[str]:
         ("CALLCONTROL_CARRIER_CONTACT", "sip:127.0.0.1:5070\n[evil]"),
         ("CALLCONTROL_CARRIER_CONTACT", "sip:127.0.0.1|x"),
         ("CALLCONTROL_CARRIER_CONTACT", "http://127.0.0.1"),
+        ("CALLCONTROL_COUNTRY", "gb"),
+        ("CALLCONTROL_COUNTRY", "GB\n[evil]"),
+        ("CALLCONTROL_COUNTRY", "../../etc/x"),
     ],
 )
 def test_values_that_could_inject_configuration_are_refused(name: str, value: str) -> None:
