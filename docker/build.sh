@@ -79,12 +79,19 @@ SLIM=(
     --dpkgopt='path-exclude=/usr/share/info/*'
 )
 
-# base NAME SUITE PACKAGES: sets BASE_<NAME> to the image's tag; builds it in the
-# background when missing (waited for by wait_bases).
+# An /etc/hosts in the root, as the development PBX's has: Asterisk resolves its own
+# host name for every call (podman mounts its own at run time; the entrypoint checks it).
+HOSTS_HOOK='--customize-hook=printf "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" >"$1/etc/hosts"'
+
+# base NAME SUITE PACKAGES [MMDEBSTRAP-OPTION...]: sets BASE_<NAME> to the image's tag;
+# makes it in the background when missing (waited for by wait_base).
 declare -A BASE_PID=() BASE_LOG=() BASE_START=()
 base() {
     local name=$1 suite=$2 packages=$3 key tag
-    key=$(printf '%s\n' "$BASE_RECIPE" "$MIRROR" "$suite" "$packages" "${SLIM[@]}" | hash_of)
+    shift 3
+    local options=("$@")
+    key=$(printf '%s\n' "$BASE_RECIPE" "$MIRROR" "$suite" "$packages" "${SLIM[@]}" "${options[@]}" \
+        | hash_of)
     tag="localhost/callcontrol-base-$name:$key"
     printf -v "BASE_${name^^}" '%s' "$tag"
     if podman image exists "$tag"; then
@@ -102,13 +109,16 @@ base() {
     (
         set -o pipefail
         partial="localhost/callcontrol-base-$name:partial"
-        if mmdebstrap --quiet --variant=minbase --include="$packages" "${SLIM[@]}" \
+        if mmdebstrap --quiet --variant=minbase --include="$packages" "${SLIM[@]}" "${options[@]}" \
             '--aptopt=Acquire::Check-Valid-Until "false"' \
             "$suite" - "$MIRROR" \
             | podman import --change 'CMD ["/bin/bash"]' \
                 --change "LABEL org.opencontainers.image.description=callcontrol base: Debian $suite with $packages" \
                 - "$partial"; then
             podman tag "$partial" "$tag" && podman untag "$partial" "$partial"
+            # Older bases of this name (another recipe): untag them.
+            podman images --format '{{.Repository}}:{{.Tag}}' "localhost/callcontrol-base-$name" \
+                | grep -v ":$key\$" | xargs -r -I{} podman untag {} {} >/dev/null 2>&1 || true
         else
             status=$?
             podman rmi -f "$partial" >/dev/null 2>&1 || true
@@ -270,7 +280,7 @@ image() {
 
 prepare_podman
 base python bookworm python3,python3-venv,ca-certificates
-base asterisk sid asterisk,asterisk-core-sounds-en-gsm
+base asterisk sid asterisk,asterisk-core-sounds-en-gsm "$HOSTS_HOOK"
 base postgres bookworm postgresql
 wheelhouse
 if [ "$CHECK_ONLY" -eq 1 ] && [ ${#OUTDATED[@]} -gt 0 ]; then
