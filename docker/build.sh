@@ -5,9 +5,11 @@
 #   sudo docker/build.sh            prepare podman, make the base images, build the images
 #   sudo docker/build.sh --check    exit 0 if every image is up to date, 1 if not (no build)
 #
-# 1. podman: installed with runc and podman-compose if missing (Debian packages), and a
+# 1. podman: installed with runc and mmdebstrap if missing (Debian packages), and a
 #    containers.conf drop-in: runtime runc (crun fails on hybrid cgroups), no default
-#    ulimits (setting them is not permitted in some VMs and sandboxes).
+#    ulimits (setting them is not permitted in some VMs and sandboxes). podman-compose,
+#    which runs the stack, is not needed here: use 1.3 or later (PyPI; Debian 12's 1.0.3
+#    cannot start host-networked services).
 # 2. Base images, made by mmdebstrap and imported (`podman import`), each already
 #    carrying the Debian packages its image needs (one download, no apt in the builds):
 #      localhost/callcontrol-base-asterisk   Debian sid + Asterisk 22
@@ -47,7 +49,7 @@ OUTDATED=()
 prepare_podman() {
     [ "$(id -u)" -eq 0 ] || die "run this as root (sudo docker/build.sh): mmdebstrap and podman import need it"
     local missing=()
-    for cmd in podman:podman runc:runc podman-compose:podman-compose mmdebstrap:mmdebstrap; do
+    for cmd in podman:podman runc:runc mmdebstrap:mmdebstrap; do
         command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd##*:}")
     done
     if [ ${#missing[@]} -gt 0 ]; then
