@@ -4,6 +4,18 @@
 #   pjsip_local.conf  UDP transport (CALLCONTROL_SIP_BIND) + carrier identify
 #                     (CALLCONTROL_CARRIER_IPS, comma-separated addresses/CIDRs)
 #   ari_user.conf     ARI user CALLCONTROL_ARI_USERNAME / CALLCONTROL_ARI_PASSWORD
+# and the values of the shipped dialplan/ that depend on where the PBX runs, so that
+# a second Asterisk on the same host (host networking) takes ports of its own:
+#   http.conf         bindaddr/bindport of ARI    CALLCONTROL_ARI_BIND (127.0.0.1:8088)
+#   rtp.conf          rtpstart/rtpend             CALLCONTROL_RTP_PORTS (10000-20000)
+#   pjsip.conf        the carrier's contact       CALLCONTROL_CARRIER_CONTACT
+#                                                 (sip:127.0.0.1:5070, the dev trunk)
+#   manager.conf      bindaddr/port of AMI        CALLCONTROL_AMI_BIND (127.0.0.1:5038),
+#                                                 where the file has them
+#   extensions_emergency.conf                     emergency/<CALLCONTROL_COUNTRY>.conf (GB),
+#                     the emergency numbers straight to the carrier, app or no app
+# /etc/hosts gets the container's host name if it lacks it: Asterisk resolves its own
+# name for every call, and a lost DNS query stalls all SIP for 5 s.
 set -eu
 set -f  # no globbing of CARRIER_IPS
 
@@ -11,6 +23,11 @@ set -f  # no globbing of CARRIER_IPS
 ari_user="${CALLCONTROL_ARI_USERNAME:-callcontrol}"
 sip_bind="${CALLCONTROL_SIP_BIND:-0.0.0.0:5060}"
 carrier_ips="${CALLCONTROL_CARRIER_IPS:-127.0.0.1}"
+ari_bind="${CALLCONTROL_ARI_BIND:-127.0.0.1:8088}"
+rtp_ports="${CALLCONTROL_RTP_PORTS:-10000-20000}"
+carrier_contact="${CALLCONTROL_CARRIER_CONTACT:-sip:127.0.0.1:5070}"
+ami_bind="${CALLCONTROL_AMI_BIND:-127.0.0.1:5038}"
+country="${CALLCONTROL_COUNTRY:-GB}"
 
 case "$CALLCONTROL_ARI_PASSWORD$ari_user" in
   *[\;[:space:][:cntrl:]]*)
@@ -36,7 +53,78 @@ case "$carrier_ips" in
     ;;
 esac
 
-etc=/etc/asterisk
+for bind in "ARI_BIND=$ari_bind" "AMI_BIND=$ami_bind"; do
+  value=${bind#*=}
+  case "$value" in
+    *[!0-9A-Za-z.:-]*|*:|:*|"")
+      echo "CALLCONTROL_${bind%%=*} must be ADDRESS:PORT (IPv4 or a host name)" >&2
+      exit 64
+      ;;
+  esac
+  case "${value##*:}" in
+    *[!0-9]*) echo "CALLCONTROL_${bind%%=*} must end with :PORT" >&2; exit 64 ;;
+  esac
+done
+rtp_start=${rtp_ports%-*}
+rtp_end=${rtp_ports#*-}
+case "$rtp_start:$rtp_end" in
+  *[!0-9:]*|:*|*:) echo "CALLCONTROL_RTP_PORTS must be FIRST-LAST, e.g. 10000-20000" >&2; exit 64 ;;
+esac
+if [ "$rtp_start" -ge "$rtp_end" ] || [ "$rtp_end" -gt 65535 ]; then
+  echo "CALLCONTROL_RTP_PORTS must be FIRST-LAST with FIRST < LAST <= 65535" >&2
+  exit 64
+fi
+case "$carrier_contact" in
+  sip:*) ;;
+  *) echo "CALLCONTROL_CARRIER_CONTACT must be a sip: URI" >&2; exit 64 ;;
+esac
+case "${carrier_contact#sip:}" in
+  *[!0-9A-Za-z.:@_+-]*|"")
+    echo "CALLCONTROL_CARRIER_CONTACT must be sip:[user@]host[:port]" >&2
+    exit 64
+    ;;
+esac
+
+case "$country" in
+  [A-Z][A-Z]) ;;
+  *) echo "CALLCONTROL_COUNTRY must be an ISO 3166 alpha-2 code, e.g. GB" >&2; exit 64 ;;
+esac
+
+etc=${ASTERISK_ETC:-/etc/asterisk}  # another directory only for tests
+# set_value FILE KEY VALUE: the value of every `KEY = ...` line; the key must be there.
+set_value() {
+  grep -Eq "^$2[[:space:]]*=" "$etc/$1" || {
+    echo "$etc/$1 has no '$2 =' line to set (was dialplan/$1 changed?)" >&2
+    exit 70
+  }
+  sed -i -E "s|^$2[[:space:]]*=.*|$2 = $3|" "$etc/$1"
+}
+set_value http.conf bindaddr "${ari_bind%:*}"
+set_value http.conf bindport "${ari_bind##*:}"
+set_value rtp.conf rtpstart "$rtp_start"
+set_value rtp.conf rtpend "$rtp_end"
+set_value pjsip.conf contact "$carrier_contact"
+# AMI: Debian's manager.conf (or the project's) listens on 5038 unless told otherwise.
+if [ -f "$etc/manager.conf" ] && grep -Eq '^port[[:space:]]*=' "$etc/manager.conf"; then
+  set_value manager.conf port "${ami_bind##*:}"
+  if grep -Eq '^bindaddr[[:space:]]*=' "$etc/manager.conf"; then
+    set_value manager.conf bindaddr "${ami_bind%:*}"
+  fi
+fi
+
+if [ -d "$etc/emergency" ]; then
+  if [ ! -f "$etc/emergency/$country.conf" ]; then
+    echo "no emergency dialplan for CALLCONTROL_COUNTRY=$country in $etc/emergency" >&2
+    exit 64
+  fi
+  cp "$etc/emergency/$country.conf" "$etc/extensions_emergency.conf"
+fi
+
+host=$(hostname)
+if ! grep -Eq "[[:space:]]$host([[:space:]]|\$)" /etc/hosts 2>/dev/null; then
+  printf '127.0.1.1\t%s\n' "$host" >> /etc/hosts
+fi
+
 umask 027
 {
   echo "; written by docker/asterisk-entrypoint.sh from CALLCONTROL_SIP_BIND and CALLCONTROL_CARRIER_IPS"
