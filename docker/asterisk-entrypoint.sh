@@ -10,8 +10,8 @@
 #   rtp.conf          rtpstart/rtpend             CALLCONTROL_RTP_PORTS (10000-20000)
 #   pjsip.conf        the carrier's contact       CALLCONTROL_CARRIER_CONTACT
 #                                                 (sip:127.0.0.1:5070, the dev trunk)
-#   manager.conf      bindaddr/port of AMI        CALLCONTROL_AMI_BIND (127.0.0.1:5038),
-#                                                 where the file has them
+#   manager_local.conf  AMI's bindaddr/port       CALLCONTROL_AMI_BIND (127.0.0.1:5038)
+#                     and its user (CALLCONTROL_AMI_USERNAME / CALLCONTROL_AMI_PASSWORD)
 #   extensions_emergency.conf                     emergency/<CALLCONTROL_COUNTRY>.conf (GB),
 #                     the emergency numbers straight to the carrier, app or no app
 # /etc/hosts gets the container's host name if it lacks it: Asterisk resolves its own
@@ -104,8 +104,30 @@ set_value http.conf bindport "${ari_bind##*:}"
 set_value rtp.conf rtpstart "$rtp_start"
 set_value rtp.conf rtpend "$rtp_end"
 set_value pjsip.conf contact "$carrier_contact"
-# AMI: Debian's manager.conf (or the project's) listens on 5038 unless told otherwise.
-if [ -f "$etc/manager.conf" ] && grep -Eq '^port[[:space:]]*=' "$etc/manager.conf"; then
+# AMI: the project's manager.conf takes where it listens and its one user from
+# manager_local.conf (as `callcontrol pbx up` writes it); the user only when
+# CALLCONTROL_AMI_PASSWORD is set (no default secret: without it AMI has no user).
+# Any other manager.conf listens on 5038 unless told otherwise.
+if [ -f "$etc/manager.conf" ] && grep -q 'manager_local.conf' "$etc/manager.conf"; then
+  ami_user="${CALLCONTROL_AMI_USERNAME:-callcontrol}"
+  case "${CALLCONTROL_AMI_PASSWORD:-}$ami_user" in
+    *[\;[:space:][:cntrl:]]*)
+      echo "CALLCONTROL_AMI_PASSWORD/USERNAME must not contain ';', white space or control characters" >&2
+      exit 64
+      ;;
+  esac
+  (
+    umask 027
+    echo "; written by docker/asterisk-entrypoint.sh from CALLCONTROL_AMI_BIND, _USERNAME, _PASSWORD"
+    echo "port = ${ami_bind##*:}"
+    echo "bindaddr = ${ami_bind%:*}"
+    if [ -n "${CALLCONTROL_AMI_PASSWORD:-}" ]; then
+      printf '\n[%s]\nsecret = %s\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n' \
+        "$ami_user" "$CALLCONTROL_AMI_PASSWORD"
+      printf 'read = system,call,reporting\nwrite = system,reporting\neventfilter = Event: Hangup\n'
+    fi
+  ) > "$etc/manager_local.conf"
+elif [ -f "$etc/manager.conf" ] && grep -Eq '^port[[:space:]]*=' "$etc/manager.conf"; then
   set_value manager.conf port "${ami_bind##*:}"
   if grep -Eq '^bindaddr[[:space:]]*=' "$etc/manager.conf"; then
     set_value manager.conf bindaddr "${ami_bind%:*}"
@@ -150,5 +172,6 @@ for dir in /run/asterisk /var/lib/asterisk /var/log/asterisk /var/spool/asterisk
   chown -R asterisk:asterisk "$dir"
 done
 chmod 0640 "$etc/pjsip_local.conf" "$etc/ari_user.conf"
+[ ! -f "$etc/manager_local.conf" ] || chmod 0640 "$etc/manager_local.conf"
 
 exec /usr/sbin/asterisk -f -n -U asterisk -G asterisk "$@"

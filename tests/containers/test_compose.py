@@ -137,6 +137,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     values = {
         "POSTGRES_PASSWORD": pg_password,
         "CALLCONTROL_ARI_PASSWORD": secrets.token_hex(16),
+        "CALLCONTROL_AMI_PASSWORD": secrets.token_hex(16),
         "CALLCONTROL_CARRIER_IPS": "127.0.0.1",
         "CALLCONTROL_SIP_BIND": f"127.0.0.1:{PORTS['SIP']}",
         "CALLCONTROL_CARRIER_CONTACT": CARRIER_CONTACT,
