@@ -1,6 +1,6 @@
 """The edges: generated credentials, loopback binds, the SIP ACL, TLS files, fail2ban.
 
-What the real PBX does with these files is in tests/pbx/test_edges.py; here, what is
+What the real PBX does with these files is in tests/pbx/test_sip_security.py; here, what is
 generated and refused, and that each listener of the app binds loopback by default.
 """
 
