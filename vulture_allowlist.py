@@ -42,3 +42,8 @@ _.dtmf_play_ms, _.carrier_dtmf_scenario, _.HANG_UP_AFTER_UAS, _.CARRIER_REFUSED
 
 # PyYAML reads a node's position from these.
 _.end_mark  # set by rates_file.py's alias-aware loader
+
+# Database: counted and listened to by bench/profile_calls.py and the call-path tests
+_.transactions
+_.sync_engines
+_.route_for  # NumberRepository's, in a session (the call path reads number_route in a unit)

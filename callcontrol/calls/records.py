@@ -55,12 +55,9 @@ class CallStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def route_for(self, e164: str) -> tuple[Number, Route | None] | None:
-        return await self.db.unit(lambda session: number_route(session, e164))
-
     async def inbound_route(self, e164: str) -> tuple[Routed, int | None]:
-        """``route_for`` and the id of the rate set in force (``ChargingService``'s
-        cache check), in one transaction."""
+        """The dialled number (None: not ours) and its route, and the id of the rate
+        set in force (``ChargingService``'s cache check), in one transaction."""
 
         async def work(
             session: UnitExecutor,

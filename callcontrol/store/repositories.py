@@ -216,7 +216,8 @@ async def _assignments(
 async def number_route(
     session: AsyncSession | UnitSession, e164: str
 ) -> tuple[Number, Route | None] | None:
-    """``NumberRepository.route_for`` on any session, also a unit's."""
+    """The number (without its assignments) and its route for an incoming call (one
+    query, on any session, also a unit's); None if not ours."""
     row = (await session.execute(_number_query().where(NumberRow.e164 == e164))).first()
     if row is None:
         return None
@@ -255,8 +256,7 @@ class NumberRepository:
         return [_number(row, assigned.get(row[0], ())) for row in rows]
 
     async def route_for(self, e164: str) -> tuple[Number, Route | None] | None:
-        """The number (without its assignments) and its route for an incoming call (one
-        query); None if not ours."""
+        """``number_route`` in this repository's session."""
         return await number_route(self._session, e164)
 
     async def remove(self, e164: str) -> bool:
