@@ -18,7 +18,10 @@ One thread, one connection: units of one process run one after another, in the
 order they were submitted (SQLite has one writer anyway; a WAL reader never waits).
 A unit that needs SQLite's write lock asks for it at BEGIN (``immediate=True``), so
 what it reads is current until it commits; other processes' writers are waited for
-in SQLite's busy handler, in that thread, never in the event loop.
+in SQLite's busy handler, in that thread, never in the event loop. So code holding
+a write transaction of its own (``Database.session(immediate=True)``) must not wait
+for a unit meanwhile: a write unit queued before it would wait for that transaction
+(as any second writer on SQLite would; none does today).
 """
 
 from __future__ import annotations
