@@ -50,6 +50,9 @@ from callcontrol.web.webhooks import add_routes, deliver_offline_webhooks
 
 log = logging.getLogger(__name__)
 
+#: ARI event types the app asks Asterisk not to send (``App._filter_events``).
+UNUSED_EVENTS = ("ChannelVarset",)
+
 WATCH_INTERVAL = 1.0  # seconds between checks of the wallet for credits added
 
 
@@ -159,9 +162,20 @@ class App:
             self.settings.ari_url,
             self.settings.ari_app,
         )
+        await self._filter_events()
         await self.provision()
         await self._read_sounds()
         await self.calls.adopt()
+
+    async def _filter_events(self) -> None:
+        """No ``ChannelVarset``: Asterisk sends one for every variable set on a channel
+        in the application, its own included (bridging sets BRIDGEPEER and friends), 35
+        of the ~54 events of a routed call; no call state reads them. Without the filter
+        (an Asterisk that refuses it) calls work the same, at a higher CPU cost."""
+        try:
+            await self.ari.filter_events(UNUSED_EVENTS)
+        except AriError as exc:
+            log.warning("could not filter ARI events (%s): receiving them all", exc)
 
     async def _read_sounds(self) -> None:
         """The PBX's own list of sounds is the one flows are checked against."""
