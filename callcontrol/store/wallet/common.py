@@ -51,6 +51,8 @@ from callcontrol.store.models import (
 from callcontrol.store.unit import UnitSession
 
 __all__ = [
+    "ENTRY",
+    "INSERT_ENTRY",
     "NO_WALLET",
     "Executor",
     "Posted",
@@ -103,6 +105,9 @@ INSERT_ENTRY = (
 MAX_DESCRIPTION = 256
 _BIND_TYPES: dict[str, TypeEngine[Any]] = {
     "amount": BigInteger(),
+    "balance": BigInteger(),
+    "entry_id": BigInteger(),
+    "hash": String(),
     "body": LargeBinary(),
     "delta": BigInteger(),
     "wanted": BigInteger(),
