@@ -94,11 +94,13 @@ class RoutedCall(Call):
         """Reserve the connection fee and first block; else refuse, uncharged.
         ``record``: the call record's start, written in the same transaction."""
         limits = PbxLimits(self, self.ari, self.ctx.media, self.user_role)
+        if record is not None:
+            # Closed at the end even if the authorization fails half-way (PostgreSQL
+            # writes the record first); closing a record never written changes nothing.
+            self.recorded = True
         verdict = await self.ctx.charging.authorize(
             self.call_id, quote, limits, rate_recorded=rate_recorded, record=record
         )
-        if record is not None:
-            self.recorded = True
         if isinstance(verdict, Refused):
             log.info("refusing: %s", verdict.reason)
             await self.refuse(prompts.NO_CREDIT, Disposition.REFUSED_NO_CREDIT)
