@@ -9,7 +9,7 @@ whole transaction runs in the thread in one go: one hop, a few tens of microseco
 How: store code stays written once, as ``async def work(session)`` awaiting
 ``session.execute(...)``: on PostgreSQL it gets an ``AsyncSession`` (asyncpg is
 natively asynchronous: nothing to gain); on SQLite ``Database.unit`` runs it in a
-dedicated thread on a plain (synchronous) SQLAlchemy ``Session`` over pysqlite,
+dedicated thread on a plain (synchronous) SQLAlchemy connection over pysqlite,
 seen through ``UnitSession``, whose awaitables complete at once. The coroutine is
 then driven to its end with a single ``send``: it never suspends (``run_to_end``
 refuses one that does: a unit must only run statements, never wait on the loop).
@@ -47,32 +47,56 @@ E = TypeVar("E")
 
 
 class UnitSession:
-    """The part of ``AsyncSession`` store code awaits, over a synchronous ORM
-    ``Session`` inside a unit's thread: each awaitable has its answer already."""
+    """The part of ``AsyncSession`` store code awaits, inside a unit's thread: each
+    awaitable has its answer already.
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    Statements run on the unit's Core connection; only those that load ORM entities
+    (``select(UserRow)``, ``get``) go through an ORM ``Session`` on the same
+    connection and transaction, made at first need: a Session costs about as much
+    as the rest of a small transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._orm: Session | None = None
+
+    def _session(self) -> Session:
+        if self._orm is None:
+            self._orm = Session(bind=self._connection, expire_on_commit=False, autoflush=False)
+        return self._orm
+
+    def _runner(self, statement: Executable) -> Connection | Session:
+        return self._session() if _loads_entities(statement) else self._connection
 
     async def execute(
         self, statement: Executable, params: _CoreAnyExecuteParams | None = None
     ) -> Result[Any]:
-        return self._session.execute(statement, params)
+        return self._runner(statement).execute(statement, params)
 
     async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
-        return self._session.scalar(statement, params)
+        return self._runner(statement).scalar(statement, params)
 
     async def scalars(
         self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> ScalarResult[Any]:
-        return self._session.scalars(statement, params)
+        return self._runner(statement).scalars(statement, params)
 
     async def get(
         self, entity: type[E], ident: Any, *, populate_existing: bool = False
     ) -> E | None:
-        return self._session.get(entity, ident, populate_existing=populate_existing)
+        return self._session().get(entity, ident, populate_existing=populate_existing)
 
-    def get_bind(self) -> Connection | Engine:
-        return self._session.get_bind()
+    def get_bind(self) -> Connection:
+        return self._connection
+
+    def close(self) -> None:
+        if self._orm is not None:
+            self._orm.close()
+
+
+def _loads_entities(statement: Executable) -> bool:
+    """A SELECT of mapped classes (not of their columns): it needs the ORM."""
+    descriptions: list[dict[str, Any]] = getattr(statement, "column_descriptions", None) or []
+    return any(isinstance(d.get("type"), type) for d in descriptions)
 
 
 def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -130,15 +154,16 @@ class SqliteUnits:
             connection = self._engine.connect()
             try:
                 options = {begin: "BEGIN IMMEDIATE"} if immediate else {}
-                with (
-                    connection.execution_options(**options).begin(),
-                    Session(bind=connection, expire_on_commit=False, autoflush=False) as session,
-                ):
-                    awaitable = work(UnitSession(session))
-                    if not isinstance(awaitable, Coroutine):
-                        raise TypeError("a unit of work is an async function")
-                    result: T = run_to_end(awaitable)
-                    return result
+                with connection.execution_options(**options).begin():
+                    session = UnitSession(connection)
+                    try:
+                        awaitable = work(session)
+                        if not isinstance(awaitable, Coroutine):
+                            raise TypeError("a unit of work is an async function")
+                        result: T = run_to_end(awaitable)
+                        return result
+                    finally:
+                        session.close()
             finally:
                 connection.close()
         except BaseException as error:
