@@ -51,3 +51,7 @@ _.connection_lost
 # The edges (README "Security").
 _._optional_path, _._tls_pairs  # Settings validators (pydantic calls them)
 _.bound  # ConsoleServer, MediaServer: the addresses they listen on (the loopback tests)
+# Database: counted and listened to by bench/profile_calls.py and the call-path tests
+_.transactions
+_.sync_engines
+_.route_for  # NumberRepository's, in a session (the call path reads number_route in a unit)

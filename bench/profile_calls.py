@@ -6,7 +6,8 @@
 Runs ``--calls`` calls one after another through the real call code (CallManager,
 InboundCall, the charging session, a real SQLite database) against the fake ARI
 server of the unit tests (tests/unit/calls/calls_harness.py), and prints per call:
-the database statements (counted by a SQLAlchemy listener, BEGIN/COMMIT included),
+the database statements (counted by a SQLAlchemy listener, BEGIN/COMMIT included), the
+transactions (sessions and units of work: ``Database.transactions``),
 the ARI requests, and the process CPU time. The fake server runs in the same
 process, so the CPU time includes its side of each request (an upper bound of the
 app's cost); ``--profile N`` prints the N most expensive functions (cProfile,
@@ -134,11 +135,14 @@ async def run(calls: int, kind: str, profile: int, live: int) -> None:
         def count(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
             statements[statement.split(None, 1)[0].upper()] += 1
 
-        event.listen(app.db.engine.sync_engine, "before_cursor_execute", count)
+        # (getattr: the script also runs against older checkouts, for "before" numbers)
+        for engine in getattr(app.db, "sync_engines", [app.db.engine.sync_engine]):
+            event.listen(engine, "before_cursor_execute", count)
         try:
             await one_call(app, 0, kind)  # warm up: rates, flows, connections
             statements.clear()
             HOPS[0] = 0
+            transactions = getattr(app.db, "transactions", 0)
             fake.requests.clear()
             profiler = cProfile.Profile() if profile else None
             cpu, wall = time.process_time(), time.perf_counter()
@@ -155,6 +159,8 @@ async def run(calls: int, kind: str, profile: int, live: int) -> None:
                 profiler.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             counted, hops = Counter(statements), HOPS[0]
+            transactions = getattr(app.db, "transactions", 0) - transactions
+            transactions = transactions or counted["BEGIN"]  # an older checkout
             per_call = await memory_per_call(app, live) if live else 0.0
         finally:
             await app.close()
@@ -164,7 +170,8 @@ async def run(calls: int, kind: str, profile: int, live: int) -> None:
     print(f"  CPU per call (app + fake ARI): {cpu / calls * 1e3:.2f} ms")
     print(f"  database statements per call: {total / calls:.1f}", end="  (")
     print(", ".join(f"{k} {v / calls:.1f}" for k, v in counted.most_common()) + ")")
-    print(f"  SQLite thread hops per call: {hops / calls:.1f}")
+    print(f"  transactions per call (sessions + units of work): {transactions / calls:.1f}")
+    print(f"  SQLite thread hops per call (aiosqlite): {hops / calls:.1f}")
     print(f"  ARI requests per call: {ari / calls:.1f}")
     for request in first:
         print(f"    {request}")

@@ -187,7 +187,7 @@ class AgiCalls:
 
     async def _inbound(self, request: CallRequest) -> Authorization:
         number = normalise_dialled(request.dialled)
-        found = await self.store.route_for(number)
+        found, rate_set_id = await self.store.inbound_route(number)  # one transaction
         owned, route = found if found is not None else (None, None)
         extension = route.user_extension if route is not None else None
         user_name = route.user_name if route is not None else None
@@ -196,7 +196,10 @@ class AgiCalls:
         if owned is not None and route is not None:
             try:
                 quote = await self.charging.quote(
-                    owned.e164, Direction.INBOUND, number_type=owned.number_type
+                    owned.e164,
+                    Direction.INBOUND,
+                    number_type=owned.number_type,
+                    rate_set_id=rate_set_id,
                 )
             except NoRate as exc:
                 no_rate = exc

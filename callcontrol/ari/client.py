@@ -258,6 +258,16 @@ class AriClient:
         data = _list(await self.request("GET", "/channels"), "GET", "/channels")
         return [Channel.from_json(item) for item in data]
 
+    async def filter_events(self, disallowed: Sequence[str]) -> None:
+        """Asterisk stops sending this application the event types ``disallowed``
+        (``PUT /applications/{app}/eventFilter``, Asterisk 13.26+); set again after
+        every connect (the application is created anew with its WebSocket)."""
+        await self.request(
+            "PUT",
+            f"/applications/{_seg(self.app)}/eventFilter",
+            json={"disallowed": [{"type": kind} for kind in disallowed]},
+        )
+
     async def subscribe(self, channel_id: str) -> None:
         """Receive a channel's events in this application (a call found after a restart)."""
         await self.request(

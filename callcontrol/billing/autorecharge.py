@@ -28,19 +28,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callcontrol.billing.funding import FundingService
 from callcontrol.billing.notifications import Notifier
 from callcontrol.billing.wallet import Wallet
-from callcontrol.domain.funding import Attempt, month_start, next_month_start
-from callcontrol.domain.money import format_credits
-from callcontrol.errors import CallControlError, NotFound
-from callcontrol.store.autorecharge import AutoRechargeRepository
-from callcontrol.store.db import Database
+from callcontrol.domain.funding import Attempt, AutoRecharge, month_start, next_month_start
+from callcontrol.domain.money import WalletState, format_credits
+from callcontrol.errors import CallControlError, NotFound, StoreError
+from callcontrol.store.autorecharge import AutoRechargeRepository, auto_recharge
+from callcontrol.store.db import Database, UnitExecutor
 from callcontrol.store.models import utcnow
 from callcontrol.store.payments import AttemptRepository, MethodRepository
+from callcontrol.store.wallet.common import NO_WALLET, WalletReads
 
 __all__ = ["AutoRecharger"]
 
 log = logging.getLogger(__name__)
 
 MIN_INTERVAL = 0.25  # seconds between two looks at the wallet, however often it is woken
+
+
+async def _wallet_and_config(session: UnitExecutor) -> tuple[WalletState, AutoRecharge]:
+    """The wallet and the auto-recharge settings: one look (each wallet write may wake
+    the recharger, so this runs up to 1 / ``MIN_INTERVAL`` times a second)."""
+    state = await WalletReads(session).state()
+    if state is None:
+        raise StoreError(NO_WALLET)
+    return state, await auto_recharge(session)
 
 
 class AutoRecharger:
@@ -70,9 +80,7 @@ class AutoRecharger:
 
     async def check(self) -> Attempt | None:
         """Recharge if due now; the attempt made (None if none was due or allowed)."""
-        state = await self._wallet.balance()
-        async with self._db.session() as session:
-            config = await AutoRechargeRepository(session).get()
+        state, config = await self._db.unit(_wallet_and_config)
         low = state.available < config.threshold_micro
         if low != config.low_notified:
             await self._low_balance(low, state.available, config.threshold_micro)

@@ -1,10 +1,15 @@
 """The charging service for the call path: which rate prices a call, and the wallet.
 
 ``ChargingService(db)`` is built once in the composition root. ``quote`` answers
-from the rates in memory, after one cheap look at which rate set is in force: when
-another process (``callcontrol rates import``) made a newer one current, the rates
-are read again first, so the very next call is priced by the new table. A number no
-rate prices raises ``NoRate``: the call is refused, never free.
+from the rates in memory, after one cheap look at which rate set is in force (the
+newest set's id): when another process (``callcontrol rates import``) made a newer
+one current, the rates are read again first, so the very next call is priced by the
+new table. The invalidation rule: a set is never changed once imported, only
+superseded by a newer id, so the id read at the start of a call says whether the
+cache is current. An incoming call reads it in the same transaction as its number's
+routing (``CallStore.inbound_route``) and passes it on (``rate_set_id``), sparing a
+round trip. A number no rate prices raises ``NoRate``: the call is refused, never
+free.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from callcontrol.billing.errors import NoRate
@@ -21,11 +27,20 @@ from callcontrol.domain.numbers import NumberType, infer_number_type, number_cou
 from callcontrol.domain.rating import Direction, Rate, RateSet, select_rate
 from callcontrol.errors import InvalidInput
 from callcontrol.store.db import Database
-from callcontrol.store.rates import RateRepository
+from callcontrol.store.rates import RateRepository, current_set_id
 
-__all__ = ["ChargingService", "Quote"]
+__all__ = ["UNREAD", "ChargingService", "Quote", "Unread"]
 
 log = logging.getLogger(__name__)
+
+
+class Unread(Enum):
+    """The id of the rate set in force was not read by the caller."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +72,13 @@ class ChargingService:
                 rates = self._rates if self._rates is not None else await self.reload()
         return rates
 
-    async def fresh_rates(self) -> list[Rate]:
-        """The rates in force now: reloaded first if a newer set became current."""
+    async def fresh_rates(self, rate_set_id: int | Unread | None = UNREAD) -> list[Rate]:
+        """The rates in force now: reloaded first if a newer set became current
+        (``rate_set_id``: the id of the set in force, read just now by the caller)."""
         rates = await self.load_rates()
-        current = await self.current_rate_set()
-        if (current.id if current is not None else None) != self._rate_set_id:
+        if isinstance(rate_set_id, Unread):
+            rate_set_id = await self.db.unit(current_set_id)
+        if rate_set_id != self._rate_set_id:
             async with self._lock:
                 rates = await self.reload()
         return rates
@@ -78,7 +95,12 @@ class ChargingService:
         return rates
 
     async def quote(
-        self, e164: str, direction: Direction, *, number_type: NumberType | None = None
+        self,
+        e164: str,
+        direction: Direction,
+        *,
+        number_type: NumberType | None = None,
+        rate_set_id: int | Unread | None = UNREAD,
     ) -> Quote:
         """The rate for a call from/to ``e164`` (for inbound calls: the organisation's
         number that was dialled). ``number_type`` overrides phonenumbers' classification
@@ -87,7 +109,8 @@ class ChargingService:
         number = parse_e164(e164)
         country = number_country(number)
         kind = number_type or infer_number_type(number)
-        rate = select_rate(await self.fresh_rates(), direction, number, country, kind)
+        rates = await self.fresh_rates(rate_set_id)
+        rate = select_rate(rates, direction, number, country, kind)
         if rate is None:
             raise NoRate(f"no {direction} rate for {number} ({country}, {kind}): not allowed")
         return Quote(e164=number, direction=direction, country=country, number_type=kind, rate=rate)

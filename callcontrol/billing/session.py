@@ -49,22 +49,25 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from callcontrol.billing.service import ChargingService, Quote
+from callcontrol.billing.service import UNREAD, ChargingService, Quote, Unread
 from callcontrol.billing.wallet import Wallet
 from callcontrol.domain.call_records import CallRecord
 from callcontrol.domain.charging import (
     DEFAULT_INTERVAL,
     ChargeState,
+    ChargeStep,
     final_charge,
     next_step,
     paid_seconds,
 )
-from callcontrol.domain.money import LedgerKind, format_credits
+from callcontrol.domain.money import WalletState, format_credits
 from callcontrol.domain.numbers import NumberType
 from callcontrol.domain.rating import Direction, Rate, call_cost
 from callcontrol.errors import StoreError
+from callcontrol.store.db import UnitExecutor
+from callcontrol.store.wallet import Posted, Work
 
 __all__ = [
     "CallCharging",
@@ -78,6 +81,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TICK_LEAD = 5.0  # seconds before the paid time ends that the next tick runs
 LIMIT_SLACK = 1.5  # an end this close to the paid second is the PBX enforcing it
@@ -98,15 +103,16 @@ class CallLimits(Protocol):
 
 
 class ChargeRecords(Protocol):
-    """The charging fields of call records (``calls.records.CallStore`` has them)."""
+    """The charging fields of call records (``calls.records.CallStore`` has them), as
+    parts of the wallet's transactions (``store.wallet.callpath``)."""
 
-    async def set_charge_state(
+    def charge_state_work(
         self, call_id: str, state: ChargeState, rate_id: int | None = None
-    ) -> None: ...
+    ) -> Work[object]: ...
 
-    async def settle(
+    def settled_work(
         self, call_id: str, rate_id: int, billable_seconds: int, cost: int
-    ) -> None: ...
+    ) -> Work[object]: ...
 
 
 class ChargingMetrics(Protocol):
@@ -157,17 +163,32 @@ class CallCharging:
         self.metrics: ChargingMetrics = metrics or _Uncounted()
 
     async def quote(
-        self, e164: str, direction: Direction, *, number_type: NumberType | None = None
+        self,
+        e164: str,
+        direction: Direction,
+        *,
+        number_type: NumberType | None = None,
+        rate_set_id: int | Unread | None = UNREAD,
     ) -> Quote:
         """The rate for a call (``ChargingService.quote``); NoRate: refuse the call."""
-        return await self.service.quote(e164, direction, number_type=number_type)
+        return await self.service.quote(
+            e164, direction, number_type=number_type, rate_set_id=rate_set_id
+        )
 
     async def authorize(
-        self, call_id: str, quote: Quote, limits: CallLimits, *, rate_recorded: bool = False
+        self,
+        call_id: str,
+        quote: Quote,
+        limits: CallLimits,
+        *,
+        rate_recorded: bool = False,
+        record: Work[object] | None = None,
     ) -> CallChargingSession | Refused:
         """``_authorize``, counted."""
         try:
-            verdict = await self._authorize(call_id, quote, limits, rate_recorded=rate_recorded)
+            verdict = await self._authorize(
+                call_id, quote, limits, rate_recorded=rate_recorded, record=record
+            )
         except Exception as exc:
             self.metrics.charging("authorize", _failure(exc))
             raise
@@ -175,21 +196,34 @@ class CallCharging:
         return verdict
 
     async def _authorize(
-        self, call_id: str, quote: Quote, limits: CallLimits, *, rate_recorded: bool = False
+        self,
+        call_id: str,
+        quote: Quote,
+        limits: CallLimits,
+        *,
+        rate_recorded: bool,
+        record: Work[object] | None,
     ) -> CallChargingSession | Refused:
         """Reserve the connection fee and the first block, or refuse (nothing held).
 
         ``rate_recorded``: the call's record was written already naming the rate,
         in state ``authorized`` (``CallStore.start``), so that is not written again.
+        ``record``: the record's start naming the rate in state ``authorized``
+        (``CallStore.start_work``), written in the hold's transaction.
         """
         rate = quote.rate
         rate_id = _rate_id(rate)
         required = call_cost(rate, rate.first_increment)
-        # The record names the rate before any credit is held: a crash in between
-        # leaves a record that recovery settles (and releases) by that rate.
-        if not rate_recorded:
-            await self.records.set_charge_state(call_id, ChargeState.AUTHORIZED, rate_id)
-        reserved = await self.wallet.hold(call_id, required)
+        # The record names the rate before (or as) any credit is held: a crash in
+        # between leaves a record that recovery settles (and releases) by that rate.
+        if record is None and not rate_recorded:
+            record = self.records.charge_state_work(call_id, ChargeState.AUTHORIZED, rate_id)
+        reserved = await self.wallet.open_call(
+            call_id,
+            required,
+            record=record,
+            refused=self.records.charge_state_work(call_id, ChargeState.REFUSED_NO_CREDIT, rate_id),
+        )
         log.debug(
             "rate %s (%s %s %s): %s/min, fee %s, %d/%d; first block %s %s",
             rate_id,
@@ -204,7 +238,6 @@ class CallCharging:
             "reserved" if reserved else "not available",
         )
         if not reserved:
-            await self.records.set_charge_state(call_id, ChargeState.REFUSED_NO_CREDIT, rate_id)
             return Refused(
                 f"insufficient credits: {format_credits(required)} needed for the "
                 f"connection fee and the first {rate.first_increment} s"
@@ -299,10 +332,11 @@ class CallChargingSession:
         end = self._clock() if self._ended is None else self._t0 + self._ended
         return end - self._t0
 
-    async def start(self) -> None:
-        """The caller's leg was answered just now: charge the fee, hold the slice."""
+    async def start(self, also: Work[object] | None = None) -> None:
+        """The caller's leg was answered just now: charge the fee, hold the slice;
+        ``also`` (the record's answer) in the same transaction."""
         self._t0 = self._clock()
-        await self.tick()
+        await self.tick(also)
 
     async def resume(self, elapsed: float) -> None:
         """Take over a call answered ``elapsed`` seconds ago (after a restart)."""
@@ -376,45 +410,30 @@ class CallChargingSession:
             if not self.cut_off:
                 self._warned = False  # credits arrived: a later cut-off warns again
 
-    async def tick(self) -> None:
+    async def tick(self, also: Work[object] | None = None) -> None:
         """``_tick``, counted."""
         try:
-            await self._tick()
+            await self._tick(also)
         except Exception as exc:
             self.charging.metrics.charging("slice", _failure(exc))
             raise
         self.charging.metrics.charging("slice", "ok")
 
-    async def _tick(self) -> None:
-        """Charge what was used, hold the next slice, set the PBX limit."""
+    async def _tick(self, also: Work[object] | None) -> None:
+        """Charge what was used, hold the next slice, set the PBX limit: one wallet
+        transaction (with ``also``, a record's part), deciding from the wallet it reads."""
         async with self._lock:
             elapsed = int(self.elapsed())
-            wallet = await self.wallet.balance()
-            step = next_step(
-                self.rate,
-                elapsed_s=elapsed,
-                charged=self.charged,
-                held=self.held,
-                available=wallet.available,
-                interval=self.interval,
+            plan = _Tick(self.call_id, self.rate, elapsed, self.charged, self.held, self.interval)
+            ticked = await self.wallet.tick(self.call_id, plan, also=also)
+            if ticked.posted is not None:
+                assert isinstance(ticked.posted, Posted)  # Wallet.tick raised otherwise
+                self.charged += ticked.charged
+                self.held = ticked.posted.hold_left
+            self.held += ticked.added
+            _, shared = plan.decide_hold(
+                ticked.state, None if ticked.posted is None else self.held - ticked.added
             )
-            others_hold = wallet.held > self.held  # other live calls draw on the wallet
-            if step.charge_now:
-                # Keyed by the second it pays up to: a retry (or another process
-                # resuming the call) computes the same charge and the same key.
-                result = await self.wallet.charge(
-                    self.call_id, step.charge_now, f"call:{self.call_id}:at:{elapsed}"
-                )
-                self.charged += step.charge_now
-                self.held = result.hold_left
-            hold_more, shared = step.hold_more, False
-            if step.cut_off and hold_more > 0 and others_hold:
-                # The wallet cannot pay this slice: take a share, leave the rest.
-                share = max(hold_more // 2, self._next_block(elapsed))
-                if share < hold_more:
-                    hold_more, shared = share, True
-            if hold_more:
-                self.held += await self.wallet.hold_up_to(self.call_id, hold_more)
             slice_end = elapsed + self.interval
             paid = paid_seconds(self.rate, self.charged, self.held, limit=slice_end)
             self.paid_until = max(paid, elapsed)
@@ -431,12 +450,6 @@ class CallChargingSession:
                 else (" (a share of the last credits)" if shared else ""),
             )
 
-    def _next_block(self, elapsed: int) -> int:
-        """What the billing block after ``elapsed`` seconds costs beyond what is paid."""
-        paid = paid_seconds(self.rate, self.charged, self.held, limit=elapsed + self.interval)
-        upto = max(paid, elapsed) + max(1, self.rate.next_increment)
-        return max(0, call_cost(self.rate, upto) - self.charged - self.held)
-
     # ---- after the hangup ------------------------------------------------------------------
 
     def hung_up(self, talk: float | None = None) -> None:
@@ -451,13 +464,14 @@ class CallChargingSession:
         """Whether an end now is the PBX enforcing the paid time (not a person)."""
         return self.paid_until > 0 and self.elapsed() >= self.paid_until - LIMIT_SLACK
 
-    async def settle(self) -> None:
-        """Final charge by increments, release the hold, record the cost. Idempotent."""
+    async def settle(self, also: Work[T] | None = None) -> T | None:
+        """Final charge by increments, release the hold, record the cost. Idempotent.
+        ``also`` (the record's end) in the same transaction: its result."""
         async with self._lock:
             # The PBX ends the call at paid_until; a late hangup event is not billable.
             duration = min(math.floor(self.elapsed()), self.paid_until) if self.answered else 0
-            await settle_call(
-                self.charging, self.call_id, self.rate, duration, answered=self.answered
+            return await settle_call(
+                self.charging, self.call_id, self.rate, duration, answered=self.answered, also=also
             )
 
 
@@ -467,47 +481,125 @@ def _rate_id(rate: Rate) -> int:
     return rate.id
 
 
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    """A tick's decisions (``store.wallet.TickPlan``): pure functions of the wallet
+    its transaction read, so they may run inside it (in SQLite's thread)."""
+
+    call_id: str
+    rate: Rate
+    elapsed: int
+    charged: int
+    held: int
+    interval: int
+
+    def _step(self, state: WalletState) -> ChargeStep:
+        return next_step(
+            self.rate,
+            elapsed_s=self.elapsed,
+            charged=self.charged,
+            held=self.held,
+            available=state.available,
+            interval=self.interval,
+        )
+
+    def charge(self, state: WalletState) -> tuple[int, str]:
+        # Keyed by the second it pays up to: a retry (or another process resuming
+        # the call) computes the same charge and the same key.
+        return self._step(state).charge_now, f"call:{self.call_id}:at:{self.elapsed}"
+
+    def hold(self, state: WalletState, hold_left: int | None) -> int:
+        return self.decide_hold(state, hold_left)[0]
+
+    def decide_hold(self, state: WalletState, hold_left: int | None) -> tuple[int, bool]:
+        """What to hold more, and whether it is a share of the last credits."""
+        step = self._step(state)
+        charged = self.charged + (step.charge_now if hold_left is not None else 0)
+        held = self.held if hold_left is None else hold_left
+        others_hold = state.held > self.held  # other live calls draw on the wallet
+        hold_more = step.hold_more
+        if step.cut_off and hold_more > 0 and others_hold:
+            # The wallet cannot pay this slice: take a share, leave the rest.
+            share = max(hold_more // 2, self._next_block(charged, held))
+            if share < hold_more:
+                return share, True
+        return hold_more, False
+
+    def _next_block(self, charged: int, held: int) -> int:
+        """What the billing block after ``elapsed`` seconds costs beyond what is paid."""
+        upto = self.elapsed + self.interval
+        paid = paid_seconds(self.rate, charged, held, limit=upto)
+        upto = max(paid, self.elapsed) + max(1, self.rate.next_increment)
+        return max(0, call_cost(self.rate, upto) - charged - held)
+
+
+def _then(first: Work[object], second: Work[T] | None) -> Work[T | None]:
+    """``first``, then ``second``, in one transaction: the second's result."""
+
+    async def work(session: UnitExecutor) -> T | None:
+        await first(session)
+        return None if second is None else await second(session)
+
+    return work
+
+
 def _failure(exc: Exception) -> str:
     """The outcome label of a charging operation that raised ``exc``."""
     return "database" if isinstance(exc, StoreError) else "error"
 
 
 async def settle_call(
-    charging: CallCharging, call_id: str, rate: Rate, duration: int, *, answered: bool
-) -> None:
+    charging: CallCharging,
+    call_id: str,
+    rate: Rate,
+    duration: int,
+    *,
+    answered: bool,
+    also: Work[T] | None = None,
+) -> T | None:
     """``_settle_call``, counted."""
     try:
-        await _settle_call(charging, call_id, rate, duration, answered=answered)
+        recorded = await _settle_call(
+            charging, call_id, rate, duration, answered=answered, also=also
+        )
     except Exception as exc:
         charging.metrics.charging("settle", _failure(exc))
         raise
     charging.metrics.charging("settle", "ok")
+    return recorded
 
 
 async def _settle_call(
-    charging: CallCharging, call_id: str, rate: Rate, duration: int, *, answered: bool
-) -> None:
-    """Settle a call that talked ``duration`` seconds: the live path and recovery."""
+    charging: CallCharging,
+    call_id: str,
+    rate: Rate,
+    duration: int,
+    *,
+    answered: bool,
+    also: Work[T] | None,
+) -> T | None:
+    """Settle a call that talked ``duration`` seconds: the live path and recovery.
+
+    One wallet transaction: what the ledger says was charged, the final charge (or
+    refund), the release, the record's cost and ``also`` (the record's end: its
+    result is returned)."""
     rate_id = _rate_id(rate)
-    wallet = charging.wallet
-    charged = await wallet.charged_for(call_id)
-    settlement = final_charge(rate, duration, charged, answered=answered)
-    if settlement.charge_now:
-        await wallet.charge(call_id, settlement.charge_now, f"call:{call_id}:final")
-    if settlement.excess:
-        await wallet.credit(
-            settlement.excess,
-            LedgerKind.REFUND,
-            call_id,
-            f"call:{call_id}:refund",
-            f"call {call_id}: charged beyond its final cost",
-        )
-    released = await wallet.release(call_id)
-    await charging.records.settle(call_id, rate_id, settlement.billable_seconds, settlement.cost)
+    settled = await charging.wallet.settle(
+        call_id,
+        lambda charged: final_charge(rate, duration, charged, answered=answered),
+        also=lambda settlement: _then(
+            charging.records.settled_work(
+                call_id, rate_id, settlement.billable_seconds, settlement.cost
+            ),
+            also,
+        ),
+    )
+    settlement = settled.settlement
     log.info(
         "settled: %d s talk, %d s billable, cost %s (released %s held)",
         duration,
         settlement.billable_seconds,
         format_credits(settlement.cost),
-        format_credits(released),
+        format_credits(settled.released),
     )
+    return settled.recorded

@@ -15,8 +15,10 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from callcontrol.billing.errors import ChargeRefused, InsufficientCredits
+from callcontrol.domain.charging import Settlement
 from callcontrol.domain.money import (
     CREDIT_KINDS,
     FEE_KINDS,
@@ -31,11 +33,21 @@ from callcontrol.domain.money import (
 from callcontrol.domain.text import check_text
 from callcontrol.errors import Conflict, InvalidInput
 from callcontrol.store.db import Database
-from callcontrol.store.wallet import Refused, wallet_store_for
+from callcontrol.store.wallet import (
+    Posted,
+    Refused,
+    Settled,
+    Ticked,
+    TickPlan,
+    Work,
+    wallet_store_for,
+)
 
 __all__ = ["ChargeResult", "Wallet"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_KEY_LENGTH = 128
 MAX_LEDGER_LIMIT = 1000
@@ -257,6 +269,14 @@ class Wallet:
             idempotency_key=_key(idempotency_key),
             description=f"call {call_id}",
         )
+        posted = self._charged(call_id, amount, posted)
+        return ChargeResult(
+            entry=posted.entry, duplicate=posted.duplicate, hold_left=posted.hold_left
+        )
+
+    def _charged(self, call_id: str, amount: int, posted: Posted | Refused) -> Posted:
+        """A call charge's outcome checked: ChargeRefused, or Conflict for a key used
+        for another amount; the observers told of a new one."""
         if isinstance(posted, Refused):
             raise ChargeRefused(
                 f"call {call_id}: charge of {format_credits(amount)} exceeds its hold "
@@ -266,10 +286,55 @@ class Wallet:
             self._same(posted.entry, LedgerKind.CALL_CHARGE, -amount)
         else:
             self._spent()
-        return ChargeResult(
-            entry=posted.entry, duplicate=posted.duplicate, hold_left=posted.hold_left
-        )
+        return posted
 
     async def release(self, call_id: str) -> int:
         """Drop the call's hold; the amount released (0 if it had none). Idempotent."""
         return await self._store.release(call_id)
+
+    # ---- a call's writes joined with its record's (``store.wallet.callpath``) -------------
+
+    async def open_call(
+        self, call_id: str, amount: int, *, record: Work[object] | None, refused: Work[object]
+    ) -> bool:
+        """``record`` (the call record's start, if not written yet), then ``hold``; if
+        the hold is refused, ``refused`` (the record says why). One transaction on
+        SQLite."""
+        _amount(amount, "a hold", minimum=0)
+        opened = await self._store.open_call(call_id, amount, record=record, refused=refused)
+        if opened.held and amount:
+            self._spent()
+        return opened.held
+
+    async def tick(
+        self, call_id: str, plan: TickPlan, *, also: Work[object] | None = None
+    ) -> Ticked:
+        """A charging tick: ``also`` (the record's answer), the wallet read, the charge
+        and the next hold ``plan`` decides from it; ChargeRefused as ``charge``. One
+        transaction on SQLite."""
+        ticked = await self._store.tick(call_id, plan, also=also)
+        if ticked.posted is not None:
+            self._charged(call_id, ticked.charged, ticked.posted)
+        if ticked.added:
+            self._spent()
+        return ticked
+
+    async def settle(
+        self,
+        call_id: str,
+        decide: Callable[[int], Settlement],
+        *,
+        also: Callable[[Settlement], Work[T]],
+    ) -> Settled[T]:
+        """A call's settlement: ``decide`` (from what the ledger says it was charged)
+        the final charge or refund, release its hold, ``also`` (the record's cost and
+        end). ChargeRefused as ``charge`` (nothing of it applied). One transaction on
+        SQLite."""
+        settled = await self._store.settle(call_id, decide, also=also)
+        if settled.posted is not None:
+            self._charged(call_id, settled.settlement.charge_now, settled.posted)
+        if isinstance(settled.refund, Refused):  # pragma: no cover - a credit is never refused
+            raise Conflict(f"call {call_id}: its refund was refused")
+        if settled.refund is not None:
+            self._same(settled.refund.entry, LedgerKind.REFUND, settled.settlement.excess)
+        return settled

@@ -359,15 +359,18 @@ class Call:
 
     async def complete_record(self) -> None:
         """Settle the charge and close the record; idempotent, so it may be retried."""
-        if self.charging is not None:
-            await self.charging.settle()
         disposition = self.disposition or (
             Disposition.ANSWERED if self.answered_at else Disposition.FAILED
         )
         ended_at = self.ended_at or utcnow()
-        applied = await self.store.finish(
+        finish = self.store.finish_work(
             self.call_id, ended_at, disposition, self.cause, self.ended_by or EndedBy.SYSTEM
         )
+        if self.charging is not None:
+            # the settlement and the record's end: one transaction
+            applied = bool(await self.charging.settle(also=finish))
+        else:
+            applied = await self.store.db.unit(finish)
         log.info(
             "call ended: %s, ended by %s, cause %s%s",
             disposition.value,

@@ -21,7 +21,7 @@ from callcontrol.calls.ivr_port import AriCallPort
 from callcontrol.calls.routed import REFUSALS, RoutedCall
 from callcontrol.domain.call_records import CallDirection, Disposition, EndedBy
 from callcontrol.domain.charging import ChargeState
-from callcontrol.domain.directory import NumberState, RouteKind
+from callcontrol.domain.directory import NumberState, Route, RouteKind
 from callcontrol.domain.rating import Direction
 from callcontrol.ivr.interpreter import OutcomeKind
 from callcontrol.ivr.interpreter import run_flow as run_ivr
@@ -41,7 +41,7 @@ class InboundCall(RoutedCall):
         )
         await self.tag_channel(caller, "caller")
         number = normalise_dialled(self.dialled)
-        found = await self.store.route_for(number)
+        found, rate_set_id = await self.store.inbound_route(number)
         owned, route = found if found is not None else (None, None)
         user = None
         if route is not None and route.kind is RouteKind.USER and route.user_extension:
@@ -52,11 +52,14 @@ class InboundCall(RoutedCall):
         if owned is not None and route is not None:
             try:
                 quote = await self.ctx.charging.quote(
-                    owned.e164, Direction.INBOUND, number_type=owned.number_type
+                    owned.e164,
+                    Direction.INBOUND,
+                    number_type=owned.number_type,
+                    rate_set_id=rate_set_id,
                 )
             except NoRate as exc:
                 no_rate = exc
-        await self.store.start(
+        record = self.store.start_work(
             call_id=self.call_id,
             direction=CallDirection.INBOUND,
             caller=self.caller_number,
@@ -68,6 +71,14 @@ class InboundCall(RoutedCall):
             charge_state=ChargeState.AUTHORIZED if quote is not None else None,
             rate_id=quote.rate.id if quote is not None else None,
         )
+        in_service = owned is not None and owned.state is not NumberState.SUSPENDED
+        if quote is not None and route is not None and in_service:
+            # The record's start and the first block's hold: one transaction.
+            if not await self.authorize_quote(quote, record=record):
+                return
+            await self.routed(route, user)
+            return
+        await self.store.db.unit(record)
         self.recorded = True
         if owned is None:
             log.info("%s is not one of our numbers", number)
@@ -84,9 +95,10 @@ class InboundCall(RoutedCall):
         if no_rate is not None:
             await self.refuse_no_rate(no_rate)
             return
-        assert quote is not None
-        if not await self.authorize_quote(quote, rate_recorded=True):
-            return
+        raise AssertionError("a rated call to a number in service is authorized above")
+
+    async def routed(self, route: Route, user: Callee | None) -> None:
+        """An authorized call goes where its number is routed."""
         if route.kind is RouteKind.FLOW:
             await self.run_flow(route.flow_name or "")
             return

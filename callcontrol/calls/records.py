@@ -1,7 +1,10 @@
 """What a call needs from the database, one short transaction per operation.
 
-Each method is one session (and, for the hot path, one statement): the route of
-the dialled number, the call record's start (with its rate), connection and end.
+Each method is one unit of work (``Database.unit``: on SQLite one hand-off to its
+thread) and, for the hot path, one statement: the route of the dialled number, the
+call record's start (with its rate), connection and end. The ``*_work`` methods
+return the same writes as parts of a transaction, for the charging session to join
+them with the wallet's (``store.wallet.callpath``: three transactions per call).
 Nothing is cached between calls, so a routing change made by an admin applies to
 the next call.
 """
@@ -9,21 +12,43 @@ the next call.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sqlalchemy import func, select, update
 
 from callcontrol.domain.call_records import CallDirection, CallRecord, Disposition, EndedBy
 from callcontrol.domain.charging import ChargeState
 from callcontrol.domain.directory import Number, Route, User
-from callcontrol.store.db import Database
+from callcontrol.store.db import Database, UnitExecutor
 from callcontrol.store.models import CallRecordRow, UserRow
 from callcontrol.store.ownership import OwnershipRepository
+from callcontrol.store.rates import current_set_id
 from callcontrol.store.repositories import (
     CallRecordRepository,
-    NumberRepository,
     UserRepository,
+    number_route,
+    user_by_extension,
+    user_by_name,
 )
+from callcontrol.store.wallet import Work
+
+#: A dialled number: ours (and its route) or None.
+Routed = tuple[Number, Route | None] | None
+
+
+class NewRecord(TypedDict):
+    """A new call record's fields (``CallRecordRepository.start``)."""
+
+    call_id: str
+    direction: CallDirection
+    caller: str
+    callee: str
+    channel_id: str
+    started_at: datetime
+    number_e164: NotRequired[str | None]
+    user_name: NotRequired[str | None]
+    charge_state: NotRequired[ChargeState | None]
+    rate_id: NotRequired[int | None]
 
 
 class CallStore:
@@ -36,17 +61,22 @@ class CallStore:
         self.db = db
         self.pbx_node = pbx_node
 
-    async def route_for(self, e164: str) -> tuple[Number, Route | None] | None:
-        async with self.db.session() as session:
-            return await NumberRepository(session).route_for(e164)
+    async def inbound_route(self, e164: str) -> tuple[Routed, int | None]:
+        """The dialled number (None: not ours) and its route, and the id of the rate
+        set in force (``ChargingService``'s cache check), in one transaction."""
+
+        async def work(
+            session: UnitExecutor,
+        ) -> tuple[tuple[Number, Route | None] | None, int | None]:
+            return await number_route(session, e164), await current_set_id(session)
+
+        return await self.db.unit(work)
 
     async def user_by_name(self, name: str) -> User | None:
-        async with self.db.session() as session:
-            return await UserRepository(session).get_by_name(name)
+        return await self.db.unit(lambda session: user_by_name(session, name))
 
     async def user_by_extension(self, extension: str) -> User | None:
-        async with self.db.session() as session:
-            return await UserRepository(session).get_by_extension(extension)
+        return await self.db.unit(lambda session: user_by_extension(session, extension))
 
     async def number_of_user(self, user_name: str) -> str | None:
         """The number a user presents when calling out: their default assigned number
@@ -68,38 +98,37 @@ class CallStore:
         async with self.db.session() as session:
             return await UserRepository(session).list()
 
-    async def start(
-        self,
-        *,
-        call_id: str,
-        direction: CallDirection,
-        caller: str,
-        callee: str,
-        channel_id: str,
-        started_at: datetime,
-        number_e164: str | None = None,
-        user_name: str | None = None,
-        charge_state: ChargeState | None = None,
-        rate_id: int | None = None,
-    ) -> CallRecord:
-        async with self.db.session() as session:
+    async def start(self, **fields: Unpack[NewRecord]) -> CallRecord:
+        """Insert the record of a new call; Conflict if the id exists."""
+        return await self.db.unit(self.start_work(**fields))
+
+    def start_work(self, **fields: Unpack[NewRecord]) -> Work[CallRecord]:
+        """The record's INSERT as a part of a transaction."""
+        state = fields.get("charge_state")
+
+        async def work(session: UnitExecutor) -> CallRecord:
             return await CallRecordRepository(session).start(
-                call_id=call_id,
-                direction=direction,
-                caller=caller,
-                callee=callee,
-                channel_id=channel_id,
-                started_at=started_at,
-                number_e164=number_e164,
-                user_name=user_name,
-                charge_state=None if charge_state is None else charge_state.value,
-                rate_id=rate_id,
+                call_id=fields["call_id"],
+                direction=fields["direction"],
+                caller=fields["caller"],
+                callee=fields["callee"],
+                channel_id=fields["channel_id"],
+                started_at=fields["started_at"],
+                number_e164=fields.get("number_e164"),
+                user_name=fields.get("user_name"),
+                charge_state=None if state is None else state.value,
+                rate_id=fields.get("rate_id"),
                 pbx_node=self.pbx_node,
             )
 
+        return work
+
     async def mark_answered(self, call_id: str, at: datetime) -> bool:
-        async with self.db.session() as session:
-            return await CallRecordRepository(session).mark_answered(call_id, at)
+        return await self.db.unit(self.answered_work(call_id, at))
+
+    def answered_work(self, call_id: str, at: datetime) -> Work[bool]:
+        """Set the answer time once, while the call is open; whether it applied."""
+        return lambda session: CallRecordRepository(session).mark_answered(call_id, at)
 
     async def finish(
         self,
@@ -109,7 +138,19 @@ class CallStore:
         cause: int | None,
         ended_by: EndedBy,
     ) -> bool:
-        async with self.db.session() as session:
+        return await self.db.unit(self.finish_work(call_id, ended_at, disposition, cause, ended_by))
+
+    def finish_work(
+        self,
+        call_id: str,
+        ended_at: datetime,
+        disposition: Disposition,
+        cause: int | None,
+        ended_by: EndedBy,
+    ) -> Work[bool]:
+        """Close the record (only the first close applies: whether this one did)."""
+
+        async def work(session: UnitExecutor) -> bool:
             return await CallRecordRepository(session).finish(
                 call_id,
                 ended_at=ended_at,
@@ -118,9 +159,16 @@ class CallStore:
                 ended_by=ended_by,
             )
 
+        return work
+
     async def set_connected_user(
         self, call_id: str, user_name: str | None, answered_at: datetime | None = None
     ) -> None:
+        await self.db.unit(self.connected_work(call_id, user_name, answered_at))
+
+    def connected_work(
+        self, call_id: str, user_name: str | None, answered_at: datetime | None = None
+    ) -> Work[None]:
         """Record who took the call (for IVR calls it is known only when they answer;
         None: keep who is recorded) and, for a call answered only now, when (kept if
         already set): one statement."""
@@ -132,51 +180,62 @@ class CallStore:
             )
         if answered_at is not None:
             values["answered_at"] = func.coalesce(CallRecordRow.answered_at, answered_at)
-        async with self.db.session() as session:
-            await session.execute(
-                update(CallRecordRow).where(CallRecordRow.call_id == call_id).values(**values)
-            )
+        statement = update(CallRecordRow).where(CallRecordRow.call_id == call_id).values(**values)
+
+        async def work(session: UnitExecutor) -> None:
+            await session.execute(statement)
+
+        return work
 
     async def set_charge_state(
         self, call_id: str, state: ChargeState, rate_id: int | None = None
     ) -> None:
-        async with self.db.session() as session:
-            await CallRecordRepository(session).set_charge(
-                call_id, charge_state=state, rate_id=rate_id
-            )
+        await self.db.unit(self.charge_state_work(call_id, state, rate_id))
+
+    def charge_state_work(
+        self, call_id: str, state: ChargeState, rate_id: int | None = None
+    ) -> Work[bool]:
+        """The record's charging state (and rate): a settled record stays as it is."""
+        return lambda session: CallRecordRepository(session).set_charge(
+            call_id, charge_state=state, rate_id=rate_id
+        )
 
     async def settle(self, call_id: str, rate_id: int, billable_seconds: int, cost: int) -> None:
-        async with self.db.session() as session:
-            await CallRecordRepository(session).set_charge(
-                call_id,
-                charge_state=ChargeState.SETTLED,
-                rate_id=rate_id,
-                billable_seconds=billable_seconds,
-                cost_micro=cost,
-            )
+        await self.db.unit(self.settled_work(call_id, rate_id, billable_seconds, cost))
+
+    def settled_work(
+        self, call_id: str, rate_id: int, billable_seconds: int, cost: int
+    ) -> Work[bool]:
+        """The record settled: its rate, billed seconds and cost."""
+        return lambda session: CallRecordRepository(session).set_charge(
+            call_id,
+            charge_state=ChargeState.SETTLED,
+            rate_id=rate_id,
+            billable_seconds=billable_seconds,
+            cost_micro=cost,
+        )
 
     async def open_records(self) -> list[CallRecord]:
         """The calls in progress on this PBX (on every PBX when no node is set)."""
-        async with self.db.session() as session:
-            return await CallRecordRepository(session).open_records(self.pbx_node)
+        node = self.pbx_node
+        return await self.db.unit(lambda session: CallRecordRepository(session).open_records(node))
 
     async def claim(self, call_id: str) -> bool:
         """This PBX carries the call of a record that names no PBX (written before
         migration 0007): name ours, so that no other PBX's app takes it for lost."""
-        if self.pbx_node is None:
+        node = self.pbx_node
+        if node is None:
             return False
-        async with self.db.session() as session:
-            return await CallRecordRepository(session).claim_for_node(call_id, self.pbx_node)
+        return await self.db.unit(
+            lambda session: CallRecordRepository(session).claim_for_node(call_id, node)
+        )
 
     async def is_open(self, call_id: str) -> bool:
-        async with self.db.session() as session:
-            record = await CallRecordRepository(session).get(call_id)
+        record = await self.get(call_id)
         return record is not None and record.is_open
 
     async def get(self, call_id: str) -> CallRecord | None:
-        async with self.db.session() as session:
-            return await CallRecordRepository(session).get(call_id)
+        return await self.db.unit(lambda session: CallRecordRepository(session).get(call_id))
 
     async def recent(self, limit: int = 50) -> list[CallRecord]:
-        async with self.db.session() as session:
-            return await CallRecordRepository(session).list_recent(limit)
+        return await self.db.unit(lambda session: CallRecordRepository(session).list_recent(limit))

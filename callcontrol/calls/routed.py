@@ -30,6 +30,7 @@ from callcontrol.domain.call_records import CallDirection, Disposition
 from callcontrol.domain.charging import ChargeState
 from callcontrol.errors import AriHttpError, AriNotFound, StoreError
 from callcontrol.ivr.port import RingOutcome
+from callcontrol.store.wallet import Work
 
 if TYPE_CHECKING:
     from callcontrol.calls.context import CallContext
@@ -87,11 +88,18 @@ class RoutedCall(Call):
 
     # ---- charging ---------------------------------------------------------------------
 
-    async def authorize_quote(self, quote: Quote, *, rate_recorded: bool = False) -> bool:
-        """Reserve the connection fee and first block; else refuse, uncharged."""
+    async def authorize_quote(
+        self, quote: Quote, *, rate_recorded: bool = False, record: Work[object] | None = None
+    ) -> bool:
+        """Reserve the connection fee and first block; else refuse, uncharged.
+        ``record``: the call record's start, written in the same transaction."""
         limits = PbxLimits(self, self.ari, self.ctx.media, self.user_role)
+        if record is not None:
+            # Closed at the end even if the authorization fails half-way (PostgreSQL
+            # writes the record first); closing a record never written changes nothing.
+            self.recorded = True
         verdict = await self.ctx.charging.authorize(
-            self.call_id, quote, limits, rate_recorded=rate_recorded
+            self.call_id, quote, limits, rate_recorded=rate_recorded, record=record
         )
         if isinstance(verdict, Refused):
             log.info("refusing: %s", verdict.reason)
@@ -113,14 +121,16 @@ class RoutedCall(Call):
         self.answered_at = utcnow()
         self.setup_progressed()
         self.setup_done()
-        await self.store.mark_answered(self.call_id, self.answered_at)
-        await self.start_charging()
+        await self.start_charging(self.store.answered_work(self.call_id, self.answered_at))
 
-    async def start_charging(self) -> None:
-        """The caller is connected (to a flow or a user): the talk time starts now."""
-        if self.charging is not None:
-            await self.charging.start()
-            self.background(self.charging.run(), "charging")
+    async def start_charging(self, record: Work[object]) -> None:
+        """The caller is connected (to a flow or a user): the talk time starts now.
+        ``record`` (the record's answer) is written before or with the first charge."""
+        if self.charging is None:
+            await self.store.db.unit(record)
+            return
+        await self.charging.start(also=record)
+        self.background(self.charging.run(), "charging")
 
     # ---- ringing --------------------------------------------------------------------
 
@@ -247,8 +257,10 @@ class RoutedCall(Call):
         if answered_now:
             # The record says answered before any charge (the crash rule reads it).
             self.answered_at = utcnow()
-            await self.store.set_connected_user(self.call_id, who, self.answered_at)
-            await self.start_charging()  # both legs end at the paid second
+            # both legs end at the paid second
+            await self.start_charging(
+                self.store.connected_work(self.call_id, who, self.answered_at)
+            )
         else:
             if self.charging is not None:
                 await self.charging.enforce_on(callee)  # the user's leg ends there too

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callcontrol.domain.funding import AutoRecharge
 from callcontrol.errors import StoreError
 from callcontrol.store.models import WALLET_ID, AutoRechargeRow, WalletRow, utcnow
+from callcontrol.store.unit import UnitSession
 
 __all__ = ["AUTO_RECHARGE_ROW", "AutoRechargeRepository"]
 
@@ -41,27 +42,32 @@ def _mine(attempt_id: str) -> Any:
     return (AutoRechargeRow.id == WALLET_ID) & (AutoRechargeRow.in_flight == attempt_id)
 
 
+async def auto_recharge(session: AsyncSession | UnitSession) -> AutoRecharge:
+    """The auto-recharge settings and state (any session, also a unit's)."""
+    row = await session.get(AutoRechargeRow, WALLET_ID, populate_existing=True)
+    if row is None:
+        raise StoreError(_MISSING)
+    return AutoRecharge(
+        enabled=row.enabled,
+        threshold_micro=row.threshold_micro,
+        amount_micro=row.amount_micro,
+        method_id=row.method_id,
+        monthly_cap_micro=row.monthly_cap_micro,
+        in_flight=row.in_flight,
+        failures=row.failures,
+        retry_at=row.retry_at,
+        low_notified=row.low_notified,
+        off_reason=row.off_reason,
+        changed_at=row.changed_at,
+    )
+
+
 class AutoRechargeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def get(self) -> AutoRecharge:
-        row = await self._session.get(AutoRechargeRow, WALLET_ID, populate_existing=True)
-        if row is None:
-            raise StoreError(_MISSING)
-        return AutoRecharge(
-            enabled=row.enabled,
-            threshold_micro=row.threshold_micro,
-            amount_micro=row.amount_micro,
-            method_id=row.method_id,
-            monthly_cap_micro=row.monthly_cap_micro,
-            in_flight=row.in_flight,
-            failures=row.failures,
-            retry_at=row.retry_at,
-            low_notified=row.low_notified,
-            off_reason=row.off_reason,
-            changed_at=row.changed_at,
-        )
+        return await auto_recharge(self._session)
 
     async def switch_on(
         self, *, threshold: int, amount: int, method_id: int, monthly_cap: int | None

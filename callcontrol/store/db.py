@@ -25,13 +25,13 @@ Messages never contain the database password.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, exc, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -42,10 +42,12 @@ from sqlalchemy.ext.asyncio import (
 
 from callcontrol.domain.money import chain_hash
 from callcontrol.errors import CallControlError, Conflict, StoreError
+from callcontrol.store.unit import SqliteUnits, UnitSession
 
 __all__ = [
     "TRANSLATED_ERRORS",
     "Database",
+    "UnitExecutor",
     "make_parent_dir",
     "normalize_url",
     "sqlite_file",
@@ -53,6 +55,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: What a unit of work (``Database.unit``) runs its statements on.
+UnitExecutor = AsyncSession | UnitSession
 
 try:  # asyncpg raises its own errors while connecting; SQLAlchemy wraps only later ones.
     import asyncpg
@@ -140,8 +147,11 @@ def translate_error(error: BaseException, url: URL) -> CallControlError:
 class Database:
     """One engine and its sessions. Create once in the composition root, ``dispose`` at exit."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, units: SqliteUnits | None = None) -> None:
         self._engine = engine
+        self._units = units
+        #: Units of work and sessions begun (``bench/profile_calls.py`` prints them).
+        self.transactions = 0
         self._url = engine.url
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._immediate_sessions = async_sessionmaker(
@@ -168,7 +178,16 @@ class Database:
             # No pre-ping: a SQLite connection is a file handle that cannot drop like a
             # server's socket, and the ping cost three thread hops per session.
             engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": busy_timeout})
-            _install_sqlite_hooks(engine, busy_timeout_ms=int(busy_timeout * 1000))
+            busy_ms = int(busy_timeout * 1000)
+            _install_sqlite_hooks(engine.sync_engine, busy_timeout_ms=busy_ms)
+            units = None
+            if sqlite_file(parsed) is not None:
+                units = SqliteUnits(
+                    parsed,
+                    lambda sync: _install_sqlite_hooks(sync, busy_timeout_ms=busy_ms),
+                    busy_timeout,
+                )
+            return cls(engine, units)
         else:
             engine = create_async_engine(
                 parsed,
@@ -182,6 +201,15 @@ class Database:
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    @property
+    def sync_engines(self) -> list[Engine]:
+        """Every engine under this handle (the async engine's, and SQLite's unit
+        engine): for event listeners, e.g. the statement counts of bench/."""
+        engines = [self._engine.sync_engine]
+        if self._units is not None:
+            engines.append(self._units.engine)
+        return engines
 
     @property
     def url(self) -> str:
@@ -202,6 +230,7 @@ class Database:
         """
         maker = self._immediate_sessions if immediate else self._sessions
         session = maker()
+        self.transactions += 1
         try:
             try:
                 async with session.begin():
@@ -215,6 +244,30 @@ class Database:
                 await session.close()
             except TRANSLATED_ERRORS:  # the connection is already gone; nothing to release
                 log.debug("closing a session on a failed connection", exc_info=True)
+
+    async def unit(
+        self, work: Callable[[UnitExecutor], Awaitable[T]], *, immediate: bool = False
+    ) -> T:
+        """Run ``work(session)`` in one transaction: committed when it returns, rolled
+        back when it raises; errors translated as in ``session``.
+
+        On a SQLite file the whole transaction is ONE hand-off to a dedicated thread
+        (``store.unit``): ``work`` must then only await the session's statements.
+        ``immediate``: as in ``session``. On PostgreSQL it is ``session`` itself.
+        """
+        self.transactions += 1
+        if self._units is None:
+            self.transactions -= 1  # session() counts it
+            async with self.session(immediate=immediate) as session:
+                return await work(session)
+        return await self._units.run(
+            work, immediate=immediate, begin=_BEGIN_OPTION, translate=self._translate
+        )
+
+    def _translate(self, error: BaseException) -> BaseException | None:
+        if isinstance(error, TRANSLATED_ERRORS):
+            return translate_error(error, self._url)
+        return None
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
@@ -232,8 +285,10 @@ class Database:
             await session.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and stop the unit thread)."""
         try:
+            if self._units is not None:
+                self._units.dispose()
             await self._engine.dispose()
         except TRANSLATED_ERRORS as error:
             raise translate_error(error, self._url) from error
@@ -261,8 +316,8 @@ def make_parent_dir(url: str | URL) -> None:
         raise StoreError(f"database unavailable: cannot create {file}: {error}") from error
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, issue BEGIN (see _on_begin).
         dbapi_connection.isolation_level = None
@@ -276,7 +331,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         statement = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN")
         connection.exec_driver_sql(statement)

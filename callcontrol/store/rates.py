@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callcontrol.domain.numbers import NumberType
 from callcontrol.domain.rating import Direction, Rate, RateSet
 from callcontrol.store.models import CallRecordRow, RateRow, RateSetRow
+from callcontrol.store.unit import UnitSession
 
 __all__ = ["RateRepository"]
 
@@ -48,6 +49,13 @@ def _rate_set(row: RateSetRow) -> RateSet:
         rate_count=row.rate_count,
         imported_at=row.imported_at,
     )
+
+
+async def current_set_id(session: AsyncSession | UnitSession) -> int | None:
+    """The id of the rate set in force (the newest; None before any import): the
+    cheap look that tells a process its cached rates are stale."""
+    newest: int | None = await session.scalar(select(func.max(RateSetRow.id)))
+    return newest
 
 
 class RateRepository:

@@ -33,13 +33,21 @@ from callcontrol.store.models import (
     UserRow,
     utcnow,
 )
+from callcontrol.store.unit import UnitSession
 
-__all__ = ["CallRecordRepository", "NumberRepository", "UserRepository"]
+__all__ = [
+    "CallRecordRepository",
+    "NumberRepository",
+    "UserRepository",
+    "number_route",
+    "user_by_extension",
+    "user_by_name",
+]
 
 MAX_LIST_LIMIT = 1000
 
 
-def _upsert_dialect(session: AsyncSession) -> Any:
+def _upsert_dialect(session: AsyncSession | UnitSession) -> Any:
     """The INSERT with ON CONFLICT of the session's database (both support it)."""
     return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
 
@@ -65,6 +73,18 @@ def _user(row: UserRow) -> User:
         digest_sha256=row.digest_sha256,
         realm=row.realm,
     )
+
+
+async def user_by_name(session: AsyncSession | UnitSession, name: str) -> User | None:
+    """The user called ``name`` (any session, also a unit's)."""
+    row = await session.scalar(_fresh(select(UserRow).where(UserRow.name == name)))
+    return None if row is None else _user(row)
+
+
+async def user_by_extension(session: AsyncSession | UnitSession, extension: str) -> User | None:
+    """The user with ``extension`` (any session, also a unit's)."""
+    row = await session.scalar(_fresh(select(UserRow).where(UserRow.extension == extension)))
+    return None if row is None else _user(row)
 
 
 class UserRepository:
@@ -93,14 +113,10 @@ class UserRepository:
         return _user(row)
 
     async def get_by_name(self, name: str) -> User | None:
-        row = await self._session.scalar(_fresh(select(UserRow).where(UserRow.name == name)))
-        return None if row is None else _user(row)
+        return await user_by_name(self._session, name)
 
     async def get_by_extension(self, extension: str) -> User | None:
-        row = await self._session.scalar(
-            _fresh(select(UserRow).where(UserRow.extension == extension))
-        )
-        return None if row is None else _user(row)
+        return await user_by_extension(self._session, extension)
 
     async def list(self) -> builtins.list[User]:
         """Every user, by name."""
@@ -197,6 +213,18 @@ async def _assignments(
     return {number: tuple(items) for number, items in out.items()}
 
 
+async def number_route(
+    session: AsyncSession | UnitSession, e164: str
+) -> tuple[Number, Route | None] | None:
+    """The number (without its assignments) and its route for an incoming call (one
+    query, on any session, also a unit's); None if not ours."""
+    row = (await session.execute(_number_query().where(NumberRow.e164 == e164))).first()
+    if row is None:
+        return None
+    number = _number(row)
+    return number, number.route
+
+
 class NumberRepository:
     """The organisation's numbers and their routing."""
 
@@ -228,13 +256,8 @@ class NumberRepository:
         return [_number(row, assigned.get(row[0], ())) for row in rows]
 
     async def route_for(self, e164: str) -> tuple[Number, Route | None] | None:
-        """The number (without its assignments) and its route for an incoming call (one
-        query); None if not ours."""
-        row = (await self._session.execute(_number_query().where(NumberRow.e164 == e164))).first()
-        if row is None:
-            return None
-        number = _number(row)
-        return number, number.route
+        """``number_route`` in this repository's session."""
+        return await number_route(self._session, e164)
 
     async def remove(self, e164: str) -> bool:
         """Delete the number and its route; False if unknown."""
@@ -361,7 +384,7 @@ def _record(row: Any) -> CallRecord:
 class CallRecordRepository:
     """Call records: started once, answered at most once, finished exactly once."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | UnitSession) -> None:
         self._session = session
 
     async def start(

@@ -4,6 +4,7 @@ database, picked once by ``wallet_store_for(db)``.
     __init__.py  WalletStore (the interface) and wallet_store_for (the factory)
     postgres.py  PostgresWalletStore: every write ONE statement, in autocommit
     sqlite.py    SqliteWalletStore: every write one short BEGIN IMMEDIATE transaction
+    callpath.py  a call's writes joined with its record's (three transactions a call)
     common.py    results (Posted, Refused), row mappers, typed SQL, the reads, and
                  why a write was not applied
 
@@ -54,22 +55,33 @@ The one wallet row's id is ``models.WALLET_ID``, bound as ``:wallet_id`` in the 
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
+from callcontrol.domain.charging import Settlement
 from callcontrol.domain.money import ChainHead, Hold, LedgerEntry, LedgerKind, WalletState
 from callcontrol.store.db import Database
+from callcontrol.store.wallet.callpath import Opened, Settled, Ticked, TickPlan, Work
 from callcontrol.store.wallet.common import Posted, Refused
 from callcontrol.store.wallet.postgres import PostgresWalletStore
 from callcontrol.store.wallet.sqlite import SqliteWalletStore
 
 __all__ = [
+    "Opened",
     "Posted",
     "PostgresWalletStore",
     "Refused",
+    "Settled",
     "SqliteWalletStore",
+    "TickPlan",
+    "Ticked",
     "WalletStore",
+    "Work",
     "wallet_store_for",
 ]
+
+
+T = TypeVar("T")
 
 
 class WalletStore(Protocol):
@@ -149,6 +161,38 @@ class WalletStore(Protocol):
 
     async def release(self, call_id: str) -> int:
         """Drop the call's hold; the amount released (0 if it had none)."""
+        ...
+
+    # ---- the call path: a call's writes joined with its record's (``callpath``) -----------
+
+    async def open_call(
+        self,
+        call_id: str,
+        amount: int,
+        *,
+        record: Work[object] | None,
+        refused: Work[object],
+    ) -> Opened:
+        """``record`` (the call record's start), then ``hold(call_id, amount)``; if that
+        is refused, ``refused`` (the record says so)."""
+        ...
+
+    async def tick(
+        self, call_id: str, plan: TickPlan, *, also: Work[object] | None = None
+    ) -> Ticked:
+        """``also`` (the record's answer), the wallet read, the charge ``plan`` decides
+        from it, then the hold it decides after the charge."""
+        ...
+
+    async def settle(
+        self,
+        call_id: str,
+        decide: Callable[[int], Settlement],
+        *,
+        also: Callable[[Settlement], Work[T]],
+    ) -> Settled[T]:
+        """What the call was charged, ``decide``'s final charge or refund of it, the
+        release of its hold and ``also(settlement)`` (the record's cost and end)."""
         ...
 
 

@@ -48,8 +48,11 @@ from callcontrol.store.models import (
     WalletRow,
     utcnow,
 )
+from callcontrol.store.unit import UnitSession
 
 __all__ = [
+    "ENTRY",
+    "INSERT_ENTRY",
     "NO_WALLET",
     "Executor",
     "Posted",
@@ -68,7 +71,7 @@ __all__ = [
 
 NO_WALLET = "the wallet row is missing: run `callcontrol db upgrade`"
 
-Executor = AsyncSession | AsyncConnection
+Executor = AsyncSession | AsyncConnection | UnitSession
 
 
 class Posted(NamedTuple):
@@ -102,6 +105,9 @@ INSERT_ENTRY = (
 MAX_DESCRIPTION = 256
 _BIND_TYPES: dict[str, TypeEngine[Any]] = {
     "amount": BigInteger(),
+    "balance": BigInteger(),
+    "entry_id": BigInteger(),
+    "hash": String(),
     "body": LargeBinary(),
     "delta": BigInteger(),
     "wanted": BigInteger(),
@@ -276,41 +282,35 @@ class WalletReads:
 
 class SessionReads:
     """The reads of a ``WalletStore``, the same on both databases: each in a short
-    read transaction of its own (``Database.session``)."""
+    read transaction of its own (``Database.unit``: on SQLite one hand-off to its
+    thread)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def state(self) -> WalletState:
-        async with self._db.session() as session:
-            state = await WalletReads(session).state()
+        state = await self._db.unit(lambda session: WalletReads(session).state())
         if state is None:
             raise StoreError(NO_WALLET)
         return state
 
     async def entries(self, limit: int) -> list[LedgerEntry]:
-        async with self._db.session() as session:
-            return await WalletReads(session).entries(limit)
+        return await self._db.unit(lambda session: WalletReads(session).entries(limit))
 
     async def last_credit_id(self) -> int:
-        async with self._db.session() as session:
-            return await WalletReads(session).last_credit_id()
+        return await self._db.unit(lambda session: WalletReads(session).last_credit_id())
 
     async def chain_head(self) -> ChainHead:
-        async with self._db.session() as session:
-            return await WalletReads(session).chain_head()
+        return await self._db.unit(lambda session: WalletReads(session).chain_head())
 
     async def holds(self) -> list[Hold]:
-        async with self._db.session() as session:
-            return await WalletReads(session).holds()
+        return await self._db.unit(lambda session: WalletReads(session).holds())
 
     async def hold_of(self, call_id: str) -> Hold | None:
-        async with self._db.session() as session:
-            return await WalletReads(session).hold_of(call_id)
+        return await self._db.unit(lambda session: WalletReads(session).hold_of(call_id))
 
     async def charged_for(self, reference: str) -> int:
-        async with self._db.session() as session:
-            return await WalletReads(session).charged_for(reference)
+        return await self._db.unit(lambda session: WalletReads(session).charged_for(reference))
 
 
 # ---- why a write was not applied -------------------------------------------------------

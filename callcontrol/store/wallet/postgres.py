@@ -57,6 +57,7 @@ from callcontrol.errors import Conflict, StoreError
 from callcontrol.store.audit import audit_chain, audit_wallet
 from callcontrol.store.db import Database
 from callcontrol.store.models import utcnow
+from callcontrol.store.wallet.callpath import SequentialCallPath
 from callcontrol.store.wallet.common import (
     ENTRY,
     INSERT_ENTRY,
@@ -294,7 +295,7 @@ class PostgresStatements:
         return int(row.released)
 
 
-class PostgresWalletStore(SessionReads):
+class PostgresWalletStore(SessionReads, SequentialCallPath):
     """``WalletStore`` on PostgreSQL (see the module docstring)."""
 
     def __init__(self, db: Database) -> None:

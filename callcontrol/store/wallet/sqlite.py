@@ -1,11 +1,14 @@
 """The wallet store on SQLite: each write is one short BEGIN IMMEDIATE transaction.
 
 SQLite has one writer at a time and no data-modifying CTEs. Each write takes the
-write lock at BEGIN (``Database.session(immediate=True)``), so every read in it is
+write lock at BEGIN (``Database.unit(immediate=True)``), so every read in it is
 current, and runs the fewest plain statements (UPDATE, INSERT, DELETE ...
-RETURNING; SQLite >= 3.35): two, three for a charge that uses a hold. This
-process's writers queue on one asyncio.Lock per store first, which spares them
-SQLite's busy-handler sleeps (other processes still wait on the file lock).
+RETURNING; SQLite >= 3.35): two, three for a charge that uses a hold. The whole
+transaction is one hand-off to the database's unit thread (``store.unit``), which
+runs this process's units one after another: they never sleep in SQLite's busy
+handler for each other (other processes still wait on the file lock there).
+The ``sqlite_*`` functions are the writes inside a transaction the caller opened,
+so that the call path can join a hold or a release with its call record's write.
 
 A write that appends a ledger entry hashes it in its wallet UPDATE: the next id is
 ``MAX(id) + 1`` (current under the write lock), and ``ledger_hash`` (the Python
@@ -20,19 +23,29 @@ look always agrees with the refusal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from sqlalchemy import Table, insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from callcontrol.domain.charging import Settlement
 from callcontrol.domain.money import ChainHead, LedgerEntry, LedgerKind
 from callcontrol.errors import StoreError
 from callcontrol.store.audit import audit_chain, audit_wallet
-from callcontrol.store.db import Database
-from callcontrol.store.models import LedgerEntryRow, utcnow
+from callcontrol.store.db import Database, UnitExecutor
+from callcontrol.store.models import utcnow
+from callcontrol.store.wallet.callpath import (
+    Opened,
+    Settled,
+    Ticked,
+    TickPlan,
+    Work,
+    charge_description,
+    final_key,
+    refund_description,
+    refund_key,
+)
 from callcontrol.store.wallet.common import (
+    ENTRY,
+    INSERT_ENTRY,
     NO_WALLET,
     Executor,
     Posted,
@@ -45,9 +58,18 @@ from callcontrol.store.wallet.common import (
     explain_hold,
     explain_post,
     sql,
+    sql_entries,
 )
 
-__all__ = ["SqliteStatements", "SqliteWalletStore"]
+__all__ = [
+    "SqliteStatements",
+    "SqliteWalletStore",
+    "sqlite_hold",
+    "sqlite_hold_up_to",
+    "sqlite_release",
+]
+
+T = TypeVar("T")
 
 # The next entry's id, and its hash moved into the wallet's chain head: ledger_hash is
 # ``domain.money.chain_hash``, registered on each connection (``store.db``). SET reads
@@ -117,7 +139,11 @@ WHERE id = :wallet_id AND held_micro >= :amount
 RETURNING id
 """)
 
-_LEDGER = cast(Table, LedgerEntryRow.__table__)
+_APPEND = sql_entries(f"""
+{INSERT_ENTRY}
+VALUES (:entry_id, :now, :kind, :amount, :reference, :key, :description, :balance, :hash)
+RETURNING {ENTRY}
+""")
 
 
 class SqliteStatements:
@@ -227,25 +253,57 @@ class SqliteStatements:
         return int(amount)
 
     async def _append(self, params: dict[str, Any], wallet: Any) -> LedgerEntry:
-        """Insert the entry the wallet UPDATE hashed (``wallet``: its RETURNING row)."""
-        row = (
-            await self._executor.execute(
-                insert(LedgerEntryRow)
-                .values(
-                    id=wallet.entry_id,
-                    created_at=params["now"],
-                    kind=params["kind"],
-                    amount_micro=params["amount"],
-                    reference=params["reference"],
-                    idempotency_key=params["key"],
-                    description=params["description"],
-                    balance_after_micro=wallet.balance_micro,
-                    entry_hash=wallet.last_hash,
-                )
-                .returning(*_LEDGER.c)
-            )
-        ).one()
-        return entry(row)
+        """Insert the entry the wallet UPDATE hashed (``wallet``: its RETURNING row).
+        One prepared text statement: an ``insert().values(...)`` built per entry cost
+        more CPU (coercion and cache keys of nine values) than the rest of a charge."""
+        values = {
+            **params,
+            "entry_id": wallet.entry_id,
+            "balance": wallet.balance_micro,
+            "hash": wallet.last_hash,
+        }
+        return entry((await self._executor.execute(_APPEND, values)).one())
+
+
+async def sqlite_hold(session: Executor, call_id: str, amount: int) -> bool:
+    """``WalletStore.hold`` in the caller's write transaction (BEGIN IMMEDIATE)."""
+    if await SqliteStatements(session).hold(call_id, amount):
+        return True
+    reads = WalletReads(session)
+    held = explain_hold(call_id, amount, await reads.state(), await reads.hold_of(call_id))
+    if held is None:  # pragma: no cover - the write lock was held throughout
+        raise StoreError(f"the wallet changed under the write lock (hold of call {call_id})")
+    return held
+
+
+async def sqlite_hold_up_to(session: Executor, call_id: str, wanted: int) -> int:
+    """``WalletStore.hold_up_to`` in the caller's write transaction."""
+    got = await SqliteStatements(session).hold_up_to(call_id, wanted)
+    if got is None:
+        raise StoreError(NO_WALLET)  # rolls the hold back
+    return got
+
+
+async def sqlite_release(session: Executor, call_id: str) -> int:
+    """``WalletStore.release`` in the caller's write transaction."""
+    released = await SqliteStatements(session).release(call_id)
+    if released is None:
+        raise StoreError(NO_WALLET)  # rolls the delete back
+    return released
+
+
+async def _charge(session: Executor, call_id: str, amount: int, key: str) -> Posted | Refused:
+    """``WalletStore.charge`` of a call in the caller's write transaction."""
+    done = await SqliteStatements(session).charge(
+        call_id=call_id,
+        amount=amount,
+        reference=call_id,
+        idempotency_key=key,
+        description=charge_description(call_id),
+    )
+    if done is not None:
+        return done
+    return await explain_charge(WalletReads(session), call_id, key)
 
 
 class SqliteWalletStore(SessionReads):
@@ -253,13 +311,12 @@ class SqliteWalletStore(SessionReads):
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
-        self._writers = asyncio.Lock()
+        self._writers = asyncio.Lock()  # the audit's locked view, after earlier audits
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        """One short write transaction, after this process's earlier writers."""
-        async with self._writers, self._db.session(immediate=True) as session:
-            yield session
+    async def _write(self, work: Callable[[UnitExecutor], Awaitable[T]]) -> T:
+        """One short write transaction (BEGIN IMMEDIATE) in one hand-off to the unit
+        thread, which runs this process's units one after another."""
+        return await self._db.unit(work, immediate=True)
 
     async def post(
         self,
@@ -270,7 +327,7 @@ class SqliteWalletStore(SessionReads):
         idempotency_key: str,
         description: str,
     ) -> Posted | Refused:
-        async with self._transaction() as session:
+        async def work(session: Executor) -> Posted | Refused:
             done = await SqliteStatements(session).post(
                 kind=kind,
                 amount=amount,
@@ -282,6 +339,8 @@ class SqliteWalletStore(SessionReads):
                 return done
             return await explain_post(WalletReads(session), idempotency_key)
 
+        return await self._write(work)
+
     async def charge(
         self,
         *,
@@ -291,7 +350,7 @@ class SqliteWalletStore(SessionReads):
         idempotency_key: str,
         description: str,
     ) -> Posted | Refused:
-        async with self._transaction() as session:
+        async def work(session: Executor) -> Posted | Refused:
             done = await SqliteStatements(session).charge(
                 call_id=call_id,
                 amount=amount,
@@ -303,32 +362,93 @@ class SqliteWalletStore(SessionReads):
                 return done
             return await explain_charge(WalletReads(session), call_id, idempotency_key)
 
+        return await self._write(work)
+
     async def hold(self, call_id: str, amount: int) -> bool:
-        async with self._transaction() as session:
-            if await SqliteStatements(session).hold(call_id, amount):
-                return True
-            reads = WalletReads(session)
-            held = explain_hold(call_id, amount, await reads.state(), await reads.hold_of(call_id))
-        if held is None:  # pragma: no cover - the write lock was held throughout
-            raise StoreError(f"the wallet changed under the write lock (hold of call {call_id})")
-        return held
+        return await self._write(lambda session: sqlite_hold(session, call_id, amount))
 
     async def hold_up_to(self, call_id: str, wanted: int) -> int:
-        async with self._transaction() as session:
-            got = await SqliteStatements(session).hold_up_to(call_id, wanted)
-            if got is None:
-                raise StoreError(NO_WALLET)  # rolls the hold back
-        return got
+        return await self._write(lambda session: sqlite_hold_up_to(session, call_id, wanted))
 
     async def release(self, call_id: str) -> int:
-        async with self._transaction() as session:
-            released = await SqliteStatements(session).release(call_id)
-            if released is None:
-                raise StoreError(NO_WALLET)  # rolls the delete back
-        return released
+        return await self._write(lambda session: sqlite_release(session, call_id))
+
+    # ---- the call path: each operation ONE transaction (``callpath``) ---------------------
+
+    async def open_call(
+        self,
+        call_id: str,
+        amount: int,
+        *,
+        record: Work[object] | None,
+        refused: Work[object],
+    ) -> Opened:
+        async def work(session: UnitExecutor) -> Opened:
+            if record is not None:
+                await record(session)
+            if await sqlite_hold(session, call_id, amount):
+                return Opened(held=True)
+            await refused(session)
+            return Opened(held=False)
+
+        return await self._write(work)
+
+    async def tick(
+        self, call_id: str, plan: TickPlan, *, also: Work[object] | None = None
+    ) -> Ticked:
+        async def work(session: UnitExecutor) -> Ticked:
+            if also is not None:
+                await also(session)
+            state = await WalletReads(session).state()
+            if state is None:
+                raise StoreError(NO_WALLET)
+            amount, key = plan.charge(state)
+            posted: Posted | Refused | None = None
+            hold_left: int | None = None
+            if amount:
+                posted = await _charge(session, call_id, amount, key)
+                if isinstance(posted, Refused):
+                    return Ticked(state, amount, posted, 0)
+                hold_left = posted.hold_left
+            wanted = plan.hold(state, hold_left)
+            added = await sqlite_hold_up_to(session, call_id, wanted) if wanted else 0
+            return Ticked(state, amount, posted, added)
+
+        return await self._write(work)
+
+    async def settle(
+        self,
+        call_id: str,
+        decide: Callable[[int], Settlement],
+        *,
+        also: Callable[[Settlement], Work[T]],
+    ) -> Settled[T]:
+        async def work(session: UnitExecutor) -> Settled[T]:
+            settlement = decide(await WalletReads(session).charged_for(call_id))
+            posted: Posted | Refused | None = None
+            if settlement.charge_now:
+                posted = await _charge(session, call_id, settlement.charge_now, final_key(call_id))
+                if isinstance(posted, Refused):
+                    return Settled(settlement, posted, None, 0, None)
+            refund: Posted | Refused | None = None
+            if settlement.excess:
+                key = refund_key(call_id)
+                refund = await SqliteStatements(session).post(
+                    kind=LedgerKind.REFUND,
+                    amount=settlement.excess,
+                    reference=call_id,
+                    idempotency_key=key,
+                    description=refund_description(call_id),
+                ) or await explain_post(WalletReads(session), key)
+            released = await sqlite_release(session, call_id)
+            recorded = await also(settlement)(session)
+            return Settled(settlement, posted, refund, released, recorded)
+
+        return await self._write(work)
 
     async def audit(self, anchor: ChainHead | None = None) -> list[str]:
-        async with self._transaction() as session:  # the write lock: one consistent view
+        # the write lock: one consistent view
+        async with self._writers, self._db.session(immediate=True) as session:
             problems, last = await audit_wallet(session)
         if last is None:
             return problems

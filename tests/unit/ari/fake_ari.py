@@ -114,6 +114,7 @@ class FakeAri:
         # The variables ari.conf's ``channelvars`` names: every channel's JSON reports them.
         self.channelvars: tuple[str, ...] = ()
         self.subscriptions: set[str] = set()  # event sources added to the application
+        self.event_filter: Any = None  # the body of the last PUT .../eventFilter
         self.gates: dict[tuple[str, str], asyncio.Event] = {}
         self.bridges: dict[str, dict[str, Any]] = {}
         self.dynamic: dict[tuple[str, str, str], dict[str, str]] = {}
@@ -244,6 +245,7 @@ class FakeAri:
         r.add_post("/ari/bridges/{id}/addChannel", self._bridge_void)
         r.add_post("/ari/bridges/{id}/removeChannel", self._bridge_void)
         r.add_post("/ari/applications/{app}/subscription", self._subscribe)
+        r.add_put("/ari/applications/{app}/eventFilter", self._event_filter)
         r.add_get("/ari/endpoints/PJSIP", self._list_endpoints)
         dynamic = "/ari/asterisk/config/dynamic/{cls}/{type}/{id}"
         r.add_get(dynamic, self._get_config)
@@ -365,6 +367,14 @@ class FakeAri:
         if self.bridges.pop(request.match_info["id"], None) is None:
             return self._not_found("Bridge")
         return web.Response(status=204)
+
+    async def _event_filter(self, request: web.Request) -> web.Response:
+        """PUT /applications/{app}/eventFilter (rest-api/applications.json): kept in
+        ``event_filter``; the fake sends only what a test sends, so it filters nothing."""
+        if request.match_info["app"] != APP:
+            return self._not_found("Application")
+        self.event_filter = await request.json()
+        return web.json_response({"name": APP, "events_disallowed": self.event_filter})
 
     async def _subscribe(self, request: web.Request) -> web.Response:
         """POST /applications/{app}/subscription (rest-api/applications.json)."""

@@ -162,6 +162,16 @@ async def test_asterisk_info_and_dynamic_config(fake: FakeAri, client: AriClient
     await client.delete_dynamic_config("res_pjsip", "auth", "alice")  # already gone: fine
 
 
+async def test_event_filter_disallows_types_for_the_application(
+    fake: FakeAri, client: AriClient
+) -> None:
+    await client.filter_events(["ChannelVarset"])
+    request = last(fake)
+    assert (request.method, request.path) == ("PUT", f"/ari/applications/{APP}/eventFilter")
+    assert request.json == {"disallowed": [{"type": "ChannelVarset"}]}
+    assert fake.event_filter == request.json
+
+
 async def test_404_is_ari_not_found(client: AriClient) -> None:
     with pytest.raises(AriNotFound) as info:
         await client.answer("gone")

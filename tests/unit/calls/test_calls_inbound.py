@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from calls_harness import (
@@ -151,3 +152,26 @@ async def test_without_enough_credits_nothing_rings_and_nothing_is_held(
     assert (wallet.balance, wallet.held) == (MICRO // 100, 0)
     assert await app.wallet.open_holds() == []
     assert await app.wallet.audit() == []
+
+
+async def test_a_routed_charged_call_takes_four_database_transactions(app: App) -> None:
+    """The call path's budget (issue 12): the route with the rate set in force (one
+    read), the record's start with the first block's hold, the answer with the first
+    charge and slice, the settlement with the record's end. Each was a transaction
+    of its own before (13 per call)."""
+    await app.service.load_rates()  # the first call reads the rates once
+    begun = app.db.transactions
+    call = await app.carrier_call(CARRIER, ROUTED)
+    callee = await app.answer(call)
+    await app.request("POST", f"/ari/bridges/{call.call_id}/addChannel")
+    await app.request("POST", f"/ari/channels/{callee}/variable", count=1)
+    app.clock.advance(2)
+    await app.hang_up(CARRIER)
+    task = app.manager.tasks.get(call.call_id)
+    if task is not None:
+        await asyncio.wait_for(asyncio.shield(task), 10)
+    assert app.db.transactions - begun == 4
+    record = await app.ended(call)
+    assert record.charge_state == ChargeState.SETTLED
+    assert record.cost_micro == INBOUND_FEE + 2 * INBOUND_PER_SECOND
+    assert (await app.wallet.balance()).held == 0

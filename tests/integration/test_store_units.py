@@ -1,0 +1,184 @@
+"""Units of work (``Database.unit``): one transaction, on SQLite in one hand-off to
+its thread; the call path's joined transactions (``store.wallet.callpath``)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from callcontrol.billing.wallet import Wallet
+from callcontrol.calls.records import CallStore
+from callcontrol.domain.call_records import CallDirection, CallRecord
+from callcontrol.domain.charging import ChargeState
+from callcontrol.domain.money import LedgerKind
+from callcontrol.errors import Conflict, NotFound
+from callcontrol.store.db import Database, UnitExecutor
+from callcontrol.store.models import CallRecordRow, UserRow
+from callcontrol.store.wallet.callpath import Work
+
+
+def _user_row(name: str, extension: str) -> UserRow:
+    return UserRow(
+        name=name, extension=extension, digest_md5="0" * 32, digest_sha256="0" * 64, realm="r"
+    )
+
+
+async def _names(session: UnitExecutor) -> list[str]:
+    return list(await session.scalars(select(UserRow.name).order_by(UserRow.name)))
+
+
+async def test_a_unit_commits_when_it_returns(database: Database) -> None:
+    async def add(session: UnitExecutor) -> str:
+        await session.execute(
+            UserRow.__table__.insert().values(  # type: ignore[attr-defined]
+                name="alice",
+                extension="1001",
+                digest_md5="0" * 32,
+                digest_sha256="0" * 64,
+                realm="r",
+            )
+        )
+        return "added"
+
+    assert await database.unit(add, immediate=True) == "added"
+    assert await database.unit(_names) == ["alice"]
+    async with database.session() as session:  # and the other connections see it
+        assert await session.scalar(select(UserRow.name)) == "alice"
+
+
+async def test_a_unit_rolls_back_everything_when_it_raises(database: Database) -> None:
+    async def add_then_fail(session: UnitExecutor) -> None:
+        await session.execute(
+            UserRow.__table__.insert().values(  # type: ignore[attr-defined]
+                name="bob",
+                extension="1002",
+                digest_md5="0" * 32,
+                digest_sha256="0" * 64,
+                realm="r",
+            )
+        )
+        raise NotFound("stop")
+
+    with pytest.raises(NotFound, match="stop"):
+        await database.unit(add_then_fail, immediate=True)
+    assert await database.unit(_names) == []
+
+
+async def test_a_unit_translates_library_errors(database: Database) -> None:
+    async with database.session() as session:
+        session.add(_user_row("alice", "1001"))
+
+    async def duplicate(session: UnitExecutor) -> None:
+        await session.execute(
+            UserRow.__table__.insert().values(  # type: ignore[attr-defined]
+                name="alice",
+                extension="1009",
+                digest_md5="0" * 32,
+                digest_sha256="0" * 64,
+                realm="r",
+            )
+        )
+
+    with pytest.raises(Conflict, match="conflicts with existing data"):
+        await database.unit(duplicate)
+
+
+async def test_sqlite_runs_a_whole_unit_in_one_thread_and_refuses_one_that_waits(
+    database: Database,
+) -> None:
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL runs units as sessions on the event loop")
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    async def where(session: UnitExecutor) -> None:
+        seen.append(threading.get_ident())
+        await _names(session)
+        seen.append(threading.get_ident())
+
+    await database.unit(where)
+    assert len(set(seen)) == 1 and seen[0] != loop_thread
+
+    async def waits(session: UnitExecutor) -> None:
+        await session.execute(
+            UserRow.__table__.insert().values(  # type: ignore[attr-defined]
+                name="carol",
+                extension="1003",
+                digest_md5="0" * 32,
+                digest_sha256="0" * 64,
+                realm="r",
+            )
+        )
+        await asyncio.sleep(0)  # a unit may not wait on the event loop
+
+    with pytest.raises(RuntimeError, match="waited on the event loop"):
+        await database.unit(waits)
+    assert await database.unit(_names) == []  # and nothing of it was committed
+
+
+async def test_a_unit_works_again_after_dispose(database: Database) -> None:
+    await database.unit(_names)
+    await database.dispose()
+    assert await database.unit(_names) == []
+
+
+def _start(store: CallStore, call_id: str) -> Work[CallRecord]:
+    return store.start_work(
+        call_id=call_id,
+        direction=CallDirection.INBOUND,
+        caller="+15551234567",
+        callee="+15557654321",
+        channel_id=f"chan-{call_id}",
+        started_at=datetime.now(UTC),
+        charge_state=ChargeState.AUTHORIZED,
+    )
+
+
+async def _record(database: Database, call_id: str) -> CallRecordRow | None:
+    async with database.session() as session:
+        return await session.get(CallRecordRow, call_id)
+
+
+async def test_open_call_writes_the_record_and_the_hold_or_the_refusal(database: Database) -> None:
+    wallet, store = Wallet(database), CallStore(database)
+    await wallet.credit(100, LedgerKind.PURCHASE, None, "funds", "test")
+    refused = store.charge_state_work
+    held = await wallet.open_call(
+        "a",
+        60,
+        record=_start(store, "a"),
+        refused=refused("a", ChargeState.REFUSED_NO_CREDIT),
+    )
+    assert held and await wallet.hold_of("a") == 60
+    record = await _record(database, "a")
+    assert record is not None and record.charge_state == "authorized"
+    held = await wallet.open_call(
+        "b", 60, record=_start(store, "b"), refused=refused("b", ChargeState.REFUSED_NO_CREDIT)
+    )
+    assert not held and await wallet.hold_of("b") == 0
+    record = await _record(database, "b")
+    assert record is not None and record.charge_state == "refused_no_credit"
+    assert (await wallet.balance()).held == 60
+    assert await wallet.audit() == []
+
+
+async def test_on_sqlite_a_call_record_and_its_hold_commit_together(database: Database) -> None:
+    """The crash rule, more strictly: no record naming a rate without its hold, and no
+    hold without its record (SQLite: one transaction; PostgreSQL: record first)."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL keeps its one-statement wallet writes: record, then hold")
+    wallet, store = Wallet(database), CallStore(database)
+    await wallet.credit(100, LedgerKind.PURCHASE, None, "funds", "test")
+    await wallet.hold("c", 10)  # the call already has a hold: open_call's hold fails
+    with pytest.raises(Conflict):
+        await wallet.open_call(
+            "c",
+            10,
+            record=_start(store, "c"),
+            refused=store.charge_state_work("c", ChargeState.REFUSED_NO_CREDIT),
+        )
+    assert await _record(database, "c") is None
