@@ -35,6 +35,13 @@ logger = logging.getLogger(__name__)
 
 ParamValue = str | int | float | bool | None
 LATENCY_WEIGHT = 0.1  # of each request's time in the smoothed ``AriClient.latency``
+# Connections the client keeps open to Asterisk's HTTP server at most; further requests
+# wait for one (their wait counts in ``latency``, so overload control sees it). Asterisk
+# closes any session beyond http.conf's ``sessionlimit`` at once ("Server
+# disconnected": at 90 calls/s a 100-connection pool plus the events WebSocket hit the
+# default limit of 100); dialplan/http.conf raises that to 1000, and this stays well
+# below it so that other app processes, the WebSocket and tools always get a session.
+MAX_CONNECTIONS = 64
 
 
 def ari_root(base_url: str) -> str:
@@ -128,6 +135,7 @@ class AriClient:
             raise AriUnavailable("the ARI client is closed")
         if self._session is None:
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
                 headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 raise_for_status=False,

@@ -7,6 +7,7 @@ that could add a line, a section or a comment all the same, and writes nothing t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,15 @@ def test_the_cdr_file_name_is_the_one_cdr_custom_conf_writes() -> None:
     assert "[callcontrol-cdr.csv]" in conf
     fields = next(line for line in conf.splitlines() if line.startswith("fields"))
     assert fields.split("=", 1)[1].split(",")[:3] == [" uniqueid", " linkedid", " channel"]
+
+
+def test_asterisk_takes_more_http_sessions_than_one_app_opens() -> None:
+    """Asterisk closes an HTTP session beyond ``sessionlimit`` at once (the app saw
+    "Server disconnected" under overload with the default 100): the shipped limit must
+    leave room for a whole ARI pool of several app processes plus their WebSockets."""
+    from callcontrol.ari.client import MAX_CONNECTIONS
+
+    http_conf = (Path(__file__).resolve().parents[2] / "dialplan/http.conf").read_text()
+    limits = [int(v) for v in re.findall(r"^sessionlimit\s*=\s*(\d+)", http_conf, re.M)]
+    assert limits, "dialplan/http.conf sets no sessionlimit (Asterisk's default is 100)"
+    assert limits[-1] >= 4 * (MAX_CONNECTIONS + 1)
