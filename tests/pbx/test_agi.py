@@ -70,13 +70,9 @@ class AgiProcess(AppProcess):
 
 @pytest.fixture(scope="module")
 def agi_pbx(pbx: Settings) -> Settings:
-    """The PBX with the AGI modules: `pbx up` on a running Asterisk only reloads the
-    configuration, which loads no module newly listed in modules.conf."""
+    """The PBX with the AGI modules: `pbx up` (the ``pbx`` fixture) loads the modules
+    modules.conf newly lists on a running Asterisk (``DevPbx.load_listed_modules``)."""
     dev = DevPbx(pbx)
-    loaded = dev.cli("module show like res_agi")
-    if "res_agi.so" not in loaded:
-        for module in ("res_speech.so", "res_agi.so", "app_stack.so"):
-            dev.cli(f"module load {module}")
     assert "res_agi.so" in dev.cli("module show like res_agi")
     return pbx
 
