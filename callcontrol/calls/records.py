@@ -12,9 +12,9 @@ the next call.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NotRequired, TypedDict, Unpack
+from typing import NotRequired, TypedDict, Unpack
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 
 from callcontrol.domain.call_records import CallDirection, CallRecord, Disposition, EndedBy
 from callcontrol.domain.charging import ChargeState
@@ -30,6 +30,7 @@ from callcontrol.store.repositories import (
     user_by_extension,
     user_by_name,
 )
+from callcontrol.store.unit import prepared
 from callcontrol.store.wallet import Work
 
 #: A dialled number: ours (and its route) or None.
@@ -172,18 +173,10 @@ class CallStore:
         """Record who took the call (for IVR calls it is known only when they answer;
         None: keep who is recorded) and, for a call answered only now, when (kept if
         already set): one statement."""
-        values: dict[str, Any] = {}
-        if user_name is not None:
-            values["user_name"] = user_name
-            values["user_id"] = (
-                select(UserRow.id).where(UserRow.name == user_name).scalar_subquery()
-            )
-        if answered_at is not None:
-            values["answered_at"] = func.coalesce(CallRecordRow.answered_at, answered_at)
-        statement = update(CallRecordRow).where(CallRecordRow.call_id == call_id).values(**values)
+        params = {"v_call_id": call_id, "v_user_name": user_name, "v_answered_at": answered_at}
 
         async def work(session: UnitExecutor) -> None:
-            await session.execute(statement)
+            await session.execute(_CONNECTED, params)
 
         return work
 
@@ -239,3 +232,24 @@ class CallStore:
 
     async def recent(self, limit: int = 50) -> list[CallRecord]:
         return await self.db.unit(lambda session: CallRecordRepository(session).list_recent(limit))
+
+
+# Who took the call and when (each kept when its parameter is NULL): built once
+# (``store.unit.prepared``).
+_USER_NAME = bindparam("v_user_name", type_=CallRecordRow.user_name.type)
+_CONNECTED = prepared(
+    update(CallRecordRow)
+    .where(CallRecordRow.call_id == bindparam("v_call_id", type_=CallRecordRow.call_id.type))
+    .values(
+        user_name=func.coalesce(_USER_NAME, CallRecordRow.user_name),
+        user_id=case(
+            (_USER_NAME.is_(None), CallRecordRow.user_id),
+            else_=select(UserRow.id).where(UserRow.name == _USER_NAME).scalar_subquery(),
+        ),
+        answered_at=func.coalesce(
+            CallRecordRow.answered_at,
+            bindparam("v_answered_at", type_=CallRecordRow.answered_at.type),
+        ),
+    )
+    .execution_options(synchronize_session=False)
+)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callcontrol.domain.numbers import NumberType
 from callcontrol.domain.rating import Direction, Rate, RateSet
 from callcontrol.store.models import CallRecordRow, RateRow, RateSetRow
-from callcontrol.store.unit import UnitSession
+from callcontrol.store.unit import UnitSession, prepared
 
 __all__ = ["RateRepository"]
 
@@ -54,8 +54,11 @@ def _rate_set(row: RateSetRow) -> RateSet:
 async def current_set_id(session: AsyncSession | UnitSession) -> int | None:
     """The id of the rate set in force (the newest; None before any import): the
     cheap look that tells a process its cached rates are stale."""
-    newest: int | None = await session.scalar(select(func.max(RateSetRow.id)))
+    newest: int | None = await session.scalar(_CURRENT_SET_ID)
     return newest
+
+
+_CURRENT_SET_ID = prepared(select(func.max(RateSetRow.id)))
 
 
 class RateRepository:

@@ -15,7 +15,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Result, Row, Select, Table, delete, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    Result,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +45,7 @@ from callcontrol.store.models import (
     UserRow,
     utcnow,
 )
-from callcontrol.store.unit import UnitSession
+from callcontrol.store.unit import UnitSession, prepared
 
 __all__ = [
     "CallRecordRepository",
@@ -218,11 +230,16 @@ async def number_route(
 ) -> tuple[Number, Route | None] | None:
     """The number (without its assignments) and its route for an incoming call (one
     query, on any session, also a unit's); None if not ours."""
-    row = (await session.execute(_number_query().where(NumberRow.e164 == e164))).first()
+    row = (await session.execute(_NUMBER_ROUTE, {"e164": e164})).first()
     if row is None:
         return None
     number = _number(row)
     return number, number.route
+
+
+# The call path's statements, built once (``store.unit.prepared``: on SQLite each is
+# compiled once and runs straight on the driver's cursor).
+_NUMBER_ROUTE = prepared(_number_query().where(NumberRow.e164 == bindparam("e164")))
 
 
 class NumberRepository:
@@ -408,39 +425,30 @@ class CallRecordRepository:
         ``charge_state`` and ``rate_id``: a call rated before its record is written
         starts with them (one statement instead of two).
         """
-        table = cast(Table, CallRecordRow.__table__)
-        values: dict[str, Any] = {
-            "call_id": call_id,
-            "direction": direction.value,
-            "caller": caller,
-            "callee": callee,
-            "channel_id": channel_id,
-            "started_at": started_at,
-            "number_e164": number_e164,
-            "user_name": user_name,
-            "charge_state": charge_state,
-            "rate_id": rate_id,
-            "pbx_node": pbx_node,
-            "user_id": (
-                None
-                if user_name is None
-                else select(UserRow.id).where(UserRow.name == user_name).scalar_subquery()
-            ),
+        values = {
+            "v_call_id": call_id,
+            "v_direction": direction.value,
+            "v_caller": caller,
+            "v_callee": callee,
+            "v_channel_id": channel_id,
+            "v_started_at": started_at,
+            "v_number_e164": number_e164,
+            "v_user_name": user_name,
+            "v_charge_state": charge_state,
+            "v_rate_id": rate_id,
+            "v_pbx_node": pbx_node,
         }
-        insert = _upsert_dialect(self._session).insert(table)
-        statement = insert.values(values).on_conflict_do_nothing().returning(*table.c)
-        row = (await self._session.execute(statement)).first()
+        dialect = self._session.get_bind().dialect.name
+        statement = _START_POSTGRESQL if dialect == "postgresql" else _START_SQLITE
+        row = (await self._session.execute(statement, values)).first()
         if row is None:
             raise Conflict(f"call record {call_id} already exists")
         return _record(row)
 
     async def mark_answered(self, call_id: str, at: datetime) -> bool:
         """Set the answer time once, while the call is open; whether it applied."""
-        return await self._update(
-            call_id,
-            (CallRecordRow.answered_at.is_(None), CallRecordRow.ended_at.is_(None)),
-            answered_at=at,
-        )
+        result = await self._session.execute(_ANSWERED, {"v_call_id": call_id, "v_answered_at": at})
+        return _rowcount(result) == 1
 
     async def finish(
         self,
@@ -455,14 +463,17 @@ class CallRecordRepository:
 
         Returns whether this call closed it.
         """
-        return await self._update(
-            call_id,
-            (CallRecordRow.ended_at.is_(None),),
-            ended_at=ended_at,
-            disposition=str(disposition),
-            hangup_cause=hangup_cause,
-            ended_by=None if ended_by is None else ended_by.value,
+        result = await self._session.execute(
+            _FINISH,
+            {
+                "v_call_id": call_id,
+                "v_ended_at": ended_at,
+                "v_disposition": str(disposition),
+                "v_hangup_cause": hangup_cause,
+                "v_ended_by": None if ended_by is None else ended_by.value,
+            },
         )
+        return _rowcount(result) == 1
 
     async def set_charge(
         self,
@@ -479,19 +490,17 @@ class CallRecordRepository:
 
         Returns whether the record was updated.
         """
-        values: dict[str, Any] = {"charge_state": charge_state}
-        for name, value in (
-            ("rate_id", rate_id),
-            ("billable_seconds", billable_seconds),
-            ("cost_micro", cost_micro),
-        ):
-            if value is not None:
-                values[name] = value
-        return await self._update(
-            call_id,
-            ((CallRecordRow.charge_state.is_(None)) | (CallRecordRow.charge_state != "settled"),),
-            **values,
+        result = await self._session.execute(
+            _SET_CHARGE,
+            {
+                "v_call_id": call_id,
+                "v_charge_state": charge_state,
+                "v_rate_id": rate_id,
+                "v_billable_seconds": billable_seconds,
+                "v_cost_micro": cost_micro,
+            },
         )
+        return _rowcount(result) == 1
 
     async def claim_for_node(self, call_id: str, pbx_node: str) -> bool:
         """Name the PBX of a record written before records named it (NULL), once."""
@@ -535,3 +544,78 @@ class CallRecordRepository:
             .execution_options(synchronize_session=False)
         )
         return _rowcount(result) == 1
+
+
+def _param(column: Any) -> Any:
+    """A bind parameter typed as ``column`` and named ``v_<column>`` (SQLAlchemy keeps a
+    column's own name for the parameters it makes in VALUES and SET)."""
+    return bindparam(f"v_{column.key}", type_=column.type)
+
+
+def _start_statement(dialect: Any) -> Any:
+    """A call record's INSERT (nothing on a duplicate id), its user linked by name."""
+    table = cast(Table, CallRecordRow.__table__)
+    row = CallRecordRow
+    fields = (
+        row.call_id,
+        row.direction,
+        row.caller,
+        row.callee,
+        row.channel_id,
+        row.started_at,
+        row.number_e164,
+        row.user_name,
+        row.charge_state,
+        row.rate_id,
+        row.pbx_node,
+    )
+    user_id = select(UserRow.id).where(UserRow.name == _param(row.user_name)).scalar_subquery()
+    values = {column.key: _param(column) for column in fields}
+    return prepared(
+        dialect.insert(table)
+        .values(**values, user_id=user_id)
+        .on_conflict_do_nothing()
+        .returning(*table.c)
+    )
+
+
+def _record_update(*conditions: Any, **values: Any) -> Any:
+    return prepared(
+        update(CallRecordRow)
+        .where(CallRecordRow.call_id == _param(CallRecordRow.call_id), *conditions)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _keep(column: Any) -> Any:
+    """``column`` set to its parameter, kept as it is when the parameter is NULL."""
+    return func.coalesce(_param(column), column)
+
+
+_START_SQLITE = _start_statement(sqlite)
+_START_POSTGRESQL = _start_statement(postgresql)
+_ANSWERED = _record_update(
+    CallRecordRow.answered_at.is_(None),
+    CallRecordRow.ended_at.is_(None),
+    answered_at=_param(CallRecordRow.answered_at),
+)
+_FINISH = _record_update(
+    CallRecordRow.ended_at.is_(None),
+    **{
+        column.key: _param(column)
+        for column in (
+            CallRecordRow.ended_at,
+            CallRecordRow.disposition,
+            CallRecordRow.hangup_cause,
+            CallRecordRow.ended_by,
+        )
+    },
+)
+_SET_CHARGE = _record_update(
+    CallRecordRow.charge_state.is_(None) | (CallRecordRow.charge_state != "settled"),
+    charge_state=_param(CallRecordRow.charge_state),
+    rate_id=_keep(CallRecordRow.rate_id),
+    billable_seconds=_keep(CallRecordRow.billable_seconds),
+    cost_micro=_keep(CallRecordRow.cost_micro),
+)

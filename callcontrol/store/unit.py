@@ -14,6 +14,14 @@ seen through ``UnitSession``, whose awaitables complete at once. The coroutine i
 then driven to its end with a single ``send``: it never suspends (``run_to_end``
 refuses one that does: a unit must only run statements, never wait on the loop).
 
+Text statements (``text()``, the ``sql()`` of the wallet and the call path) run
+straight on the driver's cursor (``Plan``): SQLAlchemy's execution of a text
+statement (cache key, compiled-cache lookup, execution context, result metadata)
+cost about ten times what SQLite itself spends on it, and the call path is made of
+them. The plan is built once per statement object, from the statement's own bind
+and column types (the same conversions as SQLAlchemy's: datetimes, BLOBs); driver
+errors leave as SQLAlchemy's (``DBAPIError.instance``), as from a Core statement.
+
 One thread, one connection: units of one process run one after another, in the
 order they were submitted (SQLite has one writer anyway; a WAL reader never waits).
 A unit that needs SQLite's write lock asks for it at BEGIN (``immediate=True``), so
@@ -28,17 +36,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+from collections import namedtuple
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.engine import URL, Result, ScalarResult
+from sqlalchemy.engine import URL, Dialect, Result, ScalarResult
 from sqlalchemy.engine.interfaces import _CoreAnyExecuteParams
+from sqlalchemy.exc import DBAPIError, InvalidRequestError, MultipleResultsFound, NoResultFound
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement, TextClause
+from sqlalchemy.sql.selectable import TextualSelect
 
-__all__ = ["SqliteUnits", "UnitSession", "run_to_end"]
+__all__ = ["Plan", "SqliteUnits", "TextRows", "UnitSession", "prepared", "run_to_end"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +72,7 @@ class UnitSession:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._orm: Session | None = None
+        self._cursor: sqlite3.Cursor | None = None
 
     def _session(self) -> Session:
         if self._orm is None:
@@ -67,12 +82,30 @@ class UnitSession:
     def _runner(self, statement: Executable) -> Connection | Session:
         return self._session() if _loads_entities(statement) else self._connection
 
+    def _plan(self, statement: Executable, params: object) -> Plan | None:
+        if params is not None and not isinstance(params, Mapping):
+            return None  # executemany: SQLAlchemy's
+        return Plan.of(statement, self._connection.dialect)
+
+    def _run_text(self, plan: Plan, params: Mapping[str, Any] | None) -> TextRows:
+        if self._cursor is None:
+            driver = self._connection.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            self._cursor = driver.cursor()
+        return plan.run(self._cursor, params)
+
     async def execute(
         self, statement: Executable, params: _CoreAnyExecuteParams | None = None
     ) -> Result[Any]:
+        plan = self._plan(statement, params)
+        if plan is not None:
+            return cast(Result[Any], self._run_text(plan, cast(Mapping[str, Any] | None, params)))
         return self._runner(statement).execute(statement, params)
 
     async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
+        plan = self._plan(statement, params)
+        if plan is not None:
+            return self._run_text(plan, params).scalar()
         return self._runner(statement).scalar(statement, params)
 
     async def scalars(
@@ -89,8 +122,208 @@ class UnitSession:
         return self._connection
 
     def close(self) -> None:
+        if self._cursor is not None:
+            self._cursor.close()
         if self._orm is not None:
             self._orm.close()
+
+
+_NO_PLAN = object()
+_PLAN = "_callcontrol_sqlite_plan"
+_PREPARED = "_callcontrol_prepared"
+
+S = TypeVar("S", bound=Executable)
+
+
+def prepared(statement: S) -> S:
+    """Mark a statement built once (at import, its values as ``bindparam``s): in a
+    SQLite unit it is compiled once and then runs straight on the driver's cursor
+    (``Plan``); elsewhere it runs as any statement. Only for statements that never
+    change: the plan is kept on the statement object."""
+    statement.__dict__[_PREPARED] = True
+    return statement
+
+
+class Plan:
+    """A statement as the sqlite3 driver takes it, built once and kept on the
+    statement object: its SQL, the parameter names in order (None: by name, as
+    SQLite reads the ``:name`` of ``text()`` itself), the bound defaults, the bind
+    processors of its typed parameters and the result processors of its typed
+    columns (by name for text, by position for a compiled statement)."""
+
+    __slots__ = ("_rows", "binds", "by_name", "by_position", "defaults", "names", "sql")
+
+    def __init__(
+        self,
+        sql: str,
+        names: tuple[str, ...] | None,
+        defaults: dict[str, Any],
+        binds: Mapping[str, Callable[[Any], Any]],
+        *,
+        by_name: Mapping[str, Callable[[Any], Any]] | None = None,
+        by_position: tuple[Callable[[Any], Any] | None, ...] | None = None,
+    ) -> None:
+        self.sql = sql
+        self.names = names
+        self.defaults = defaults
+        self.binds = dict(binds)
+        self.by_name = dict(by_name or {})
+        self.by_position = by_position
+        self._rows: dict[tuple[str, ...], tuple[Any, tuple[Callable[[Any], Any] | None, ...]]] = {}
+
+    @classmethod
+    def of(cls, statement: Executable, dialect: Dialect) -> Plan | None:
+        """The statement's plan; None: leave it to SQLAlchemy (a statement built per
+        call, escaped colons or casts in a text, expanding parameters)."""
+        plan = statement.__dict__.get(_PLAN)
+        if plan is None:
+            if isinstance(statement, TextClause | TextualSelect):
+                plan = cls._text(statement, dialect)
+            elif statement.__dict__.get(_PREPARED):
+                plan = cls._compiled(statement, dialect)
+            plan = plan or _NO_PLAN
+            statement.__dict__[_PLAN] = plan
+        return plan if isinstance(plan, Plan) else None
+
+    @classmethod
+    def _text(cls, statement: TextClause | TextualSelect, dialect: Dialect) -> Plan | None:
+        clause = statement.element if isinstance(statement, TextualSelect) else statement
+        if not isinstance(clause, TextClause) or "\\:" in clause.text or "::" in clause.text:
+            return None
+        defaults: dict[str, Any] = {}
+        binds: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in clause._bindparams.items():
+            if bind.expanding:
+                return None
+            if bind.value is not None and not bind.required:
+                defaults[name] = bind.value
+            processor = bind.type._cached_bind_processor(dialect)
+            if processor is not None:
+                binds[name] = processor
+        columns: dict[str, Callable[[Any], Any]] = {}
+        if isinstance(statement, TextualSelect):
+            for column in statement.column_args:
+                processor = column.type._cached_result_processor(dialect, None)
+                if processor is not None:
+                    columns[column.key] = processor
+        return cls(clause.text, None, defaults, binds, by_name=columns)
+
+    @classmethod
+    def _compiled(cls, statement: Executable, dialect: Dialect) -> Plan | None:
+        compiled = cast(ClauseElement, statement).compile(dialect=dialect)
+        if not isinstance(compiled, SQLCompiler) or compiled.positiontup is None:
+            return None
+        if any(bind.expanding for bind in compiled.binds.values()):
+            return None
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            return None  # Python-side column defaults: SQLAlchemy computes them per execution
+        defaults = {
+            name: bind.value
+            for name, bind in compiled.binds.items()
+            if not bind.required and bind.value is not None
+        }
+        columns = tuple(
+            entry.type._cached_result_processor(dialect, None) for entry in compiled._result_columns
+        )
+        return cls(
+            compiled.string,
+            tuple(compiled.positiontup),
+            defaults,
+            cast(Mapping[str, Callable[[Any], Any]], compiled._bind_processors),
+            by_position=columns,
+        )
+
+    def run(self, cursor: sqlite3.Cursor, params: Mapping[str, Any] | None) -> TextRows:
+        values = dict(self.defaults)
+        if params:
+            values.update(params)
+        for name, process in self.binds.items():
+            if name in values:
+                values[name] = process(values[name])
+        bound: Mapping[str, Any] | tuple[Any, ...] = values
+        if self.names is not None:
+            missing = [name for name in self.names if name not in values]
+            if missing:
+                raise InvalidRequestError(f"a value is required for bind parameter {missing[0]!r}")
+            bound = tuple(values[name] for name in self.names)
+        try:
+            cursor.execute(self.sql, bound)
+            rows = cursor.fetchall()
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(self.sql, bound, error, sqlite3.Error) from error
+        description = cursor.description
+        if description is None:
+            return TextRows((), [], cursor.rowcount)
+        names = tuple(d[0] for d in description)
+        shape = self._rows.get(names)
+        if shape is None:
+            processors = self.by_position or tuple(self.by_name.get(name) for name in names)
+            shape = (namedtuple("Row", names, rename=True), processors)
+            self._rows[names] = shape
+        make: Callable[[Any], Any] = cast(Any, shape[0])._make
+        processors = shape[1]
+        if any(processors):
+            rows = [
+                tuple(v if p is None else p(v) for v, p in zip(row, processors, strict=True))
+                for row in rows
+            ]
+        return TextRows(names, [make(row) for row in rows], cursor.rowcount)
+
+
+class TextRows:
+    """The rows of a text statement, read at once: the part of SQLAlchemy's
+    ``Result`` that store code uses (rows by attribute and by index)."""
+
+    __slots__ = ("_keys", "_rows", "rowcount")
+
+    def __init__(self, keys: tuple[str, ...], rows: list[Any], rowcount: int) -> None:
+        self._keys = keys
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def keys(self) -> tuple[str, ...]:
+        return self._keys
+
+    def __iter__(self) -> Any:
+        return iter(self._rows)
+
+    def all(self) -> list[Any]:
+        return list(self._rows)
+
+    fetchall = all
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def one_or_none(self) -> Any:
+        if len(self._rows) > 1:
+            raise MultipleResultsFound("Multiple rows were found when one or none was required")
+        return self.first()
+
+    def one(self) -> Any:
+        if not self._rows:
+            raise NoResultFound("No row was found when one was required")
+        return self.one_or_none()
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def scalar_one_or_none(self) -> Any:
+        row = self.one_or_none()
+        return None if row is None else row[0]
+
+    def scalars(self) -> TextRows:
+        return TextRows(self._keys[:1], [row[0] for row in self._rows], self.rowcount)
+
+    def mappings(self) -> TextRows:
+        return TextRows(
+            self._keys,
+            [dict(zip(self._keys, row, strict=True)) for row in self._rows],
+            self.rowcount,
+        )
 
 
 def _loads_entities(statement: Executable) -> bool:

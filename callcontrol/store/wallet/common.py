@@ -21,6 +21,7 @@ from sqlalchemy import (
     TextClause,
     bindparam,
     func,
+    or_,
     select,
     text,
 )
@@ -48,7 +49,7 @@ from callcontrol.store.models import (
     WalletRow,
     utcnow,
 )
-from callcontrol.store.unit import UnitSession
+from callcontrol.store.unit import UnitSession, prepared
 
 __all__ = [
     "ENTRY",
@@ -209,6 +210,22 @@ _LEDGER = cast(Table, LedgerEntryRow.__table__)
 _HOLDS = cast(Table, HoldRow.__table__)
 
 
+# Built once (``store.unit.prepared``): the reads of every call's transactions.
+_STATE = prepared(
+    select(WalletRow.balance_micro, WalletRow.held_micro).where(WalletRow.id == WALLET_ID)
+)
+_CHARGED_FOR = prepared(
+    select(func.coalesce(func.sum(LedgerEntryRow.amount_micro), 0)).where(
+        LedgerEntryRow.reference == bindparam("reference", type_=String()),
+        # not IN (...): an expanding parameter is rendered per execution
+        or_(
+            LedgerEntryRow.kind == LedgerKind.CALL_CHARGE.value,
+            LedgerEntryRow.kind == LedgerKind.REFUND.value,
+        ),
+    )
+)
+
+
 class WalletReads:
     """The wallet row, its ledger and its holds, read on the caller's executor."""
 
@@ -217,13 +234,7 @@ class WalletReads:
 
     async def state(self) -> WalletState | None:
         """Balance and held; None: no wallet row."""
-        row = (
-            await self._executor.execute(
-                select(WalletRow.balance_micro, WalletRow.held_micro).where(
-                    WalletRow.id == WALLET_ID
-                )
-            )
-        ).first()
+        row = (await self._executor.execute(_STATE)).first()
         return None if row is None else WalletState(balance=row[0], held=row[1])
 
     async def entry_by_key(self, idempotency_key: str) -> LedgerEntry | None:
@@ -260,12 +271,7 @@ class WalletReads:
 
     async def charged_for(self, reference: str) -> int:
         """Net micro-credits charged for ``reference`` (call charges less refunds), >= 0."""
-        total = await self._executor.scalar(
-            select(func.coalesce(func.sum(LedgerEntryRow.amount_micro), 0)).where(
-                LedgerEntryRow.reference == reference,
-                LedgerEntryRow.kind.in_([LedgerKind.CALL_CHARGE.value, LedgerKind.REFUND.value]),
-            )
-        )
+        total = await self._executor.scalar(_CHARGED_FOR, {"reference": reference})
         return -int(total or 0)
 
     async def hold_of(self, call_id: str) -> Hold | None:
