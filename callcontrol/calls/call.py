@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Set on the channels a call originates (in the originate request), so that a restarted
+# app finds them again; a caller's channel is found by its call record's channel_id.
 CALL_ID_VAR = "CALLCONTROL_CALL_ID"
 ROLE_VAR = "CALLCONTROL_ROLE"
 CLEANUP_DEADLINE = 5.0
@@ -251,11 +253,6 @@ class Call:
             self.cause = cause
 
     # ---- actions -------------------------------------------------------------------
-
-    async def tag_channel(self, channel_id: str, role: str) -> None:
-        """Mark a channel as ours, so a restarted app can find and re-adopt it."""
-        await self.ari.set_variable(channel_id, CALL_ID_VAR, self.call_id)
-        await self.ari.set_variable(channel_id, ROLE_VAR, role)
 
     async def play_and_wait(self, role: str, media: list[str]) -> None:
         """Play to one channel and wait until it finishes (ChannelGone if it hangs up)."""

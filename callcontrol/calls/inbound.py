@@ -39,7 +39,6 @@ class InboundCall(RoutedCall):
         log.info(
             "incoming call from %s to %s on channel %s", self.caller_number, self.dialled, caller
         )
-        await self.tag_channel(caller, "caller")
         number = normalise_dialled(self.dialled)
         found, rate_set_id = await self.store.inbound_route(number)
         owned, route = found if found is not None else (None, None)

@@ -7,11 +7,13 @@ become an InboundCall, users' calls (``outbound,<number>``) an OutboundCall; a
 callee entering (``dialed,<call id>``) belongs to a call already running and is
 routed to it by its subscription, never here; anything else is hung up.
 
-``adopt`` runs after every (re)connect of the events WebSocket: channels tagged with
-a call id that no live call owns are re-adopted, their charging resumed at the rate
-they started with; open call records whose channels are gone are settled by the
-crash rule (``CallCharging.settle_lost``) and completed, ended by the PBX at the time
-its CDR or an AMI Hangup event says (``ctx.pbx_records``), else now.
+``adopt`` runs after every (re)connect of the events WebSocket: the channels of open
+call records that no live call owns (the caller's is the record's ``channel_id``, a
+callee's is tagged with the call id when it is originated) are re-adopted, their
+charging resumed at the rate they started with; open call records whose channels are
+gone are settled by the crash rule (``CallCharging.settle_lost``) and completed,
+ended by the PBX at the time its CDR or an AMI Hangup event says
+(``ctx.pbx_records``), else now.
 One record that cannot be re-adopted or closed is logged and skipped: it never
 stops the others. Only this PBX's records are looked at (``CallStore.pbx_node``,
 the setting ``pbx_node``): with several PBXes on one database, another PBX's calls
@@ -185,6 +187,12 @@ class CallManager:
             token = call_id_var.set(record.call_id)
             try:
                 owned = by_call.get(record.call_id, {})
+                if record.channel_id in present:
+                    # The caller's channel is the record's: not tagged (two ARI requests
+                    # a call saved). Its record is written before anything answers it,
+                    # so a caller without a record was never answered: the carrier's
+                    # own timeout ends it.
+                    owned.setdefault("caller", record.channel_id)
                 if owned:
                     await self._readopt(record, owned)
                 else:

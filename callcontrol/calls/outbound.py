@@ -51,7 +51,6 @@ class OutboundCall(RoutedCall):
         caller = self.channels["caller"]
         extension = endpoint_of(self.start.channel.name)
         log.info("user %s dials %s on channel %s", extension, self.dialled, caller)
-        await self.tag_channel(caller, "caller")
         user = await self.store.user_by_extension(extension)
         target = None
         if self.dialled.isdigit() and len(self.dialled) <= 6:

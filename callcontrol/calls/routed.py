@@ -23,7 +23,7 @@ from callcontrol.billing.errors import NoRate
 from callcontrol.billing.service import Quote
 from callcontrol.billing.session import Refused
 from callcontrol.calls import prompts
-from callcontrol.calls.call import Call, ChannelGone, new_call_id, utcnow
+from callcontrol.calls.call import CALL_ID_VAR, ROLE_VAR, Call, ChannelGone, new_call_id, utcnow
 from callcontrol.calls.callee import Callee
 from callcontrol.calls.limits import PbxLimits
 from callcontrol.domain.call_records import CallDirection, Disposition
@@ -168,7 +168,7 @@ class RoutedCall(Call):
                 caller_id=caller_id,
                 timeout=self.ring_timeout,
                 channel_id=callee,
-                variables={"CALLCONTROL_CALL_ID": self.call_id, "CALLCONTROL_ROLE": "callee"},
+                variables={CALL_ID_VAR: self.call_id, ROLE_VAR: "callee"},
                 originator=self.channels["caller"],
             )
         except AriHttpError as exc:
