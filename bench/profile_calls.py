@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import sys
 import tempfile
@@ -49,7 +50,7 @@ from callcontrol.calls.call import Call  # noqa: E402
 from callcontrol.domain.money import MICRO  # noqa: E402
 from callcontrol.store.migrate import upgrade  # noqa: E402
 
-SORT = "tottime"
+SORT = os.environ.get("BENCH_SORT", "tottime")
 
 FLOW = """\
 start: main

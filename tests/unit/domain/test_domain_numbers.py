@@ -98,3 +98,15 @@ def test_every_region_example_round_trips(number: phonenumbers.PhoneNumber, form
 def test_without_plus_is_never_accepted(text: str) -> None:
     with pytest.raises(InvalidInput):
         parse_e164(text)
+
+
+def test_answers_are_remembered_and_refusals_are_not() -> None:
+    """Every call rates its number: the parse is remembered by the text; a bad number
+    is refused every time (never remembered as an answer)."""
+    parse_e164.cache_clear()
+    assert parse_e164("+44 20 7946 0000") == parse_e164("+44 20 7946 0000") == "+442079460000"
+    assert parse_e164.cache_info().hits == 1
+    for _ in range(2):
+        with pytest.raises(InvalidInput, match="not a valid number"):
+            parse_e164("+44 20")
+    assert parse_e164.cache_info().currsize == 1
