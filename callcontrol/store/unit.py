@@ -318,13 +318,6 @@ class TextRows:
     def scalars(self) -> TextRows:
         return TextRows(self._keys[:1], [row[0] for row in self._rows], self.rowcount)
 
-    def mappings(self) -> TextRows:
-        return TextRows(
-            self._keys,
-            [dict(zip(self._keys, row, strict=True)) for row in self._rows],
-            self.rowcount,
-        )
-
 
 def _loads_entities(statement: Executable) -> bool:
     """A SELECT of mapped classes (not of their columns): it needs the ORM."""
