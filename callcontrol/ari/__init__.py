@@ -1,6 +1,7 @@
 """The ARI adapter: REST client, events WebSocket with reconnect, per-channel routing.
 
 AriClient       REST calls (client.py), library errors mapped to callcontrol.errors
+HttpClient      the REST calls' kept-alive HTTP/1.1 connections (http.py)
 AriEventStream  the one events WebSocket, reconnecting with backoff (stream.py)
 EventRouter     per-channel, in-order delivery of events to calls (router.py)
 models          typed channels, bridges, playbacks and events (models.py)

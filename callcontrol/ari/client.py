@@ -1,34 +1,36 @@
-"""The ARI REST client: a thin layer on one aiohttp session.
+"""The ARI REST client: a thin layer on the project's HTTP/1.1 client (http.py).
 
-Every request carries a Basic ``Authorization`` header and a total timeout.
-Library errors become the project's errors (``raise ... from exc``):
+Every request carries a Basic ``Authorization`` header and a total timeout (waiting
+for a free connection, connecting and a second try included). Library errors become
+the project's errors (``raise ... from exc``):
 
     cannot connect, DNS, reset, timed out   -> AriUnavailable
     HTTP 404                                -> AriNotFound
     any other HTTP status >= 400            -> AriHttpError(method, path, status, body)
     a 2xx answer that is not JSON           -> AriError
+    an answer that is not HTTP              -> AriError
 
 Paths are relative to ``<base_url>/ari``; ids are percent-encoded as path
-segments. Query parameters are strings on the wire: booleans go as
+segments. Query parameters are strings on the wire, percent-encoded: booleans go as
 ``"true"``/``"false"`` and ``None`` values are left out. The password is never
 logged nor shown in ``repr``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json as jsonlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
-
-import aiohttp
-from yarl import URL
+from urllib.parse import quote, urlsplit
 
 from callcontrol.errors import AriError, AriHttpError, AriNotFound, AriUnavailable
 
+from .http import HttpClient, HttpProtocolError
 from .models import Bridge, Channel, Playback
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,10 @@ LATENCY_WEIGHT = 0.1  # of each request's time in the smoothed ``AriClient.laten
 # default limit of 100); dialplan/http.conf raises that to 1000, and this stays well
 # below it so that other app processes, the WebSocket and tools always get a session.
 MAX_CONNECTIONS = 64
+# Query characters sent as they are (what aiohttp's yarl leaves unencoded too); any other
+# is percent-encoded: '&', '=', '+' (Asterisk decodes '+' as a space), '%', space, ...
+_QUERY_SAFE = "/:@!$'()*,?"
+_query_plain = re.compile(r"[\w.~/:@!$'()*,?-]*", re.ASCII).fullmatch
 
 
 def ari_root(base_url: str) -> str:
@@ -61,16 +67,19 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _query(params: Mapping[str, ParamValue] | None) -> dict[str, str]:
-    query: dict[str, str] = {}
+def _encoded(text: str) -> str:
+    return text if _query_plain(text) else quote(text, safe=_QUERY_SAFE)
+
+
+def _query(params: Mapping[str, ParamValue] | None) -> str:
+    """``?name=value&...`` percent-encoded, or ''."""
+    query: list[str] = []
     for key, value in (params or {}).items():
         if value is None:
             continue
-        if isinstance(value, bool):
-            query[key] = "true" if value else "false"
-        else:
-            query[key] = str(value)
-    return query
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        query.append(f"{_encoded(key)}={_encoded(text)}")
+    return "?" + "&".join(query) if query else ""
 
 
 def _object(data: Any, method: str, path: str) -> dict[str, Any]:
@@ -103,7 +112,8 @@ class AriClient:
         self._root = ari_root(base_url)
         self.username = username
         self._headers = {"Authorization": basic_auth_header(username, password)}
-        self._session: aiohttp.ClientSession | None = None
+        self._path = urlsplit(self._root).path  # "/ari", after any prefix of base_url
+        self._http: HttpClient | None = None
         self._closed = False
         self.latency = 0.0  # seconds: requests' answer time, smoothed (overload control)
         # Told (method, path, seconds) of every answered or timed-out request: the metrics.
@@ -113,15 +123,15 @@ class AriClient:
         return f"AriClient({self._root!r}, user={self.username!r}, app={self.app!r})"
 
     async def start(self) -> None:
-        """Create the HTTP session now (otherwise done by the first request)."""
-        self._get_session()
+        """Create the HTTP client now (otherwise done by the first request)."""
+        self._get_http()
 
     async def close(self) -> None:
-        """Close the session; later requests raise AriUnavailable."""
+        """Close the connections; later requests raise AriUnavailable."""
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        http, self._http = self._http, None
+        if http is not None:
+            http.close()
 
     async def __aenter__(self) -> AriClient:
         await self.start()
@@ -130,17 +140,12 @@ class AriClient:
     async def __aexit__(self, *_exc_info: object) -> None:
         await self.close()
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _get_http(self) -> HttpClient:
         if self._closed:
             raise AriUnavailable("the ARI client is closed")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                raise_for_status=False,
-            )
-        return self._session
+        if self._http is None:
+            self._http = HttpClient(self._root, self._headers, limit=MAX_CONNECTIONS)
+        return self._http
 
     async def request(
         self,
@@ -151,26 +156,24 @@ class AriClient:
         json: Any = None,
     ) -> Any:
         """One ARI call; returns the parsed JSON, or None for 204 / an empty body."""
-        session = self._get_session()
-        url = URL(self._root + path, encoded=True)
+        http = self._get_http()
+        target = self._path + path + _query(params)
+        data, content_type = b"", ""
+        if json is not None:
+            data, content_type = jsonlib.dumps(json).encode(), "application/json"
         started = time.monotonic()
         try:
-            try:
-                body, status = await self._send(session, method, url, params, json)
-            except aiohttp.ServerDisconnectedError:
-                # Asterisk closed a kept-alive connection as we reused it: the request
-                # never reached it. Once more, on a new connection.
-                logger.debug("ARI %s %s: the connection was closed; sending again", method, path)
-                body, status = await self._send(session, method, url, params, json)
+            async with asyncio.timeout(self.timeout):
+                status, body = await http.request(method, target, data, content_type)
         except TimeoutError as exc:
             self.latency += (self.timeout - self.latency) * LATENCY_WEIGHT
             if self.observer is not None:
                 self.observer(method, path, self.timeout)
             raise AriUnavailable(f"ARI {method} {path}: no answer within {self.timeout} s") from exc
-        except aiohttp.ClientConnectionError as exc:
+        except OSError as exc:  # cannot connect, DNS, TLS, reset
             raise AriUnavailable(f"ARI {method} {path}: {exc or type(exc).__name__}") from exc
-        except aiohttp.ClientError as exc:
-            raise AriError(f"ARI {method} {path}: {exc or type(exc).__name__}") from exc
+        except HttpProtocolError as exc:
+            raise AriError(f"ARI {method} {path}: {exc}") from exc
         took = time.monotonic() - started
         self.latency += (took - self.latency) * LATENCY_WEIGHT
         if self.observer is not None:
@@ -186,17 +189,6 @@ class AriClient:
             return jsonlib.loads(body)
         except ValueError as exc:
             raise AriError(f"ARI {method} {path}: answer is not JSON") from exc
-
-    @staticmethod
-    async def _send(
-        session: aiohttp.ClientSession,
-        method: str,
-        url: URL,
-        params: Mapping[str, ParamValue] | None,
-        json: Any,
-    ) -> tuple[bytes, int]:
-        async with session.request(method, url, params=_query(params), json=json) as resp:
-            return await resp.read(), resp.status
 
     # --- channels -------------------------------------------------------------
 
