@@ -1,0 +1,199 @@
+"""Several app processes on one PBX (setting workers): the dialplan spreads the calls
+over the workers' Stasis applications, charging stays exact across the processes on
+one SQLite file, and a worker killed mid-call is restarted by worker 1 and re-adopts
+its own call while new calls go to the worker still up.
+
+The PBX's dialplan is re-installed for the workers (`callcontrol pbx up`, a reload)
+and put back as it was after each test: the other PBX tests expect one app.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pbx_harness import ROUTED, AppProcess, Carrier, Org, Phones, make_org
+from test_outbound import DESTINATION, RATES_CSV, carrier_answers, user_dials
+
+from callcontrol.config import Settings
+from callcontrol.domain.money import MICRO, LedgerKind
+from callcontrol.pbx.devpbx import DevPbx
+
+pytestmark = pytest.mark.pbx
+
+NODE = "pbx-w"
+WORKER_UP = r"connected to Asterisk ARI at \S+ as app 'callcontrol-(?P<worker>\d+)'"
+STARTED = r"worker (?P<worker>\d+) started \(pid (?P<pid>\d+)\)"
+ADOPTION = r"pbx node (?P<node>\S+): (?P<open>\d+) open call records, (?P<tagged>\d+) tagged calls"
+
+
+def dialplan_for(pbx: Settings, workers: int) -> Iterator[None]:
+    DevPbx(pbx.model_copy(update={"workers": workers})).up()
+    try:
+        yield
+    finally:
+        DevPbx(pbx).up()  # one app again, for the other tests
+
+
+@pytest.fixture
+def two_workers_dialplan(pbx: Settings) -> Iterator[None]:
+    yield from dialplan_for(pbx, 2)
+
+
+@pytest.fixture
+def three_workers_dialplan(pbx: Settings) -> Iterator[None]:
+    yield from dialplan_for(pbx, 3)
+
+
+async def workers_org(pbx: Settings, tmp_path: Path) -> Org:
+    rates = tmp_path / "rates.csv"
+    rates.write_text(RATES_CSV)  # inbound GB 0.1 a second; outbound DE 0.1 fee + 0.1 a second
+    return await make_org(pbx, tmp_path, rates=rates)
+
+
+async def start_workers(org: Org, workers: int = 2) -> AppProcess:
+    """`serve` with workers = 2 (one process started by the test, the other by it),
+    once both workers' applications are connected."""
+    env = {"CALLCONTROL_WORKERS": str(workers), "CALLCONTROL_PBX_NODE": NODE}
+    app = AppProcess(org, "workers", env)
+    await app.start()  # worker 1 provisioned the endpoints
+    for worker in range(1, workers + 1):
+        await app.wait_log(WORKER_UP, where=lambda m, k=worker: m["worker"] == str(k))
+    return app
+
+
+async def check_money(org: Org, call_ids: list[str]) -> dict[str, list[str]]:
+    """Every call answered and settled once; the ledger's call charges are the records'
+    costs; nothing held, nothing open, the audit clean. The calls' ids by node."""
+    records = {r.call_id: r for r in await org.records()}
+    assert sorted(records) == sorted(call_ids)
+    by_node: dict[str, list[str]] = {}
+    wallet, db = await org.wallet()
+    try:
+        for record in records.values():
+            assert (record.disposition, record.charge_state) == ("answered", "settled")
+            assert record.ended_at is not None and record.cost_micro is not None
+            assert record.cost_micro > 0
+            assert await wallet.charged_for(record.call_id) == record.cost_micro
+            assert record.pbx_node is not None
+            by_node.setdefault(record.pbx_node, []).append(record.call_id)
+        entries = await wallet.ledger(1000)
+        charged = -sum(e.amount for e in entries if e.kind == LedgerKind.CALL_CHARGE)
+        costs = sum(r.cost_micro or 0 for r in records.values())
+        assert charged == costs
+        state = await wallet.balance()
+        assert (state.balance, state.held) == (100 * MICRO - costs, 0)
+        assert await wallet.audit() == []
+    finally:
+        await db.dispose()
+    return by_node
+
+
+async def test_calls_are_spread_over_two_workers_and_charged_exactly(
+    pbx: Settings, two_workers_dialplan: None, tmp_path: Path, phones: Phones, carrier: Carrier
+) -> None:
+    org = await workers_org(pbx, tmp_path)
+    app = await start_workers(org)
+    try:
+        phone = await phones.answering("alice", calls=6)
+        calls = [await carrier.call(ROUTED, hang_up_after_ms=3000) for _ in range(6)]
+        for call in calls:
+            result = await call.wait(40)
+            assert result.ok, result.explain()
+        assert (await phone.wait(30)).ok
+        inbound = await app.calls_released(6)
+        # users' calls out go through the workers too (from-users-app)
+        for n in range(2):
+            far_end = await carrier_answers(tmp_path / f"out-{n}")
+            call = await user_dials(
+                tmp_path / f"out-{n}", "alice", DESTINATION, hang_up_after_ms=1000
+            )
+            c, f = await call.wait(40), await far_end.wait(40)
+            assert c.ok, c.explain()
+            assert f.ok, f.explain()
+        outbound = (await app.calls_released(8))[6:]
+    finally:
+        assert await app.stop(signal.SIGTERM) == 0
+    # worker 1 stopped worker 2 with itself
+    assert any(re.search(r"worker 2 stopped$", line) for line in app.lines)
+    by_node = await check_money(org, inbound + outbound)
+    assert sorted(by_node) == [f"{NODE}/1", f"{NODE}/2"]  # both workers took calls
+    records = {r.call_id: r for r in await org.records()}
+    assert sorted(records[c].pbx_node or "" for c in outbound) == [f"{NODE}/1", f"{NODE}/2"]
+    assert {records[c].direction for c in outbound} == {"outbound"}
+
+
+async def test_a_killed_worker_is_restarted_and_re_adopts_its_call_meanwhile_calls_go_on(
+    pbx: Settings, two_workers_dialplan: None, tmp_path: Path, phones: Phones, carrier: Carrier
+) -> None:
+    org = await workers_org(pbx, tmp_path)
+    app = await start_workers(org)
+    try:
+        phone = await phones.answering("alice", calls=4)
+        # Round robin: two calls one after the other, one on each worker.
+        first = await carrier.call(ROUTED, hang_up_after_ms=15_000)
+        id_1 = await app.connected("alice")
+        mark = app.mark()
+        second = await carrier.call(ROUTED, hang_up_after_ms=12_000)
+        id_2 = await app.connected("alice", after=mark)
+        nodes = {(await org.record(i)).pbx_node: i for i in (id_1, id_2)}
+        assert sorted(nodes) == [f"{NODE}/1", f"{NODE}/2"]
+        on_worker_2 = nodes[f"{NODE}/2"]
+
+        pid = int((await app.wait_log(STARTED, where=lambda m: m["worker"] == "2"))["pid"])
+        mark = app.mark()
+        os.kill(pid, signal.SIGKILL)  # mid-call: nothing settled, nothing closed
+        # Two new calls at once while worker 2 is down: whichever worker the dialplan
+        # picks, worker 2's application is not connected, so both land on worker 1.
+        during = [await carrier.call(ROUTED, hang_up_after_ms=2000) for _ in range(2)]
+        await app.wait_log(
+            rf"worker 2 \(pid {pid}\) exited with signal 9: restarting it", after=mark
+        )
+        adoption = await app.wait_log(
+            ADOPTION, after=mark, where=lambda m: m["node"] == f"{NODE}/2"
+        )
+        assert (adoption["open"], adoption["tagged"]) == ("1", "1")  # its own call only
+        for call in (*during, first, second):
+            result = await call.wait(40)
+            assert result.ok, result.explain()
+        assert (await phone.wait(30)).ok
+        released = await app.calls_released(4, timeout=40)
+    finally:
+        await app.stop(signal.SIGTERM)
+    assert on_worker_2 in released  # the restarted worker ran it to its end
+    by_node = await check_money(org, released)
+    during_ids = [c for c in released if c not in (id_1, id_2)]
+    assert len(during_ids) == 2
+    assert sorted(by_node[f"{NODE}/1"]) == sorted([nodes[f"{NODE}/1"], *during_ids])
+    assert by_node[f"{NODE}/2"] == [on_worker_2]
+    restarted = [m for line in app.lines if (m := re.search(STARTED, line))]
+    assert [m["worker"] for m in restarted] == ["2", "2"]
+    record = await org.record(on_worker_2)
+    assert (record.answered_at is not None and record.ended_at is not None) and (
+        record.ended_at - record.answered_at
+    ).total_seconds() >= 10  # kept up across the kill, to the caller's hang-up
+
+
+async def test_a_worker_that_is_not_connected_passes_its_calls_to_the_next(
+    pbx: Settings, three_workers_dialplan: None, tmp_path: Path, phones: Phones, carrier: Carrier
+) -> None:
+    """The dialplan knows 3 workers, 2 run: every third call picks worker 3, whose
+    application Asterisk does not know (STASISSTATUS=FAILED), and goes on to worker 1."""
+    org = await workers_org(pbx, tmp_path)
+    app = await start_workers(org, workers=2)
+    try:
+        phone = await phones.answering("alice", calls=3)
+        for _ in range(3):
+            result = await (await carrier.call(ROUTED, hang_up_after_ms=1000)).wait(40)
+            assert result.ok, result.explain()
+        assert (await phone.wait(30)).ok
+        released = await app.calls_released(3)
+    finally:
+        await app.stop(signal.SIGTERM)
+    by_node = await check_money(org, released)
+    assert sorted(len(ids) for ids in by_node.values()) == [1, 2]
+    assert len(by_node[f"{NODE}/1"]) == 2  # its own turn and worker 3's
