@@ -55,7 +55,8 @@ from callcontrol.hardening import console_tls, refuse_published_passwords, warn_
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.metrics import Metrics
-from callcontrol.pbx.devpbx import cdr_path
+from callcontrol.pbx.devpbx import DevPbx, cdr_path
+from callcontrol.pbx.dialplan import dialplan_workers
 from callcontrol.services import Services
 from callcontrol.store.offline_payments import DurableOfflineProvider
 from callcontrol.web.console.app import ConsoleServer, console_app
@@ -353,6 +354,7 @@ class App:
         await self.charging.load_rates()
         self.flows.load()
         log.info("flows loaded: %s", ", ".join(self.flows.names()) or "none")
+        self._check_dialplan()
         if self.engine_only:
             await self._run_engine()
             return
@@ -394,6 +396,21 @@ class App:
             with contextlib.suppress(Exception):
                 await self.media_server.stop()
         log.info("stopped")
+
+    def _check_dialplan(self) -> None:
+        """Say it when the development PBX's dialplan was written for other workers than
+        run (``pbx up`` after a change of ``workers``): calls would miss workers, or all
+        fail when it names one application and several run."""
+        settings = self.settings
+        written = dialplan_workers(DevPbx(settings).etc)  # None: no PBX of ours on this host
+        if not self.engine_only and written not in (None, (settings.workers, settings.ari_app)):
+            log.error(
+                "the PBX's dialplan spreads calls for workers = %d, ari_app = %s, but "
+                "workers = %d, ari_app = %s run: run `callcontrol pbx up` with these settings",
+                *written,
+                settings.workers,
+                settings.ari_app,
+            )
 
     async def _run_engine(self) -> None:
         """Workers 2..N: the calls of this worker's Stasis application, nothing else."""

@@ -14,11 +14,13 @@ it takes the fail-closed path (``stasis-returned``: "all circuits are busy", cau
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Literal
 
 from callcontrol.config import Settings
 
-__all__ = ["WORKERS_FILES", "workers_conf"]
+__all__ = ["WORKERS_FILES", "dialplan_workers", "workers_conf"]
 
 Side = Literal["carrier", "users"]
 
@@ -70,3 +72,17 @@ def workers_conf(settings: Settings, side: Side) -> str:
             " same => n,Goto(stasis-returned,s,1)",
         ]
     return "\n".join(lines) + "\n"
+
+
+_HEADER = re.compile(r"; written by `callcontrol pbx up` for workers = (\d+), ari_app = (\S+)")
+
+
+def dialplan_workers(etc: Path) -> tuple[int, str] | None:
+    """The workers and ari_app the dialplan in Asterisk's ``etc`` was written for; None
+    when there is none to read (not written by ``pbx up``, or another host's PBX)."""
+    try:
+        first = (etc / "extensions_workers_carrier.conf").read_text().partition("\n")[0]
+    except OSError:
+        return None
+    match = _HEADER.fullmatch(first)
+    return (int(match[1]), match[2]) if match else None

@@ -156,7 +156,8 @@ async def test_a_killed_worker_is_restarted_and_re_adopts_its_call_meanwhile_cal
         adoption = await app.wait_log(
             ADOPTION, after=mark, where=lambda m: m["node"] == f"{NODE}/2"
         )
-        assert (adoption["open"], adoption["tagged"]) == ("1", "1")  # its own call only
+        # its own call only (the tagged calls it sees are every worker's: one PBX)
+        assert adoption["open"] == "1"
         for call in (*during, first, second):
             result = await call.wait(40)
             assert result.ok, result.explain()

@@ -80,3 +80,24 @@ def test_n_workers_each_call_tries_every_worker_once_starting_with_its_pick() ->
         for first in range(1, count + 1):
             tries = _tries(conf, "cc", first)
             assert tries[0] == first and sorted(tries) == list(range(1, count + 1))
+
+
+def test_the_pbx_loads_the_global_function_the_round_robin_needs() -> None:
+    # modules.conf has autoload=no: without func_global, GLOBAL() is "not registered",
+    # the counter never moves and every call picks worker 1 (seen on Asterisk 22)
+    modules = (EXTENSIONS.parent / "modules.conf").read_text()
+    assert "GLOBAL(" in workers_conf(Settings(workers=2), "carrier")
+    assert re.search(r"^load => func_global\.so", modules, re.MULTILINE)
+
+
+def test_serve_can_tell_which_workers_the_installed_dialplan_was_written_for(
+    tmp_path: Path,
+) -> None:
+    from callcontrol.pbx.dialplan import dialplan_workers
+
+    assert dialplan_workers(tmp_path) is None  # no PBX of ours here
+    for name, side in WORKERS_FILES.items():
+        (tmp_path / name).write_text(workers_conf(Settings(workers=3, ari_app="cc"), side))
+    assert dialplan_workers(tmp_path) == (3, "cc")
+    (tmp_path / "extensions_workers_carrier.conf").write_text(workers_conf(Settings(), "carrier"))
+    assert dialplan_workers(tmp_path) == (1, "callcontrol")
