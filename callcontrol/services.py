@@ -92,8 +92,18 @@ class Services:
         self.settings = settings
         self.db = db
         self.worker = worker
-        node = settings.effective_pbx_node if worker is None else settings.worker_node(worker)
-        self.store = CallStore(db, node)
+        if worker is None:  # a command, not a serving worker: the settings' node
+            self.store = CallStore(db, settings.effective_pbx_node)
+        elif worker == 1:  # also the nodes of this PBX that no longer run
+            others = {settings.worker_node(k) for k in range(2, settings.workers + 1)}
+            self.store = CallStore(
+                db,
+                settings.worker_node(1),
+                family=settings.effective_pbx_node,
+                others=frozenset(others),
+            )
+        else:
+            self.store = CallStore(db, settings.worker_node(worker))
         self.charging = ChargingService(db)
         self._payments = payments
         self.notifier = Notifier(db, settings.notify_webhook_url, settings.notify_webhook_secret)
