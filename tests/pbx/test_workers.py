@@ -10,12 +10,12 @@ and put back as it was after each test: the other PBX tests expect one app.
 from __future__ import annotations
 
 import os
-import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from log_contract import ARI_APP, WORKER_EXITED, WORKER_STARTED, WORKER_STOPPED
 from pbx_harness import ROUTED, AppProcess, Carrier, Org, Phones, make_org
 from test_outbound import DESTINATION, RATES_CSV, carrier_answers, user_dials
 
@@ -26,8 +26,6 @@ from callcontrol.pbx.devpbx import DevPbx
 pytestmark = pytest.mark.pbx
 
 NODE = "pbx-w"
-WORKER_UP = r"connected to Asterisk ARI at \S+ as app 'callcontrol-(?P<worker>\d+)'"
-STARTED = r"worker (?P<worker>\d+) started \(pid (?P<pid>\d+)\)"
 ADOPTION = r"pbx node (?P<node>\S+): (?P<open>\d+) open call records, (?P<tagged>\d+) tagged calls"
 
 
@@ -62,7 +60,7 @@ async def start_workers(org: Org, workers: int = 2) -> AppProcess:
     app = AppProcess(org, "workers", env)
     await app.start()  # worker 1 provisioned the endpoints
     for worker in range(1, workers + 1):
-        await app.wait_log(WORKER_UP, where=lambda m, k=worker: m["worker"] == str(k))
+        await app.wait_log(ARI_APP, where=lambda m, k=worker: m["app"] == f"callcontrol-{k}")
     return app
 
 
@@ -119,7 +117,7 @@ async def test_calls_are_spread_over_two_workers_and_charged_exactly(
     finally:
         assert await app.stop(signal.SIGTERM) == 0
     # worker 1 stopped worker 2 with itself
-    assert any(re.search(r"worker 2 stopped$", line) for line in app.lines)
+    assert [m["worker"] for line in app.lines if (m := WORKER_STOPPED.search(line))] == ["2"]
     by_node = await check_money(org, inbound + outbound)
     assert sorted(by_node) == [f"{NODE}/1", f"{NODE}/2"]  # both workers took calls
     records = {r.call_id: r for r in await org.records()}
@@ -144,14 +142,18 @@ async def test_a_killed_worker_is_restarted_and_re_adopts_its_call_meanwhile_cal
         assert sorted(nodes) == [f"{NODE}/1", f"{NODE}/2"]
         on_worker_2 = nodes[f"{NODE}/2"]
 
-        pid = int((await app.wait_log(STARTED, where=lambda m: m["worker"] == "2"))["pid"])
+        pid = int((await app.wait_log(WORKER_STARTED, where=lambda m: m["worker"] == "2"))["pid"])
         mark = app.mark()
         os.kill(pid, signal.SIGKILL)  # mid-call: nothing settled, nothing closed
         # Two new calls at once while worker 2 is down: whichever worker the dialplan
         # picks, worker 2's application is not connected, so both land on worker 1.
         during = [await carrier.call(ROUTED, hang_up_after_ms=2000) for _ in range(2)]
-        await app.wait_log(
-            rf"worker 2 \(pid {pid}\) exited with signal 9: restarting it", after=mark
+        exited = await app.wait_log(WORKER_EXITED, after=mark)
+        assert (exited["worker"], exited["pid"], exited["how"], exited["code"]) == (
+            "2",
+            str(pid),
+            "signal",
+            "9",
         )
         adoption = await app.wait_log(
             ADOPTION, after=mark, where=lambda m: m["node"] == f"{NODE}/2"
@@ -171,7 +173,7 @@ async def test_a_killed_worker_is_restarted_and_re_adopts_its_call_meanwhile_cal
     assert len(during_ids) == 2
     assert sorted(by_node[f"{NODE}/1"]) == sorted([nodes[f"{NODE}/1"], *during_ids])
     assert by_node[f"{NODE}/2"] == [on_worker_2]
-    restarted = [m for line in app.lines if (m := re.search(STARTED, line))]
+    restarted = [m for line in app.lines if (m := WORKER_STARTED.search(line))]
     assert [m["worker"] for m in restarted] == ["2", "2"]
     record = await org.record(on_worker_2)
     assert (record.answered_at is not None and record.ended_at is not None) and (

@@ -5,15 +5,32 @@ place of `callcontrol serve --worker K`)."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
 import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from callcontrol import workers as workers_module
 from callcontrol.workers import Workers
+
+CONTRACT_FILE = Path(__file__).resolve().parents[1] / "pbx" / "log_contract.py"
+
+
+def load_contract() -> ModuleType:
+    """The PBX tests' log contract (tests/pbx/log_contract.py): the lines they await."""
+    spec = importlib.util.spec_from_file_location("log_contract", CONTRACT_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+contract = load_contract()
 
 # What a worker does about worker 1: watch its pipe, and stop when it closes.
 CHILD = """
@@ -43,9 +60,11 @@ class Starts(logging.Handler):
         super().__init__()
         self.started: list[tuple[int, int]] = []
         self.exited: list[str] = []
+        self.lines: list[str] = []
         self.changed = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
         if record.msg.startswith("worker %d started"):
             self.started.append((int(record.args[0]), int(record.args[1])))  # type: ignore[index]
         elif "exited with" in record.msg:
@@ -90,6 +109,24 @@ async def test_workers_are_started_restarted_when_killed_and_stopped_with_worker
     with pytest.raises(asyncio.CancelledError):
         await run
     assert all(proc.returncode is not None for proc in supervisor.procs.values())
+    # the lines the PBX tests await (log_contract.py)
+    found = [
+        (name, m.groupdict())
+        for line in starts.lines
+        for name in ("WORKER_STARTED", "WORKER_EXITED", "WORKER_STOPPED")
+        if (m := getattr(contract, name).search(line))
+    ]
+    assert found[:2] == [
+        ("WORKER_STARTED", {"worker": "2", "pid": str(first[2])}),
+        ("WORKER_STARTED", {"worker": "3", "pid": str(first[3])}),
+    ]
+    assert found[2] == (
+        "WORKER_EXITED",
+        {"worker": "2", "pid": str(first[2]), "how": "signal", "code": "9"},
+    )
+    assert found[3][0] == "WORKER_STARTED" and found[3][1]["worker"] == "2"
+    assert sorted(f[1]["worker"] for f in found[4:]) == ["2", "3"]
+    assert {f[0] for f in found[4:]} == {"WORKER_STOPPED"}
 
 
 async def test_a_worker_stops_when_worker_1_is_gone() -> None:
