@@ -402,8 +402,10 @@ class App:
         run (``pbx up`` after a change of ``workers``): calls would miss workers, or all
         fail when it names one application and several run."""
         settings = self.settings
+        if self.engine_only:
+            return  # worker 1 says it
         written = dialplan_workers(DevPbx(settings).etc)  # None: no PBX of ours on this host
-        if not self.engine_only and written not in (None, (settings.workers, settings.ari_app)):
+        if written not in (None, (settings.workers, settings.ari_app)):
             log.error(
                 "the PBX's dialplan spreads calls for workers = %d, ari_app = %s, but "
                 "workers = %d, ari_app = %s run: run `callcontrol pbx up` with these settings",

@@ -9,6 +9,7 @@ and put back as it was after each test: the other PBX tests expect one app.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
@@ -200,3 +201,37 @@ async def test_a_worker_that_is_not_connected_passes_its_calls_to_the_next(
     by_node = await check_money(org, released)
     assert sorted(len(ids) for ids in by_node.values()) == [1, 2]
     assert len(by_node[f"{NODE}/1"]) == 2  # its own turn and worker 3's
+
+
+async def test_going_from_one_app_to_two_workers_keeps_the_call_in_progress(
+    pbx: Settings, tmp_path: Path, phones: Phones, carrier: Carrier
+) -> None:
+    """A call of the single app (node pbx-w) is up when the PBX is switched to two
+    workers: worker 1 takes the record of the node that no longer runs, follows the
+    call (its channels still in the old application) to its end and settles it once."""
+    org = await workers_org(pbx, tmp_path)
+    single = await AppProcess(org, "single", {"CALLCONTROL_PBX_NODE": NODE}).start()
+    try:
+        phone = await phones.answering("alice")
+        call = await carrier.call(ROUTED, hang_up_after_ms=12_000)
+        call_id = await single.connected("alice")
+    finally:
+        assert await single.stop(signal.SIGTERM) == 0  # detached: the call stays up
+    assert (await org.record(call_id)).pbx_node == NODE
+    with contextlib.contextmanager(dialplan_for)(pbx, 2):
+        app = await start_workers(org)
+        try:
+            adoption = await app.wait_log(ADOPTION, where=lambda m: m["node"] == f"{NODE}/1")
+            assert adoption["open"] == "1"
+            assert (await org.record(call_id)).pbx_node == f"{NODE}/1"  # claimed, once
+            result = await call.wait(40)
+            assert result.ok, result.explain()
+            assert (await phone.wait(30)).ok
+            assert await app.calls_released(1) == [call_id]
+        finally:
+            await app.stop(signal.SIGTERM)
+    record = await org.record(call_id)
+    assert (record.disposition, record.ended_by) == ("answered", "caller")
+    assert record.answered_at is not None and record.ended_at is not None
+    assert (record.ended_at - record.answered_at).total_seconds() >= 11
+    assert await check_money(org, [call_id]) == {f"{NODE}/1": [call_id]}
