@@ -32,7 +32,9 @@ Observables that no query can see
     PBX_END      ``... at <time> (the PBX's CDR record)``: a call that ended while no
                  app ran was settled at the end the PBX recorded (CDR or AMI).
 
-Several processes on one PBX (setting workers; tests/pbx/test_workers.py)
+Several processes on one PBX (setting workers; tests/pbx/test_workers.py): every line's
+logger is followed by ``@w<K>`` (``callcontrol.calls.routed@w2:``), which the patterns
+above allow (a logger is one word).
     ARI_APP        ``connected to Asterisk ARI at <url> as app '<app>'``: a worker's
                    application is connected (after every (re)connect).
     WORKER_STARTED ``worker <K> started (pid <pid>)``: worker 1 started worker K.

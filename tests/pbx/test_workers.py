@@ -121,6 +121,15 @@ async def test_calls_are_spread_over_two_workers_and_charged_exactly(
     assert [m["worker"] for line in app.lines if (m := WORKER_STOPPED.search(line))] == ["2"]
     by_node = await check_money(org, inbound + outbound)
     assert sorted(by_node) == [f"{NODE}/1", f"{NODE}/2"]  # both workers took calls
+    for node, ids in by_node.items():  # each worker's lines name it
+        worker = node.rsplit("/", 1)[1]
+        for call_id in ids:
+            said = {
+                line.split(": ", 1)[0].rsplit("@", 1)[-1]
+                for line in app.lines
+                if f"[{call_id}] " in line
+            }
+            assert said == {f"w{worker}"}, (call_id, said)
     records = {r.call_id: r for r in await org.records()}
     assert sorted(records[c].pbx_node or "" for c in outbound) == [f"{NODE}/1", f"{NODE}/2"]
     assert {records[c].direction for c in outbound} == {"outbound"}
