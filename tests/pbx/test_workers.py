@@ -16,13 +16,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from log_contract import ARI_APP, WORKER_EXITED, WORKER_STARTED, WORKER_STOPPED
-from pbx_harness import ROUTED, AppProcess, Carrier, Org, Phones, make_org
+from log_contract import (
+    ARI_APP,
+    IVR_STEP,
+    MEDIA_SERVED,
+    WORKER_EXITED,
+    WORKER_STARTED,
+    WORKER_STOPPED,
+)
+from pbx_harness import FLOW_NUMBER, ROUTED, AppProcess, Carrier, Org, Phones, make_org
+from test_ivr import SPOKEN_FLOW, ivr  # noqa: F401 (a fixture)
 from test_outbound import DESTINATION, RATES_CSV, carrier_answers, user_dials
 
 from callcontrol.config import Settings
 from callcontrol.domain.money import MICRO, LedgerKind
 from callcontrol.pbx.devpbx import DevPbx
+from callcontrol.pbx.dtmf import Dtmf, Pause
 
 pytestmark = pytest.mark.pbx
 
@@ -244,3 +253,42 @@ async def test_going_from_one_app_to_two_workers_keeps_the_call_in_progress(
     assert record.answered_at is not None and record.ended_at is not None
     assert (record.ended_at - record.answered_at).total_seconds() >= 11
     assert await check_money(org, [call_id]) == {f"{NODE}/1": [call_id]}
+
+
+async def test_ivr_calls_on_both_workers_play_prompts_worker_1_serves(
+    pbx: Settings,
+    two_workers_dialplan: None,
+    ivr: Org,  # noqa: F811 (the fixture)
+    phones: Phones,
+    carrier: Carrier,
+) -> None:
+    """A flow with spoken and recorded prompts: worker 2's call plays them too, Asterisk
+    fetching them from worker 1's media server (workers 2..N serve no HTTP)."""
+    (Path(ivr.env["CALLCONTROL_FLOWS_DIR"]) / "test.yaml").write_text(SPOKEN_FLOW)
+    app = await start_workers(ivr)
+    try:
+        phone = await phones.answering("alice", talk_ms=500, calls=2)
+        calls = []
+        for _ in range(2):  # one after the other: the round robin gives one to each
+            mark = app.mark()
+            calls.append(
+                await carrier.dtmf_call(FLOW_NUMBER, [Pause(9000), Dtmf("1")], end="wait_bye")
+            )
+            await app.wait_log(IVR_STEP, after=mark, where=lambda m: m["step"] == "menu main")
+        for call in calls:
+            result = await call.wait(40)
+            assert result.ok, result.explain()
+        assert (await phone.wait(40)).ok
+        released = await app.calls_released(2)
+    finally:
+        await app.stop(signal.SIGTERM)
+    records = {r.call_id: r for r in await ivr.records()}
+    assert sorted(records[c].pbx_node or "" for c in released) == [f"{NODE}/1", f"{NODE}/2"]
+    for call_id in released:
+        assert (records[call_id].disposition, records[call_id].user_name) == ("answered", "alice")
+        played = [step for step in app.ivr_steps(call_id) if step.startswith("play ")]
+        assert played and "barge-in" not in played[0], played  # played to the end
+    served = [m for line in app.lines if (m := MEDIA_SERVED.search(line))]
+    assert len([m for m in served if m["file"] == "welcome.wav"]) >= 2  # once per call
+    assert not any("failed to play" in line for line in app.lines)
+    assert (await ivr.wallet_state())[1:] == (0, [])
