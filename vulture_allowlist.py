@@ -50,7 +50,7 @@ _.end_mark  # set by rates_file.py's alias-aware loader
 # AMI: panoramisk's Manager calls its subclass's hooks by name (ami/client.py).
 _.connection_lost
 # The edges (README "Security").
-_._optional_path, _._tls_pairs  # Settings validators (pydantic calls them)
+_._optional_path, _._tls_pairs, _._worker_names  # Settings validators (pydantic calls them)
 _.bound  # ConsoleServer, MediaServer: the addresses they listen on (the loopback tests)
 # Database: counted and listened to by bench/profile_calls.py and the call-path tests
 _.transactions

@@ -2,6 +2,7 @@
 
     sudo flock /tmp/callcontrol-pbx.lock .venv/bin/python bench/calls.py \
         [--rates 10,20,40] [--seconds 10] [--talk 2] [--paths plain,minimal,routed,ivr]
+        [--workers N]
 
 One registered sipp phone answers as user 1001 (alice); a sipp carrier offers
 ``rate x seconds`` calls per step that hang up ``--talk`` seconds after the answer.
@@ -26,6 +27,10 @@ for 3 s first, is subtracted), the app's event-loop lag (its peak over
 the step). Then the highest rate each path sustains (< 1% failures and INVITE->200
 p99 <= 500 ms: callers waiting seconds for the answer are not a sustained rate), the
 ratios, and after the run: open records, held credits, ``credits audit``.
+
+``--workers N``: callcontrol runs as N processes on the PBX (setting ``workers``; the
+dialplan is written for them and put back to one app afterwards); its CPU is the sum
+of the N processes'.
 
 ``--quick``: 2 calls per path at 1/s (CI proves the benchmark works; it asserts no
 speed). ``BENCH_WORKDIR=dir`` keeps sipp's files and the apps' logs;
@@ -118,6 +123,17 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def with_children(pid: int) -> list[int]:
+    """The process and its children (callcontrol's workers 2..N), as they are now."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += [int(child) for child in task.read_text().split()]
+        except OSError:
+            continue
+    return pids
 
 
 def asterisk_pids() -> list[int]:
@@ -322,6 +338,7 @@ async def main() -> None:
     parser.add_argument("--talk", type=int, default=2)
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--quick", action="store_true", help="2 calls per path (CI)")
+    parser.add_argument("--workers", type=int, default=1, help="callcontrol processes")
     args = parser.parse_args()
     rates = [1] if args.quick else [int(r) for r in args.rates.split(",")]
     seconds = 2 if args.quick else args.seconds
@@ -333,7 +350,7 @@ async def main() -> None:
         environ={},
         overrides={"data_dir": str(REPO / "var"), "ari_password": ensure_ari_secret(base)},
     )
-    pbx = DevPbx(pbx_settings)
+    pbx = DevPbx(pbx_settings.model_copy(update={"workers": args.workers}))
     pbx.up()
     local = pbx.etc / "extensions_local.conf"
     local.write_text(DIALPLAN)
@@ -355,6 +372,7 @@ async def main() -> None:
             "CALLCONTROL_ARI_PASSWORD": pbx_settings.effective_ari_password,
             "CALLCONTROL_FLOWS_DIR": str(work / "flows"),
             "CALLCONTROL_MEDIA_LISTEN": "127.0.0.1:8097",
+            "CALLCONTROL_WORKERS": str(args.workers),
         }
         if os.environ.get("BENCH_APP_PYTHONPATH"):
             env["PYTHONPATH"] = os.environ["BENCH_APP_PYTHONPATH"]
@@ -380,6 +398,8 @@ async def main() -> None:
             )  # fmt: skip
             procs.append(minimal)
             await wait_for_line(app_log, "provisioned")  # alice's endpoint exists
+            if args.workers > 1:
+                await wait_for_line(app_log, f"as app 'callcontrol-{args.workers}'")
             await wait_for_line(minimal_dir / "out.log", "connected")
             reg = await sipp.run_sipp(
                 work,
@@ -405,7 +425,11 @@ async def main() -> None:
             )
             load = os.getloadavg()
             started = datetime.now()
-            pids = {"asterisk": asterisk_pids(), "app": [app.pid], "minimal": [minimal.pid]}
+            pids = {
+                "asterisk": asterisk_pids(),
+                "app": with_children(app.pid),
+                "minimal": [minimal.pid],
+            }
             # What each process burns without calls (timers, polls), subtracted per step.
             idle0, t0 = {k: cpu_seconds(v) for k, v in pids.items()}, time.monotonic()
             await asyncio.sleep(IDLE_SECONDS)
@@ -457,6 +481,8 @@ async def main() -> None:
             for proc in procs:
                 proc.wait(15)
             local.unlink(missing_ok=True)
+            if args.workers > 1:
+                DevPbx(pbx_settings).up()  # one app again
             pbx.cli("dialplan reload")
     print()
     print(f"{started:%Y-%m-%d %H:%M}, {os.uname().nodename}, {os.cpu_count()} CPUs, "

@@ -25,6 +25,12 @@ payments reconciler, the notifications sender and, with the offline provider, th
 delivery of its webhooks to our own endpoint.
 SIGTERM/SIGINT: stop taking calls, detach the calls in progress (they stay up in
 Asterisk, which still enforces their paid time), close everything, exit 0.
+
+With the setting ``workers`` = N > 1 this process is one of N sharing the PBX's calls
+(``Services.worker``, workers.py starts them): worker 1 runs everything above; workers
+2..N run the call engine only (ARI events, calls, charging, flows, the wallet watch):
+no console, media server, webhooks, AMI, provisioning, funding or rent, which worker 1
+does once for all.
 """
 
 from __future__ import annotations
@@ -49,13 +55,15 @@ from callcontrol.hardening import console_tls, refuse_published_passwords, warn_
 from callcontrol.ivr.model import Flow
 from callcontrol.ivr.sounds import sounds_in_dir, system_sounds_dir
 from callcontrol.metrics import Metrics
-from callcontrol.pbx.devpbx import cdr_path
+from callcontrol.pbx.devpbx import DevPbx, cdr_path
+from callcontrol.pbx.dialplan import dialplan_workers
 from callcontrol.services import Services
 from callcontrol.store.offline_payments import DurableOfflineProvider
 from callcontrol.web.console.app import ConsoleServer, console_app
 from callcontrol.web.health import Health
 from callcontrol.web.media import MediaServer
 from callcontrol.web.webhooks import add_routes, deliver_offline_webhooks
+from callcontrol.workers import Workers, watch_parent
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +89,11 @@ WATCH_INTERVAL = 1.0  # seconds between checks of the wallet for credits added
 class App:
     """The running app on ``services`` (their owner closes them after ``run``)."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, workers: Workers | None = None) -> None:
         settings = services.settings
+        self.workers = workers  # worker 1 of several: starts and keeps the others
         self.settings = settings
+        self.worker = services.worker or 1
         self.ari = services.ari
         password = settings.effective_ari_password
         self.db = services.db
@@ -112,7 +122,7 @@ class App:
         self.admission = Admission(limits, ari_latency=lambda: self.ari.latency)
         self.metrics = Metrics()
         self.pbx_records = PbxRecords(cdr_path(settings))
-        self.ami = self._ami_feed()
+        self.ami = None if self.engine_only else self._ami_feed()
         self.ctx = CallContext(
             ari=self.ari,
             router=self.router,
@@ -140,7 +150,7 @@ class App:
             settings.ari_url,
             settings.ari_username,
             password,
-            app=settings.ari_app,
+            app=self.ari.app,
             dispatcher=self.router.dispatch,
             on_connected=self.on_connected,
         )
@@ -153,6 +163,11 @@ class App:
         )
         self.stopping = asyncio.Event()
         self._pending_prompts: list[Flow] = []
+
+    @property
+    def engine_only(self) -> bool:
+        """Workers 2..N: calls only (worker 1 does the rest once for all)."""
+        return self.worker > 1
 
     def _watch(self) -> None:
         """Point the metrics at what they count (metrics.py: the hot path only increments)."""
@@ -228,11 +243,17 @@ class App:
         log.info(
             "connected to Asterisk ARI at %s as app %r",
             self.settings.ari_url,
-            self.settings.ari_app,
+            self.ari.app,
         )
         await self._filter_events()
         self.metrics.ari_connected()
-        await self.provision()
+        if self.engine_only:
+            try:  # the flows are checked against the users' names; worker 1 provisions
+                await self.refresh_users()
+            except StoreError as exc:
+                log.error("could not read the users: %s", exc)
+        else:
+            await self.provision()
         await self._read_sounds()
         await self.calls.adopt()
 
@@ -333,6 +354,10 @@ class App:
         await self.charging.load_rates()
         self.flows.load()
         log.info("flows loaded: %s", ", ".join(self.flows.names()) or "none")
+        self._check_dialplan()
+        if self.engine_only:
+            await self._run_engine()
+            return
         await self.media_server.start()
         warn_exposed(self.settings)
         try:
@@ -354,6 +379,8 @@ class App:
                 ]
                 if self.ami is not None:
                     tasks.append(tg.create_task(self.ami.run(), name="ami"))
+                if self.workers is not None:
+                    tasks.append(tg.create_task(self.workers.run(), name="workers"))
                 stream = tg.create_task(self.stream.run(), name="ari-events")
                 stop = tg.create_task(self.stopping.wait(), name="stop")
                 await asyncio.wait({stream, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -368,4 +395,44 @@ class App:
                 await self.console.stop()
             with contextlib.suppress(Exception):
                 await self.media_server.stop()
+        log.info("stopped")
+
+    def _check_dialplan(self) -> None:
+        """Say it when the development PBX's dialplan was written for other workers than
+        run (``pbx up`` after a change of ``workers``): calls would miss workers, or all
+        fail when it names one application and several run."""
+        settings = self.settings
+        if self.engine_only:
+            return  # worker 1 says it
+        written = dialplan_workers(DevPbx(settings).etc)  # None: no PBX of ours on this host
+        if written not in (None, (settings.workers, settings.ari_app)):
+            log.error(
+                "the PBX's dialplan spreads calls for workers = %d, ari_app = %s, but "
+                "workers = %d, ari_app = %s run: run `callcontrol pbx up` with these settings",
+                *written,
+                settings.workers,
+                settings.ari_app,
+            )
+
+    async def _run_engine(self) -> None:
+        """Workers 2..N: the calls of this worker's Stasis application, nothing else."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self.flows.run(), name="flows"),
+                    tg.create_task(self.watch_loop(), name="wallet-watch"),
+                    tg.create_task(self.admission.run(), name="load"),
+                    tg.create_task(watch_parent(self.stopping.set), name="worker-1"),
+                ]
+                stream = tg.create_task(self.stream.run(), name="ari-events")
+                stop = tg.create_task(self.stopping.wait(), name="stop")
+                await asyncio.wait({stream, stop}, return_when=asyncio.FIRST_COMPLETED)
+                log.info("stopping: calls in progress stay up and are re-adopted at next start")
+                await self.calls.shutdown(detach=True)
+                for task in (*tasks, stream, stop):
+                    task.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         log.info("stopped")

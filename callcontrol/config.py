@@ -93,6 +93,16 @@ class Settings(BaseModel):
         "several PBXes on one database an app re-adopts and settles only its own PBX's "
         "calls. Unique per PBX, stable across restarts. Empty: this host's name.",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Processes that share this PBX's calls (one core each). 1: one process, "
+        "Stasis application ari_app. N > 1: `serve` runs worker 1 (everything) and starts "
+        "workers 2..N (calls only); worker K is the application <ari_app>-<K> and names its "
+        "records <pbx_node>/<K>. Run `callcontrol pbx up` after a change: the dialplan "
+        "spreads the calls over the N applications.",
+    )
     ami_bind: str = Field(
         "127.0.0.1:5038",
         description="Where the development PBX's manager interface (AMI) listens: IPv4 "
@@ -504,6 +514,31 @@ class Settings(BaseModel):
             if (getattr(self, cert) is None) != (getattr(self, key) is None):
                 raise ValueError(f"{cert} and {key} are set together, or neither")
         return self
+
+    @model_validator(mode="after")
+    def _worker_names(self) -> Settings:
+        suffix = len(f"-{self.workers}") if self.workers > 1 else 0
+        for name in ("ari_app", "pbx_node"):
+            if len(getattr(self, name)) + suffix > 64:
+                raise ValueError(
+                    f"{name} must be at most {64 - suffix} characters with workers = "
+                    f"{self.workers} (a worker's name adds '-<K>' or '/<K>')"
+                )
+        return self
+
+    def worker_app(self, worker: int) -> str:
+        """Worker ``worker``'s Stasis application: ``ari_app`` itself with one worker."""
+        return self.ari_app if self.workers == 1 else f"{self.ari_app}-{worker}"
+
+    def worker_node(self, worker: int) -> str:
+        """The node worker ``worker`` writes into its call records and re-adopts: the PBX's
+        (``effective_pbx_node``) with one worker, ``<node>/<K>`` with several ('/' never
+        appears in a PBX's own name, so a worker's node is never another PBX's)."""
+        node = self.effective_pbx_node
+        if self.workers == 1:
+            return node
+        suffix = f"/{worker}"
+        return node[: 64 - len(suffix)] + suffix
 
     @field_validator("sip_bind", "ari_bind", "sip_tls_bind", "ami_bind")
     @classmethod

@@ -11,6 +11,10 @@ outside calls), ``message``, and ``exception`` (the traceback as one string) whe
 there is one. Both format the same message: what keeps secrets out of the text
 (URLs redacted by the store, the ARI password never formatted) keeps them out of
 the JSON.
+
+With several processes on one PBX (the setting ``workers`` > 1) each line names its
+process: ``logger@w<K>`` in the text (``... [call id] callcontrol.calls.inbound@w2:
+...``), ``"worker": K`` in the JSON.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class CallIdFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line (no newline inside: tracebacks are escaped)."""
 
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
         call_id = getattr(record, "call_id", "-")
         out: dict[str, Any] = {
@@ -47,6 +55,8 @@ class JsonFormatter(logging.Formatter):
             "call_id": None if call_id == "-" else call_id,
             "message": record.getMessage(),
         }
+        if self.worker is not None:
+            out["worker"] = self.worker
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -57,12 +67,18 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(
-    level: str = "INFO", log_format: LogFormat = "text", stream: TextIO | None = None
+    level: str = "INFO",
+    log_format: LogFormat = "text",
+    stream: TextIO | None = None,
+    worker: int | None = None,
 ) -> None:
-    """Log to ``stream`` (standard error) in ``log_format``, from ``level`` up."""
+    """Log to ``stream`` (standard error) in ``log_format``, from ``level`` up; ``worker``:
+    this process's number among several on one PBX (None: the only one)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(CallIdFilter())
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT))
+    text = FORMAT if worker is None else FORMAT.replace("%(name)s", f"%(name)s@w{worker}")
+    formatter = JsonFormatter(worker) if log_format == "json" else logging.Formatter(text)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -87,10 +87,23 @@ class Services:
         db: Database,
         ari: AriClient | ConfigError,
         payments: PaymentProvider | ConfigError,
+        worker: int | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
-        self.store = CallStore(db, settings.effective_pbx_node)
+        self.worker = worker
+        if worker is None:  # a command, not a serving worker: the settings' node
+            self.store = CallStore(db, settings.effective_pbx_node)
+        elif worker == 1:  # also the nodes of this PBX that no longer run
+            others = {settings.worker_node(k) for k in range(2, settings.workers + 1)}
+            self.store = CallStore(
+                db,
+                settings.worker_node(1),
+                family=settings.effective_pbx_node,
+                others=frozenset(others),
+            )
+        else:
+            self.store = CallStore(db, settings.worker_node(worker))
         self.charging = ChargingService(db)
         self._payments = payments
         self.notifier = Notifier(db, settings.notify_webhook_url, settings.notify_webhook_secret)
@@ -185,7 +198,7 @@ class Services:
         )
 
 
-def _ari_client(settings: Settings) -> AriClient | ConfigError:
+def _ari_client(settings: Settings, worker: int | None) -> AriClient | ConfigError:
     """The ARI client (constructing it does not connect), or why there is none."""
     try:
         password = settings.effective_ari_password
@@ -195,7 +208,7 @@ def _ari_client(settings: Settings) -> AriClient | ConfigError:
         settings.ari_url,
         settings.ari_username,
         password,
-        app=settings.ari_app,
+        app=settings.ari_app if worker is None else settings.worker_app(worker),
         timeout=settings.ari_timeout,
     )
 
@@ -227,15 +240,18 @@ async def _close(what: str, close: Callable[[], Awaitable[None]]) -> None:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """Build the services once; close the ARI client and dispose the database on exit."""
+async def open_services(settings: Settings, worker: int | None = None) -> AsyncIterator[Services]:
+    """Build the services once; close the ARI client and dispose the database on exit.
+    ``worker``: the serving process's number (``serve``, setting ``workers``): its Stasis
+    application and the node of its call records; None (every other command): the
+    settings' ``ari_app`` and ``pbx_node`` as they are."""
     async with contextlib.AsyncExitStack() as stack:
         db = await open_current(settings.effective_database_url)
         stack.push_async_callback(_close, "database", db.dispose)
-        ari = _ari_client(settings)
+        ari = _ari_client(settings, worker)
         if isinstance(ari, AriClient):
             stack.push_async_callback(_close, "ARI client", ari.close)
         payments = _payment_provider(settings, db)
         if not isinstance(payments, ConfigError):
             stack.push_async_callback(_close, "payment provider", payments.close)
-        yield Services(settings, db, ari, payments)
+        yield Services(settings, db, ari, payments, worker)

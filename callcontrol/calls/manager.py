@@ -237,8 +237,8 @@ class CallManager:
             )
 
     async def _readopt(self, record: CallRecord, owned: dict[str, str]) -> None:
-        if record.pbx_node is None:
-            await self.store.claim(record.call_id)  # its channels are on our PBX
+        if record.pbx_node != self.store.pbx_node:  # its channels are on our PBX
+            await self.store.claim(record.call_id, record.pbx_node)
         for channel_id in owned.values():
             try:
                 await self.ari.subscribe(channel_id)

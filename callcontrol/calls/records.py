@@ -58,9 +58,21 @@ class CallStore:
     on one database, an app re-adopts and settles its own calls, never another PBX's
     live ones. None: every record (tools that look at the whole database)."""
 
-    def __init__(self, db: Database, pbx_node: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        pbx_node: str | None = None,
+        *,
+        family: str | None = None,
+        others: frozenset[str] = frozenset(),
+    ) -> None:
         self.db = db
         self.pbx_node = pbx_node
+        # Worker 1 of several (setting workers) also takes the records of the PBX's nodes
+        # that no longer run (``family`` and ``family/<K>``, after a change of workers),
+        # never those of the workers that do (``others``).
+        self.family = family
+        self.others = others
 
     async def inbound_route(self, e164: str) -> tuple[Routed, int | None]:
         """The dialled number (None: not ours) and its route, and the id of the rate
@@ -210,17 +222,21 @@ class CallStore:
 
     async def open_records(self) -> list[CallRecord]:
         """The calls in progress on this PBX (on every PBX when no node is set)."""
-        node = self.pbx_node
-        return await self.db.unit(lambda session: CallRecordRepository(session).open_records(node))
+        node, family = self.pbx_node, self.family
+        records = await self.db.unit(
+            lambda session: CallRecordRepository(session).open_records(node, family)
+        )
+        return [r for r in records if r.pbx_node not in self.others]
 
-    async def claim(self, call_id: str) -> bool:
+    async def claim(self, call_id: str, from_node: str | None = None) -> bool:
         """This PBX carries the call of a record that names no PBX (written before
-        migration 0007): name ours, so that no other PBX's app takes it for lost."""
+        migration 0007), or a node of this PBX that no longer runs: name ours, so that
+        no other app takes it for lost."""
         node = self.pbx_node
         if node is None:
             return False
         return await self.db.unit(
-            lambda session: CallRecordRepository(session).claim_for_node(call_id, node)
+            lambda session: CallRecordRepository(session).claim_for_node(call_id, node, from_node)
         )
 
     async def is_open(self, call_id: str) -> bool:

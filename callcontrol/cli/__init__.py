@@ -110,9 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = _settings(args)
+        serving = args.command == "serve" and settings.workers > 1
         setup_logging(
             settings.log_level if args.command in ("serve", "agi") else "WARNING",
             settings.log_format,
+            worker=(args.worker or 1) if serving else None,
         )
         code: int = args.fn(settings, args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit

@@ -22,7 +22,8 @@ from callcontrol.services import Services
 
 __all__ = ["register"]
 
-_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as the setting pbx_node
+# as the setting pbx_node, or a worker's node <pbx_node>/<K> (setting workers)
+_NODE = re.compile(r"(?=.{1,64}$)[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[1-9][0-9]?)?")
 
 
 def _record_line(r: CallRecord) -> str:
@@ -68,9 +69,11 @@ def cmd_calls_close_lost(settings: Settings, args: argparse.Namespace) -> int:
     if not _NODE.fullmatch(node):
         raise InvalidInput(
             f"--pbx-node {shown(node)}: a PBX node is 1 to 64 letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit (the setting pbx_node of its app)"
+            "or '-', starting with a letter or digit (the setting pbx_node of its app), "
+            "and a worker's is <node>/<K>"
         )
-    if node == settings.effective_pbx_node and not args.force:
+    own = settings.effective_pbx_node
+    if (node == own or node.startswith(own + "/")) and not args.force:
         raise InvalidInput(
             f"{node} is this host's own PBX node: its app closes its calls at start; "
             "add --force if that PBX is gone for good"

@@ -34,6 +34,7 @@ from callcontrol.config import Settings, ari_password_problem, password_fits_ast
 from callcontrol.domain.emergency import emergency_codes
 from callcontrol.domain.text import shown
 from callcontrol.errors import PbxError
+from callcontrol.pbx.dialplan import WORKERS_FILES, workers_conf
 from callcontrol.tls import default_names, ensure_self_signed
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,8 @@ class DevPbx:
             "extensions_emergency.conf": emergency_conf(self.settings.country),
             "http_local.conf": http_local_conf(self.settings),
         }
+        for name, side in WORKERS_FILES.items():
+            generated[name] = workers_conf(self.settings, side)
         tls = self._tls_files() if self.settings.sip_tls else {}
         self.etc.mkdir(parents=True, exist_ok=True)
         if self.mode == "host":

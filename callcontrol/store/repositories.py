@@ -502,9 +502,17 @@ class CallRecordRepository:
         )
         return _rowcount(result) == 1
 
-    async def claim_for_node(self, call_id: str, pbx_node: str) -> bool:
-        """Name the PBX of a record written before records named it (NULL), once."""
-        return await self._update(call_id, (CallRecordRow.pbx_node.is_(None),), pbx_node=pbx_node)
+    async def claim_for_node(
+        self, call_id: str, pbx_node: str, from_node: str | None = None
+    ) -> bool:
+        """Name the PBX of a record written before records named it (NULL), or move a
+        record from ``from_node`` (a worker that no longer runs) to ``pbx_node``, once."""
+        was = (
+            CallRecordRow.pbx_node.is_(None)
+            if from_node is None
+            else CallRecordRow.pbx_node == from_node
+        )
+        return await self._update(call_id, (was,), pbx_node=pbx_node)
 
     async def get(self, call_id: str) -> CallRecord | None:
         row = await self._session.get(CallRecordRow, call_id, populate_existing=True)
@@ -523,14 +531,19 @@ class CallRecordRepository:
         )
         return [_record(row) for row in rows]
 
-    async def open_records(self, pbx_node: str | None = None) -> builtins.list[CallRecord]:
+    async def open_records(
+        self, pbx_node: str | None = None, family: str | None = None
+    ) -> builtins.list[CallRecord]:
         """Calls not finished yet (``ended_at IS NULL``), oldest first; with ``pbx_node``
-        only that PBX's calls (and those written before records named their PBX)."""
+        only that PBX's calls (and those written before records named their PBX); with
+        ``family`` also those of node ``family`` and its workers' (``family/<K>``)."""
         query = select(CallRecordRow).where(CallRecordRow.ended_at.is_(None))
         if pbx_node is not None:
-            query = query.where(
-                or_(CallRecordRow.pbx_node == pbx_node, CallRecordRow.pbx_node.is_(None))
-            )
+            nodes = [CallRecordRow.pbx_node == pbx_node, CallRecordRow.pbx_node.is_(None)]
+            if family is not None:
+                nodes.append(CallRecordRow.pbx_node == family)
+                nodes.append(CallRecordRow.pbx_node.startswith(family + "/", autoescape=True))
+            query = query.where(or_(*nodes))
         rows = await self._session.scalars(
             _fresh(query.order_by(CallRecordRow.started_at, CallRecordRow.call_id))
         )

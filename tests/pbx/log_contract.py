@@ -32,6 +32,16 @@ Observables that no query can see
     PBX_END      ``... at <time> (the PBX's CDR record)``: a call that ended while no
                  app ran was settled at the end the PBX recorded (CDR or AMI).
 
+Several processes on one PBX (setting workers; tests/pbx/test_workers.py): every line's
+logger is followed by ``@w<K>`` (``callcontrol.calls.routed@w2:``), which the patterns
+above allow (a logger is one word).
+    ARI_APP        ``connected to Asterisk ARI at <url> as app '<app>'``: a worker's
+                   application is connected (after every (re)connect).
+    WORKER_STARTED ``worker <K> started (pid <pid>)``: worker 1 started worker K.
+    WORKER_EXITED  ``worker <K> (pid <pid>) exited with <signal N|status N>: restarting
+                   it[ in N s]``: a worker died; worker 1 starts it again.
+    WORKER_STOPPED ``worker <K> stopped``: worker 1 stopped it as it stopped itself.
+
 `callcontrol agi` (tests/pbx/test_agi.py; pinned by tests/unit/agi/test_agi_log_contract.py)
     AGI_LISTENING  ``FastAGI server listening on <host>:<port>``: ready for requests.
     AGI_AUTHORIZED ``[<id>] <logger>: authorized: holding <credits>, the PBX ends the
@@ -72,3 +82,10 @@ AGI_REFUSED = re.compile(r"\[(?P<call_id>agi\w+)\] \S+: refused \((?P<status>\w+
 AGI_SETTLED = re.compile(
     r"\[(?P<call_id>agi\w+)\] \S+: AGI call settled: cost (?P<cost>\d+) micro-credits$"
 )
+ARI_APP = re.compile(r"connected to Asterisk ARI at (?P<url>\S+) as app '(?P<app>[^']+)'$")
+WORKER_STARTED = re.compile(r"worker (?P<worker>\d+) started \(pid (?P<pid>\d+)\)$")
+WORKER_EXITED = re.compile(
+    r"worker (?P<worker>\d+) \(pid (?P<pid>\d+)\) exited with (?P<how>signal|status) "
+    r"(?P<code>\d+): restarting it"
+)
+WORKER_STOPPED = re.compile(r"worker (?P<worker>\d+) stopped$")

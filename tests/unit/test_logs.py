@@ -67,6 +67,25 @@ def test_text_logs_keep_their_format(stderr: io.StringIO) -> None:
     assert stderr.getvalue().rstrip().endswith("WARNING [c0ffee] callcontrol.app: hello")
 
 
+def test_each_of_several_workers_names_itself(stderr: io.StringIO) -> None:
+    setup_logging("INFO", "text", stderr, worker=2)
+    token = call_id_var.set("c0ffee")
+    try:
+        logging.getLogger("callcontrol.calls.inbound").info("connected +1555 with alice")
+    finally:
+        call_id_var.reset(token)
+    text = stderr.getvalue().rstrip()
+    assert text.endswith(
+        "INFO    [c0ffee] callcontrol.calls.inbound@w2: connected +1555 with alice"
+    )
+    stderr.truncate(0)
+    stderr.seek(0)
+    setup_logging("INFO", "json", stderr, worker=2)
+    logging.getLogger("callcontrol.app").info("hello")
+    [line] = lines(stderr)
+    assert (line["worker"], line["logger"]) == (2, "callcontrol.app")
+
+
 def test_the_setting_is_checked() -> None:
     from callcontrol.config import load_settings
     from callcontrol.errors import ConfigError

@@ -189,3 +189,28 @@ async def test_an_instance_replaced_says_so_as_it_stops(fake: FakeAri) -> None:
     # `callcontrol serve` exits printing "error: <message>" (tests/unit/test_cli.py).
     match = contract.REPLACED.search(f"error: {raised.value}")
     assert match is not None and match["app"] == APP
+
+
+async def test_a_workers_application_is_named_when_it_connects(
+    fake: FakeAri, db_url: str, tmp_path: Path, log: Lines
+) -> None:
+    settings = load_settings(
+        environ={},
+        overrides={
+            "data_dir": str(tmp_path),
+            "ari_url": fake.url,
+            "ari_password": PASSWORD,
+            "workers": "2",
+        },
+    )
+    db = Database.from_url(db_url)
+    ari = AriClient(fake.url, USERNAME, PASSWORD, app=settings.worker_app(2))
+    try:
+        serve = ServeApp(Services(settings, db, ari, ConfigError("no payments here"), 2))
+        assert serve.engine_only and serve.ami is None
+        await serve.on_connected()
+        assert log.matches(contract.ARI_APP) == [{"url": fake.url, "app": "callcontrol-2"}]
+        assert not any(contract.READY.search(line) for line in log.lines)  # worker 1's job
+    finally:
+        await ari.close()
+        await db.dispose()
