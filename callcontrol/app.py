@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from callcontrol.ami.client import AmiFeed
@@ -381,13 +382,7 @@ class App:
                     tasks.append(tg.create_task(self.ami.run(), name="ami"))
                 if self.workers is not None:
                     tasks.append(tg.create_task(self.workers.run(), name="workers"))
-                stream = tg.create_task(self.stream.run(), name="ari-events")
-                stop = tg.create_task(self.stopping.wait(), name="stop")
-                await asyncio.wait({stream, stop}, return_when=asyncio.FIRST_COMPLETED)
-                log.info("stopping: calls in progress stay up and are re-adopted at next start")
-                await self.calls.shutdown(detach=True)
-                for task in (*tasks, stream, stop):
-                    task.cancel()
+                await self._calls_until_stopped(tg, tasks)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -396,6 +391,19 @@ class App:
             with contextlib.suppress(Exception):
                 await self.media_server.stop()
         log.info("stopped")
+
+    async def _calls_until_stopped(
+        self, tg: asyncio.TaskGroup, tasks: Sequence[asyncio.Task[object]]
+    ) -> None:
+        """Take calls from the ARI events until stopped (or the stream ends); then detach
+        from the calls in progress (they stay up) and cancel ``tasks``."""
+        stream = tg.create_task(self.stream.run(), name="ari-events")
+        stop = tg.create_task(self.stopping.wait(), name="stop")
+        await asyncio.wait({stream, stop}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping: calls in progress stay up and are re-adopted at next start")
+        await self.calls.shutdown(detach=True)
+        for task in (*tasks, stream, stop):
+            task.cancel()
 
     def _check_dialplan(self) -> None:
         """Say it when the development PBX's dialplan was written for other workers than
@@ -425,13 +433,7 @@ class App:
                     tg.create_task(self.admission.run(), name="load"),
                     tg.create_task(watch_parent(self.stopping.set), name="worker-1"),
                 ]
-                stream = tg.create_task(self.stream.run(), name="ari-events")
-                stop = tg.create_task(self.stopping.wait(), name="stop")
-                await asyncio.wait({stream, stop}, return_when=asyncio.FIRST_COMPLETED)
-                log.info("stopping: calls in progress stay up and are re-adopted at next start")
-                await self.calls.shutdown(detach=True)
-                for task in (*tasks, stream, stop):
-                    task.cancel()
+                await self._calls_until_stopped(tg, tasks)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
