@@ -87,7 +87,7 @@ class UnitSession:
             return None  # executemany: SQLAlchemy's
         return Plan.of(statement, self._connection.dialect)
 
-    def _run_text(self, plan: Plan, params: Mapping[str, Any] | None) -> TextRows:
+    def _run_plan(self, plan: Plan, params: Mapping[str, Any] | None) -> TextRows:
         if self._cursor is None:
             driver = self._connection.connection.driver_connection
             assert isinstance(driver, sqlite3.Connection)
@@ -99,13 +99,13 @@ class UnitSession:
     ) -> Result[Any]:
         plan = self._plan(statement, params)
         if plan is not None:
-            return cast(Result[Any], self._run_text(plan, cast(Mapping[str, Any] | None, params)))
+            return cast(Result[Any], self._run_plan(plan, cast(Mapping[str, Any] | None, params)))
         return self._runner(statement).execute(statement, params)
 
     async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
         plan = self._plan(statement, params)
         if plan is not None:
-            return self._run_text(plan, params).scalar()
+            return self._run_plan(plan, params).scalar()
         return self._runner(statement).scalar(statement, params)
 
     async def scalars(
@@ -210,6 +210,8 @@ class Plan:
 
     @classmethod
     def _compiled(cls, statement: Executable, dialect: Dialect) -> Plan | None:
+        if _loads_entities(statement):
+            return None  # mapped objects are the ORM's to build
         compiled = cast(ClauseElement, statement).compile(dialect=dialect)
         if not isinstance(compiled, SQLCompiler) or compiled.positiontup is None:
             return None

@@ -124,6 +124,8 @@ def test_every_call_path_statement_runs_on_the_driver() -> None:
     assert Plan.of(expanding, dialect) is None  # left to SQLAlchemy, still correct
     defaults = prepared(insert(UserRow).values(name=bindparam("v_name")))  # created_at's default
     assert Plan.of(defaults, dialect) is None
+    entities = prepared(select(UserRow).where(UserRow.name == bindparam("name")))
+    assert Plan.of(entities, dialect) is None  # rows of mapped objects: the ORM's
 
 
 async def test_a_charged_call_runs_no_statement_through_sqlalchemy(database: Database) -> None:
