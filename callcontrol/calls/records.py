@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NotRequired, TypedDict, Unpack
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import case, func, select, update
 
 from callcontrol.domain.call_records import CallDirection, CallRecord, Disposition, EndedBy
 from callcontrol.domain.charging import ChargeState
@@ -26,6 +26,7 @@ from callcontrol.store.rates import current_set_id
 from callcontrol.store.repositories import (
     CallRecordRepository,
     UserRepository,
+    column_param,
     number_route,
     user_by_extension,
     user_by_name,
@@ -252,10 +253,10 @@ class CallStore:
 
 # Who took the call and when (each kept when its parameter is NULL): built once
 # (``store.unit.prepared``).
-_USER_NAME = bindparam("v_user_name", type_=CallRecordRow.user_name.type)
+_USER_NAME = column_param(CallRecordRow.user_name)
 _CONNECTED = prepared(
     update(CallRecordRow)
-    .where(CallRecordRow.call_id == bindparam("v_call_id", type_=CallRecordRow.call_id.type))
+    .where(CallRecordRow.call_id == column_param(CallRecordRow.call_id))
     .values(
         user_name=func.coalesce(_USER_NAME, CallRecordRow.user_name),
         user_id=case(
@@ -264,7 +265,7 @@ _CONNECTED = prepared(
         ),
         answered_at=func.coalesce(
             CallRecordRow.answered_at,
-            bindparam("v_answered_at", type_=CallRecordRow.answered_at.type),
+            column_param(CallRecordRow.answered_at),
         ),
     )
     .execution_options(synchronize_session=False)

@@ -559,7 +559,7 @@ class CallRecordRepository:
         return _rowcount(result) == 1
 
 
-def _param(column: Any) -> Any:
+def column_param(column: Any) -> Any:
     """A bind parameter typed as ``column`` and named ``v_<column>`` (SQLAlchemy keeps a
     column's own name for the parameters it makes in VALUES and SET)."""
     return bindparam(f"v_{column.key}", type_=column.type)
@@ -582,8 +582,10 @@ def _start_statement(dialect: Any) -> Any:
         row.rate_id,
         row.pbx_node,
     )
-    user_id = select(UserRow.id).where(UserRow.name == _param(row.user_name)).scalar_subquery()
-    values = {column.key: _param(column) for column in fields}
+    user_id = (
+        select(UserRow.id).where(UserRow.name == column_param(row.user_name)).scalar_subquery()
+    )
+    values = {column.key: column_param(column) for column in fields}
     return prepared(
         dialect.insert(table)
         .values(**values, user_id=user_id)
@@ -595,7 +597,7 @@ def _start_statement(dialect: Any) -> Any:
 def _record_update(*conditions: Any, **values: Any) -> Any:
     return prepared(
         update(CallRecordRow)
-        .where(CallRecordRow.call_id == _param(CallRecordRow.call_id), *conditions)
+        .where(CallRecordRow.call_id == column_param(CallRecordRow.call_id), *conditions)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -603,7 +605,7 @@ def _record_update(*conditions: Any, **values: Any) -> Any:
 
 def _keep(column: Any) -> Any:
     """``column`` set to its parameter, kept as it is when the parameter is NULL."""
-    return func.coalesce(_param(column), column)
+    return func.coalesce(column_param(column), column)
 
 
 _START_SQLITE = _start_statement(sqlite)
@@ -611,12 +613,12 @@ _START_POSTGRESQL = _start_statement(postgresql)
 _ANSWERED = _record_update(
     CallRecordRow.answered_at.is_(None),
     CallRecordRow.ended_at.is_(None),
-    answered_at=_param(CallRecordRow.answered_at),
+    answered_at=column_param(CallRecordRow.answered_at),
 )
 _FINISH = _record_update(
     CallRecordRow.ended_at.is_(None),
     **{
-        column.key: _param(column)
+        column.key: column_param(column)
         for column in (
             CallRecordRow.ended_at,
             CallRecordRow.disposition,
@@ -627,7 +629,7 @@ _FINISH = _record_update(
 )
 _SET_CHARGE = _record_update(
     CallRecordRow.charge_state.is_(None) | (CallRecordRow.charge_state != "settled"),
-    charge_state=_param(CallRecordRow.charge_state),
+    charge_state=column_param(CallRecordRow.charge_state),
     rate_id=_keep(CallRecordRow.rate_id),
     billable_seconds=_keep(CallRecordRow.billable_seconds),
     cost_micro=_keep(CallRecordRow.cost_micro),
