@@ -59,6 +59,7 @@ from callcontrol.metrics import Metrics
 from callcontrol.pbx.devpbx import DevPbx, cdr_path
 from callcontrol.pbx.dialplan import dialplan_workers
 from callcontrol.services import Services
+from callcontrol.startup import freeze_startup_objects
 from callcontrol.store.offline_payments import DurableOfflineProvider
 from callcontrol.web.console.app import ConsoleServer, console_app
 from callcontrol.web.health import Health
@@ -397,6 +398,7 @@ class App:
     ) -> None:
         """Take calls from the ARI events until stopped (or the stream ends); then detach
         from the calls in progress (they stay up) and cancel ``tasks``."""
+        freeze_startup_objects()
         stream = tg.create_task(self.stream.run(), name="ari-events")
         stop = tg.create_task(self.stopping.wait(), name="stop")
         await asyncio.wait({stream, stop}, return_when=asyncio.FIRST_COMPLETED)

@@ -12,6 +12,7 @@ from callcontrol.cli.common import AddCommand
 from callcontrol.config import Settings
 from callcontrol.errors import CallControlError, ConfigError
 from callcontrol.services import open_services
+from callcontrol.startup import freeze_startup_objects
 
 __all__ = ["register"]
 
@@ -41,6 +42,7 @@ def cmd_agi(settings: Settings, args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stopping.set)
+            freeze_startup_objects()
             try:
                 await server.run(host, int(port), stopping)
             except OSError as exc:

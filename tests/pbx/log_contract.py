@@ -35,6 +35,8 @@ Observables that no query can see
 Several processes on one PBX (setting workers; tests/pbx/test_workers.py): every line's
 logger is followed by ``@w<K>`` (``callcontrol.calls.routed@w2:``), which the patterns
 above allow (a logger is one word).
+    FROZEN         ``N objects of start-up frozen out of the garbage collector's reach``:
+                   before it takes calls (callcontrol/startup.py), in every process.
     ARI_APP        ``connected to Asterisk ARI at <url> as app '<app>'``: a worker's
                    application is connected (after every (re)connect).
     WORKER_STARTED ``worker <K> started (pid <pid>)``: worker 1 started worker K.
@@ -82,6 +84,7 @@ AGI_REFUSED = re.compile(r"\[(?P<call_id>agi\w+)\] \S+: refused \((?P<status>\w+
 AGI_SETTLED = re.compile(
     r"\[(?P<call_id>agi\w+)\] \S+: AGI call settled: cost (?P<cost>\d+) micro-credits$"
 )
+FROZEN = re.compile(r"(?P<objects>\d+) objects of start-up frozen out of the garbage collector")
 ARI_APP = re.compile(r"connected to Asterisk ARI at (?P<url>\S+) as app '(?P<app>[^']+)'$")
 WORKER_STARTED = re.compile(r"worker (?P<worker>\d+) started \(pid (?P<pid>\d+)\)$")
 WORKER_EXITED = re.compile(

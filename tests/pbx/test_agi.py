@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from agi_peer_for_pbx import settle_once
-from log_contract import AGI_AUTHORIZED, AGI_LISTENING, AGI_REFUSED, AGI_SETTLED
+from log_contract import AGI_AUTHORIZED, AGI_LISTENING, AGI_REFUSED, AGI_SETTLED, FROZEN
 from pbx_harness import REPO, ROUTED, USERS, AppProcess, Carrier, Org, Phones, make_org
 
 from callcontrol.config import Settings
@@ -65,6 +65,7 @@ class AgiProcess(AppProcess):
         )
         self._reader = asyncio.create_task(self._read())
         await self.wait_log(AGI_LISTENING, timeout=20)
+        await self.wait_log(FROZEN, timeout=1)  # logged before it listens
         return self
 
 

@@ -5,6 +5,7 @@ here, in a second, not in the PBX suite."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import logging
 import re
@@ -28,6 +29,7 @@ from callcontrol.ivr.loader import load_flow
 from callcontrol.ivr.simulate import simulate_async
 from callcontrol.logs import FORMAT, CallIdFilter, call_id_var
 from callcontrol.services import Services
+from callcontrol.startup import freeze_startup_objects
 from callcontrol.store.db import Database
 from callcontrol.web.media import media_app
 
@@ -214,3 +216,13 @@ async def test_a_workers_application_is_named_when_it_connects(
     finally:
         await ari.close()
         await db.dispose()
+
+
+def test_start_up_objects_are_frozen_out_of_the_collector(log: Lines) -> None:
+    gc.unfreeze()  # whatever an earlier test froze
+    try:
+        frozen = freeze_startup_objects()
+        assert frozen == gc.get_freeze_count() > 10_000  # the test run's modules at least
+        assert log.matches(contract.FROZEN) == [{"objects": str(frozen)}]
+    finally:
+        gc.unfreeze()
