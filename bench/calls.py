@@ -28,6 +28,13 @@ the step). Then the highest rate each path sustains (< 1% failures and INVITE->2
 p99 <= 500 ms: callers waiting seconds for the answer are not a sustained rate), the
 ratios, and after the run: open records, held credits, ``credits audit``.
 
+The PBX is restarted first (after writing the plain path's dialplan), so that every
+run measures the same Asterisk: each ``dialplan reload`` leaves Asterisk 22 one more
+subscriber that handles every AMI event of every later call, and a PBX that tests or
+earlier runs reloaded dozens of times spends two to three times the CPU on a call.
+``--keep-pbx`` measures the running one as it is (the header says how many
+subscribers it carries); ``--quick`` never restarts.
+
 ``--workers N``: callcontrol runs as N processes on the PBX (setting ``workers``; the
 dialplan is written for them and put back to one app afterwards); its CPU is the sum
 of the N processes'.
@@ -331,6 +338,15 @@ def table(steps: list[Step], talk: int, seconds: int) -> str:
     return "\n".join(lines)
 
 
+def reload_subscribers(pbx: DevPbx) -> str:
+    """How many subscribers Asterisk's manager topic has: one more after every dialplan
+    reload (Asterisk 22.10 never drops them), each of which takes every AMI event of
+    every call; after 75 reloads a plain call cost Asterisk 14 ms of CPU against 5.2
+    right after a start (bench/RESULTS.md, round 4)."""
+    found = re.search(r"Subscribers count: (\d+)", pbx.cli("stasis show topic manager:core"))
+    return found.group(1) if found else "?"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rates", default="10,20,40")
@@ -339,6 +355,9 @@ async def main() -> None:
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--quick", action="store_true", help="2 calls per path (CI)")
     parser.add_argument("--workers", type=int, default=1, help="callcontrol processes")
+    parser.add_argument(
+        "--keep-pbx", action="store_true", help="do not restart the PBX first (--quick never does)"
+    )
     args = parser.parse_args()
     rates = [1] if args.quick else [int(r) for r in args.rates.split(",")]
     seconds = 2 if args.quick else args.seconds
@@ -354,7 +373,13 @@ async def main() -> None:
     pbx.up()
     local = pbx.etc / "extensions_local.conf"
     local.write_text(DIALPLAN)
-    pbx.cli("dialplan reload")
+    if args.quick or args.keep_pbx:
+        pbx.cli("dialplan reload")
+        fresh = f"kept running ({reload_subscribers(pbx)} subscribers on manager:core)"
+    else:
+        pbx.down()  # every dialplan reload slows every later call: measure a fresh one
+        pbx.up()
+        fresh = "started fresh for the run"
     steps: list[Step] = []
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -486,7 +511,8 @@ async def main() -> None:
             pbx.cli("dialplan reload")
     print()
     print(f"{started:%Y-%m-%d %H:%M}, {os.uname().nodename}, {os.cpu_count()} CPUs, "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start")  # fmt: skip
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start; "
+          f"Asterisk {fresh}")  # fmt: skip
     print(table(steps, args.talk, seconds))
     print(f"after the run: {final}")
 
