@@ -1,7 +1,7 @@
 """Calls per second on one PBX and one phone: plain Dial(), a minimal ARI app, callcontrol.
 
     sudo flock /tmp/callcontrol-pbx.lock .venv/bin/python bench/calls.py \
-        [--rates 10,20,40] [--seconds 10] [--talk 2] [--paths plain,minimal,routed,ivr]
+        [--rates 10,20,40] [--seconds 10] [--talk 2] [--paths plain,minimal,routed,minimal-ivr,ivr]
         [--workers N]
 
 One registered sipp phone answers as user 1001 (alice); a sipp carrier offers
@@ -12,6 +12,8 @@ the same machine):
     plain     carrier -> Dial(PJSIP/1001) in the dialplan          (the PBX's own limit)
     minimal   carrier -> Stasis -> bench/minimal_ari.py: originate, answer, bridge
               (no database: the floor for any ARI design)
+    minimal-ivr  the same app as an IVR: answer, prompt, the caller presses 1,
+              originate with a ringing tone, bridge (the floor for the ivr path)
     routed    carrier -> callcontrol: a number routed to alice (routing, charging,
               originate, bridge, settlement)
     ivr       carrier -> callcontrol: a number routed to a flow; the caller presses 1,
@@ -74,10 +76,11 @@ from callcontrol.store import migrate
 REPO = Path(__file__).resolve().parents[1]
 ROUTED = "+442079460000"
 FLOW_NUMBER = "+442079460002"
-PLAIN, MINIMAL = "*9991", "*9992"  # reach the benchmark's dialplan, written below
+PLAIN, MINIMAL, MINIMAL_IVR = "*9991", "*9992", "*9993"  # the benchmark's dialplan, below
 DIALPLAN = (
     "exten => *9991,1,Dial(PJSIP/1001,10)\n same => n,Hangup()\n"
     "exten => *9992,1,Stasis(benchmin,in)\n same => n,Hangup()\n"
+    "exten => *9993,1,Stasis(benchmin,ivr)\n same => n,Hangup()\n"
 )
 FLOW = """\
 start: main
@@ -92,7 +95,8 @@ menus:
 PHONE_PORT = 5091
 IDLE_SECONDS = 3.0  # measuring what the processes burn without calls
 MAX_P99_MS = 500.0  # a rate whose callers wait longer for the answer is not sustained
-PATHS = ("plain", "minimal", "routed", "ivr")
+PATHS = ("plain", "minimal", "routed", "minimal-ivr", "ivr")
+IVR_PATHS = ("minimal-ivr", "ivr")  # the caller presses 1 after the prompt
 
 
 @dataclass
@@ -180,7 +184,7 @@ def instrument(xml: str) -> str:
 async def offer(work: Path, step: Step, service: str, prefix: str, talk_ms: int) -> None:
     """One step of load; fills ``sipp_ok`` and ``rtt_ms``; returns the successful numbers."""
     caller = prefix + "[call_number]"
-    if step.path == "ivr":
+    if step.path in IVR_PATHS:
         xml = carrier_dtmf_scenario(
             caller, [Pause(400), Dtmf("1"), Pause(talk_ms)], workdir=work, end="hangup"
         )
@@ -333,6 +337,8 @@ def table(steps: list[Step], talk: int, seconds: int) -> str:
     for path in ("routed", "ivr"):
         if path in best and floor:
             lines.append(f"  {path} / minimal: {best[path] / floor:.2f}")
+    if best.get("ivr") and best.get("minimal-ivr"):
+        lines.append(f"  ivr / minimal-ivr: {best['ivr'] / best['minimal-ivr']:.2f}")
     if best.get("plain") and floor:
         lines.append(f"  minimal / plain: {floor / best['plain']:.2f}")
     return "\n".join(lines)
@@ -466,19 +472,19 @@ async def main() -> None:
                     step_dir = work / f"{rate}-{path}"
                     step_dir.mkdir(exist_ok=True)
                     prefix = f"+1555{n:02d}{i}"
-                    owner = {"minimal": "minimal", "routed": "app", "ivr": "app"}.get(path)
+                    owner = {"minimal": "minimal", "minimal-ivr": "minimal", "routed": "app",
+                             "ivr": "app"}.get(path)  # fmt: skip
                     before = {k: cpu_seconds(v) for k, v in pids.items()}
                     since, began = time.time(), time.monotonic()
-                    service = {"plain": PLAIN, "minimal": MINIMAL, "routed": ROUTED}.get(
-                        path, FLOW_NUMBER
-                    )
+                    service = {"plain": PLAIN, "minimal": MINIMAL, "routed": ROUTED,
+                               "minimal-ivr": MINIMAL_IVR}.get(path, FLOW_NUMBER)  # fmt: skip
                     await offer(step_dir, step, service, prefix, args.talk * 1000)
                     sipp_ok, step.rtt_ms = sipp_results(step_dir, prefix)
                     step.sipp_ok = len(sipp_ok)
                     if path in ("routed", "ivr"):
                         good = sipp_ok & await settled_callers(settings, prefix, step.offered)
                         step.lag_ms = app_lag(app_log, since, time.time())
-                    elif path == "minimal":
+                    elif path in ("minimal", "minimal-ivr"):
                         bridged = set((minimal_dir / "bridged.log").read_text().split())
                         good = sipp_ok & bridged
                         step.lag_ms = minimal_lag(minimal_dir / "lag.log", since, time.time())

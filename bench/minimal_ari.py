@@ -9,6 +9,12 @@ create a mixing bridge and add both; when either leaves the app, hang up the oth
 and destroy the bridge. Same SIP sequence as callcontrol's routed call, so the
 INVITE->200 times compare.
 
+``Stasis(benchmin,ivr)`` is the floor for an IVR that puts callers through: answer,
+play ``sound:beep``; on the key 1 (stop the prompt if it still plays) originate to
+ENDPOINT and play a ringing tone to the caller; when the phone answers, stop the tone,
+bridge both. The same prompt, key and media as callcontrol's ``ivr`` path in
+bench/calls.py, without flows, routing or charging.
+
 It writes to WORKDIR: ``bridged.log`` (the caller number of every bridged call) and
 ``lag.log`` (per second: epoch seconds and the event loop's peak lag in ms).
 """
@@ -39,6 +45,8 @@ class Minimal:
         self.peer: dict[str, str] = {}  # channel -> the other channel of its call
         self.bridge: dict[str, str] = {}  # channel -> its bridge
         self.caller_number: dict[str, str] = {}
+        self.prompt: dict[str, str] = {}  # an IVR caller -> its prompt's playback, if playing
+        self.ringback: dict[str, str] = {}  # an IVR caller -> its ringing tone's playback
         self.bridged = (work / "bridged.log").open("a", buffering=1)
         self.lag = (work / "lag.log").open("a", buffering=1)
         self.ids = itertools.count()
@@ -53,6 +61,25 @@ class Minimal:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def ivr(self, caller: dict[str, Any]) -> None:
+        channel = caller["id"]
+        self.caller_number[channel] = caller.get("caller", {}).get("number", "")
+        await self.request("POST", f"/channels/{channel}/answer")
+        playback = self.prompt[channel] = f"bp-{next(self.ids)}"
+        await self.request(
+            "POST", f"/channels/{channel}/play", media="sound:beep", playbackId=playback
+        )
+
+    async def key(self, channel: str, digit: str) -> None:
+        if digit != "1" or channel not in self.caller_number or channel in self.peer:
+            return
+        prompt = self.prompt.pop(channel, None)
+        if prompt is not None:
+            await self.request("DELETE", f"/playbacks/{prompt}")
+        await self.ring({"id": channel, "caller": {"number": self.caller_number[channel]}})
+        tone = self.ringback[channel] = f"br-{next(self.ids)}"
+        await self.request("POST", f"/channels/{channel}/play", media="tone:ring", playbackId=tone)
 
     async def ring(self, caller: dict[str, Any]) -> None:
         callee = f"bm-{next(self.ids)}-{caller['id']}"
@@ -69,7 +96,11 @@ class Minimal:
         )
 
     async def connect(self, caller: str, callee: str) -> None:
-        await self.request("POST", f"/channels/{caller}/answer")
+        tone = self.ringback.pop(caller, None)
+        if tone is None:
+            await self.request("POST", f"/channels/{caller}/answer")
+        else:  # an IVR caller, answered already
+            await self.request("DELETE", f"/playbacks/{tone}")
         bridge = f"bb-{callee}"
         self.bridge[caller] = self.bridge[callee] = bridge
         await self.request("POST", "/bridges", type="mixing", bridgeId=bridge)
@@ -80,6 +111,8 @@ class Minimal:
         other = self.peer.pop(channel, None)
         bridge = self.bridge.pop(channel, None)
         self.caller_number.pop(channel, None)
+        self.prompt.pop(channel, None)
+        self.ringback.pop(channel, None)
         if other is not None:
             self.peer.pop(other, None)
             self.bridge.pop(other, None)
@@ -99,8 +132,18 @@ class Minimal:
                     channel = event["channel"]
                     if args[0] == "in":
                         self.spawn(self.ring(channel))
+                    elif args[0] == "ivr":
+                        self.spawn(self.ivr(channel))
                     elif args[0] == "out" and len(args) > 1:
                         self.spawn(self.connect(args[1], channel["id"]))
+                elif kind == "PlaybackFinished":
+                    target = event["playback"].get("target_uri", "")
+                    if target.startswith("channel:"):
+                        caller = target.removeprefix("channel:")
+                        if self.prompt.get(caller) == event["playback"]["id"]:
+                            del self.prompt[caller]
+                elif kind == "ChannelDtmfReceived":
+                    self.spawn(self.key(event["channel"]["id"], event["digit"]))
                 elif kind == "StasisEnd":
                     self.spawn(self.gone(event["channel"]["id"]))
 

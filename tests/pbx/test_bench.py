@@ -32,6 +32,6 @@ async def test_the_calls_benchmark_runs_every_path(pbx: Settings, tmp_path: Path
     out, _ = await asyncio.wait_for(proc.communicate(), 180)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-3000:]
-    for path in ("plain", "minimal", "routed", "ivr"):
+    for path in ("plain", "minimal", "routed", "minimal-ivr", "ivr"):
         assert re.search(rf"\| 1 \| {path} \| 2/0 \|", text), text[-3000:]
     assert "open records 0, held 0 micro-credits, credits audit clean" in text
