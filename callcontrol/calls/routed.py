@@ -66,6 +66,9 @@ class RoutedCall(Call):
         super().__init__(new_call_id(), ctx, recorded=False)
         self.start = start
         self.dialled = start.args[1] if len(start.args) > 1 else ""
+        # The dialplan indicated ringing before Stasis (``Stasis(app,inbound,N,ringing)``):
+        # the caller hears ringback already, and ringing a user needs no ARI request.
+        self.ringing_indicated = start.args[2:3] == ["ringing"]
         self.caller_number = start.channel.caller.number or "anonymous"
         self.caller_name = start.channel.caller.name
         self.ring_timeout = ctx.ring_timeout
@@ -136,7 +139,8 @@ class RoutedCall(Call):
 
     async def ring_user(self, user: Callee) -> None:
         """Direct routing: ring the user; if they do not take the call, say why and end."""
-        await self.ari.ring(self.channels["caller"])  # the caller hears ringback (180)
+        if not self.ringing_indicated:
+            await self.ari.ring(self.channels["caller"])  # the caller hears ringback (180)
         outcome = await self.ring(user)
         if outcome is RingOutcome.ANSWERED:
             return

@@ -30,9 +30,15 @@ WORKERS_FILES: dict[str, Side] = {
     "extensions_workers_users.conf": "users",
 }
 
-_ENTRY: dict[Side, tuple[str, str]] = {  # Stasis' first argument, the NoOp's text
-    "carrier": ("inbound", "inbound call to ${EXTEN} from ${CALLERID(num)}"),
-    "users": ("outbound", "outbound call to ${EXTEN} from ${CHANNEL(endpoint)}"),
+_ENTRY: dict[Side, tuple[str, str, str]] = {  # Stasis' arguments, the NoOp's text, a step
+    # A carrier's caller hears ringing at once (180 Ringing, no ARI request for it);
+    # the app learns it from the argument "ringing" (dialplan/extensions.conf).
+    "carrier": (
+        "inbound,${EXTEN},ringing",
+        "inbound call to ${EXTEN} from ${CALLERID(num)}",
+        " same => n,Ringing()",
+    ),
+    "users": ("outbound,${EXTEN}", "outbound call to ${EXTEN} from ${CHANNEL(endpoint)}", ""),
 }
 
 
@@ -40,7 +46,7 @@ def workers_conf(settings: Settings, side: Side) -> str:
     """One side's extensions for ``settings.workers`` (none with one worker)."""
     count = settings.workers
     app = settings.ari_app  # letters, digits, '.', '_', '-' (checked by the settings)
-    kind, note = _ENTRY[side]
+    stasis_args, note, ring = _ENTRY[side]
     lines = [f"; written by `callcontrol pbx up` for workers = {count}, ari_app = {app}"]
     if count == 1:
         lines.append(f"; one worker: calls go to Stasis({app},...) in callcontrol-app-{side}")
@@ -53,6 +59,7 @@ def workers_conf(settings: Settings, side: Side) -> str:
     for pattern in ("_X.", "_+X."):
         lines += [
             f"exten => {pattern},1,NoOp({note})",
+            *([ring] if ring else []),
             f" same => n,Set(CALLCONTROL_WORKER={pick})",
             " same => n,Set(GLOBAL(CALLCONTROL_NEXT_WORKER)=${CALLCONTROL_WORKER})",
         ]
@@ -64,11 +71,11 @@ def workers_conf(settings: Settings, side: Side) -> str:
             else:
                 worker = f"$[(${{CALLCONTROL_WORKER}} + {step - 1}) % {count} + 1]"
             lines += [
-                f" same => n,Stasis({app}-{worker},{kind},${{EXTEN}})",
+                f" same => n,Stasis({app}-{worker},{stasis_args})",
                 ' same => n,GotoIf($["${STASISSTATUS}" != "FAILED"]?stasis-returned,s,1)',
             ]
         lines += [
-            f" same => n,Stasis({app},{kind},${{EXTEN}})",
+            f" same => n,Stasis({app},{stasis_args})",
             " same => n,Goto(stasis-returned,s,1)",
         ]
     return "\n".join(lines) + "\n"

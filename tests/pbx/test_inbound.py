@@ -27,7 +27,10 @@ async def test_routed_number_rings_the_phone_and_the_caller_hangs_up(
     assert first_lines(p.received()) == ["INVITE", "ACK", "BYE"]
     # The caller's number reached the phone as caller ID.
     assert f"sip:{CALLER}@" in p.messages.split("INVITE sip:", 1)[1].split("\n\n", 1)[0]
-    assert "SIP/2.0 200 OK" in c.received()
+    # The caller heard ringing (180, from the dialplan before Stasis) until the answer.
+    statuses = [line for line in first_lines(c.received()) if line.startswith("SIP/2.0")]
+    assert "SIP/2.0 180 Ringing" in statuses, statuses
+    assert statuses.index("SIP/2.0 180 Ringing") < statuses.index("SIP/2.0 200 OK"), statuses
     [call_id] = await app.calls_released(1)
     record = await org.record(call_id)
     assert record.disposition == "answered"

@@ -34,7 +34,12 @@ def test_one_worker_writes_no_extension_so_the_single_app_serves_as_before() -> 
     assert "include => callcontrol-workers-users\ninclude => callcontrol-app-users" in text
     for name in WORKERS_FILES:
         assert f"#tryinclude {name}" in text
-    assert text.count("Stasis(callcontrol,inbound,${EXTEN})") == 2
+    # a carrier's caller hears ringing before the app looks the number up, and the app
+    # is told so (it sends no 180 of its own)
+    assert (
+        text.count(" same => n,Ringing()\n same => n,Stasis(callcontrol,inbound,${EXTEN},ringing)")
+        == 2
+    )
     assert text.count("Stasis(callcontrol,outbound,${EXTEN})") == 2
 
 
@@ -43,13 +48,14 @@ def test_two_workers_round_robin_and_pass_a_call_on_when_a_worker_is_down() -> N
     for pattern in ("_X.", "_+X."):
         assert _steps(conf, pattern) == [
             "NoOp(inbound call to ${EXTEN} from ${CALLERID(num)})",
+            "Ringing()",
             "Set(CALLCONTROL_WORKER=$[0${GLOBAL(CALLCONTROL_NEXT_WORKER)} % 2 + 1])",
             "Set(GLOBAL(CALLCONTROL_NEXT_WORKER)=${CALLCONTROL_WORKER})",
-            "Stasis(callcontrol-${CALLCONTROL_WORKER},inbound,${EXTEN})",
+            "Stasis(callcontrol-${CALLCONTROL_WORKER},inbound,${EXTEN},ringing)",
             'GotoIf($["${STASISSTATUS}" != "FAILED"]?stasis-returned,s,1)',
-            "Stasis(callcontrol-$[${CALLCONTROL_WORKER} % 2 + 1],inbound,${EXTEN})",
+            "Stasis(callcontrol-$[${CALLCONTROL_WORKER} % 2 + 1],inbound,${EXTEN},ringing)",
             'GotoIf($["${STASISSTATUS}" != "FAILED"]?stasis-returned,s,1)',
-            "Stasis(callcontrol,inbound,${EXTEN})",
+            "Stasis(callcontrol,inbound,${EXTEN},ringing)",
             "Goto(stasis-returned,s,1)",
         ]
 

@@ -197,12 +197,14 @@ class App:
                 self._dispatch_seen.clear()
                 await self._dispatch_seen.wait()
 
-    async def carrier_call(self, channel_id: str, number: str, caller: str = CALLER) -> Call:
-        """The carrier delivers a call to ``number``: the call that took it."""
+    async def carrier_call(
+        self, channel_id: str, number: str, caller: str = CALLER, *, ringing: bool = False
+    ) -> Call:
+        """The carrier delivers a call to ``number``: the call that took it. ``ringing``:
+        the dialplan indicated ringing first (dialplan/extensions.conf does)."""
         self.fake.add_channel(channel_id, exten=number, caller_number=caller)
-        await self.send(
-            "StasisStart", channel=self.fake.channel(channel_id), args=["inbound", number]
-        )
+        args = ["inbound", number, *(["ringing"] if ringing else [])]
+        await self.send("StasisStart", channel=self.fake.channel(channel_id), args=args)
         return self.call_of(channel_id)
 
     async def phone_call(self, channel_id: str, extension: str, dialled: str) -> Call:

@@ -44,6 +44,15 @@ async def test_an_unrouted_number_is_refused_as_early_media_and_recorded(app: Ap
     assert app.router.subscribers == 0
 
 
+async def test_a_caller_the_dialplan_rang_already_is_not_rung_again(app: App) -> None:
+    call = await app.carrier_call(CARRIER, ROUTED, ringing=True)
+    await app.originated(call)
+    await app.answer(call)
+    await app.request("POST", f"/ari/bridges/{call.call_id}/addChannel")
+    assert app.requests("POST", f"/ari/channels/{CARRIER}/ring") == []  # the 180 went out
+    assert app.requests("POST", f"/ari/channels/{CARRIER}/answer")
+
+
 async def test_a_routed_number_rings_the_user_bridges_and_charges_the_talk_time(
     app: App,
 ) -> None:
