@@ -83,6 +83,7 @@ UNUSED_EVENTS = (
     "ChannelConnectedLine",
     "ChannelCallerId",
     "ChannelDialplan",
+    "PlaybackStarted",  # 2 of an IVR call's 12 (the prompt, the ringing tone): Finished says it
 )
 
 WATCH_INTERVAL = 1.0  # seconds between checks of the wallet for credits added
