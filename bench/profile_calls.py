@@ -84,7 +84,7 @@ async def connect_call(app: App, n: int, kind: str) -> tuple[Call, str]:
     """A call up to the bridge with alice, charging started; the call and its carrier leg."""
     carrier = f"1715000000.{n}"
     number = ROUTED if kind == "routed" else FLOW_NUMBER
-    call = await app.carrier_call(carrier, number)
+    call = await app.carrier_call(carrier, number, ringing=True)  # as dialplan/extensions.conf
     if kind == "flow":
         await app.request("POST", f"/ari/channels/{carrier}/play")
         asked = len(app.fake.requests)
