@@ -326,7 +326,13 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            # Only a file not yet in WAL mode is switched: setting the mode is a write,
+            # and a new connection beside busy writers could then fail at once with
+            # "database is locked" (its read upgraded to a write after another commit:
+            # SQLite gives no busy wait there), as five processes opening one file did.
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
