@@ -34,8 +34,8 @@ The PBX is restarted first (after writing the plain path's dialplan), so that ev
 run measures the same Asterisk: each ``dialplan reload`` leaves Asterisk 22 one more
 subscriber that handles every AMI event of every later call, and a PBX that tests or
 earlier runs reloaded dozens of times spends two to three times the CPU on a call.
-``--keep-pbx`` measures the running one as it is (the header says how many
-subscribers it carries); ``--quick`` never restarts.
+``--keep-pbx`` measures the running one as it is (the header says how many reloads
+it carries: ``DevPbx.reloads``); ``--quick`` never restarts.
 
 ``--workers N``: callcontrol runs as N processes on the PBX (setting ``workers``; the
 dialplan is written for them and put back to one app afterwards); its CPU is the sum
@@ -344,15 +344,6 @@ def table(steps: list[Step], talk: int, seconds: int) -> str:
     return "\n".join(lines)
 
 
-def reload_subscribers(pbx: DevPbx) -> str:
-    """How many subscribers Asterisk's manager topic has: one more after every dialplan
-    reload (Asterisk 22.10 never drops them), each of which takes every AMI event of
-    every call; after 75 reloads a plain call cost Asterisk 14 ms of CPU against 5.2
-    right after a start (bench/RESULTS.md, round 4)."""
-    found = re.search(r"Subscribers count: (\d+)", pbx.cli("stasis show topic manager:core"))
-    return found.group(1) if found else "?"
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rates", default="10,20,40")
@@ -381,7 +372,7 @@ async def main() -> None:
     local.write_text(DIALPLAN)
     if args.quick or args.keep_pbx:
         pbx.cli("dialplan reload")
-        fresh = f"kept running ({reload_subscribers(pbx)} subscribers on manager:core)"
+        fresh = f"kept running ({pbx.reloads()} dialplan reloads since its start)"
     else:
         pbx.down()  # every dialplan reload slows every later call: measure a fresh one
         pbx.up()

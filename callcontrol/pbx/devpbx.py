@@ -40,6 +40,7 @@ from callcontrol.tls import default_names, ensure_self_signed
 log = logging.getLogger(__name__)
 
 PACKAGES = "asterisk,asterisk-core-sounds-en-gsm"
+RELOADS_WARNING = 20  # `pbx up` on a running PBX says to restart it from this many reloads
 CDR_FILE_NAME = "callcontrol-cdr.csv"  # the section name in dialplan/cdr_custom.conf
 OWNED_DIRS = (
     "run/asterisk",
@@ -59,6 +60,7 @@ class PbxStatus:
     ari_ok: bool
     version: str | None
     detail: str
+    reloads: int | None = None  # dialplan reloads since start (stale manager subscribers)
 
     def describe(self) -> str:
         state = "running" if self.running else "stopped"
@@ -68,6 +70,11 @@ class PbxStatus:
         if self.version:
             parts.append(self.version)
         parts.append("ARI answers" if self.ari_ok else "ARI not answering")
+        if self.reloads:
+            parts.append(
+                f"{self.reloads} dialplan reloads since start (each makes every call cost "
+                "Asterisk more CPU; a restart clears them)"
+            )
         if self.detail:
             parts.append(self.detail)
         return ", ".join(parts)
@@ -158,6 +165,15 @@ class DevPbx:
         if running:
             log.info("Asterisk already running: reloading its configuration")
             self.cli("core reload")
+            reloads = self.reloads()
+            if reloads is not None and reloads >= RELOADS_WARNING:
+                log.warning(
+                    "Asterisk has been reloaded %d times since it started: each reload leaves "
+                    'it a subscriber that every later call pays for in CPU (README, "The '
+                    'development PBX"); restart it when no call is up '
+                    "(callcontrol pbx down && callcontrol pbx up)",
+                    reloads,
+                )
             loaded = self.load_listed_modules()
             if loaded:
                 log.info("loaded modules added to modules.conf: %s", ", ".join(loaded))
@@ -195,7 +211,20 @@ class DevPbx:
                 ari_ok = self._ari_answers(secret)
             except Exception as exc:  # status must always answer
                 detail = detail or str(exc)
-        return PbxStatus(running, self.mode, self._pid(), ari_ok, version, detail)
+        reloads = self.reloads() if running else None
+        return PbxStatus(running, self.mode, self._pid(), ari_ok, version, detail, reloads)
+
+    def reloads(self) -> int | None:
+        """How many dialplan reloads Asterisk has kept a subscriber of since it started:
+        its manager topic has 1 subscriber after a start and one more after every
+        ``dialplan reload`` (Asterisk 22.10 never drops them), each of which handles every
+        AMI event of every later call (bench/RESULTS.md, round 4). None if it cannot say."""
+        try:
+            shown_topic = self.cli("stasis show topic manager:core", timeout=5)
+        except PbxError:
+            return None
+        found = re.search(r"Subscribers count: (\d+)", shown_topic)
+        return max(0, int(found.group(1)) - 1) if found else None
 
     def cli(self, command: str, timeout: float = 30.0) -> str:
         """Run an Asterisk CLI command (``asterisk -rx``) and return its output."""

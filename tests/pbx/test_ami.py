@@ -111,6 +111,20 @@ async def test_pbx_status_shows_the_pbx_health_over_ami(
     assert int(health["endpoints"]) >= 4  # three users and the carrier
 
 
+async def test_pbx_status_counts_the_dialplan_reloads_that_slow_asterisk_down(
+    pbx: Settings,
+) -> None:
+    dev = DevPbx(pbx)
+    before = dev.reloads()
+    assert before is not None
+    dev.cli("dialplan reload")
+    # Asterisk 22.10 keeps one more manager subscriber per reload (README, "The
+    # development PBX"); if a release stops doing so, the README's advice can go too.
+    assert dev.reloads() == before + 1
+    _, out = await pbx_status(pbx)
+    assert f"{before + 1} dialplan reloads since start" in out, out
+
+
 async def test_a_wrong_ami_secret_is_one_clear_line(pbx: Settings, org: Org) -> None:
     code, out = await pbx_status(pbx, CALLCONTROL_AMI_PASSWORD="not-the-secret-42")
     assert code == 3

@@ -17,6 +17,7 @@ from callcontrol.config import Settings, load_settings
 from callcontrol.errors import ConfigError, PbxError
 from callcontrol.pbx.devpbx import (
     DevPbx,
+    PbxStatus,
     ari_user_conf,
     cdr_path,
     ensure_ami_secret,
@@ -210,3 +211,11 @@ def test_asterisk_takes_more_http_sessions_than_one_app_opens() -> None:
     limits = [int(v) for v in re.findall(r"^sessionlimit\s*=\s*(\d+)", http_conf, re.M)]
     assert limits, "dialplan/http.conf sets no sessionlimit (Asterisk's default is 100)"
     assert limits[-1] >= 4 * (MAX_CONNECTIONS + 1)
+
+
+def test_the_status_line_says_how_many_reloads_slow_the_pbx_down() -> None:
+    fresh = PbxStatus(True, "chroot", 42, True, "Asterisk 22.10", "", reloads=0)
+    assert fresh.describe() == "PBX running (chroot), pid 42, Asterisk 22.10, ARI answers"
+    reloaded = PbxStatus(True, "chroot", 42, True, "Asterisk 22.10", "", reloads=14)
+    assert "14 dialplan reloads since start" in reloaded.describe()
+    assert "a restart clears them" in reloaded.describe()
