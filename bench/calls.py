@@ -95,8 +95,25 @@ menus:
 PHONE_PORT = 5091
 IDLE_SECONDS = 3.0  # measuring what the processes burn without calls
 MAX_P99_MS = 500.0  # a rate whose callers wait longer for the answer is not sustained
-PATHS = ("plain", "minimal", "routed", "minimal-ivr", "ivr")
-IVR_PATHS = ("minimal-ivr", "ivr")  # the caller presses 1 after the prompt
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a path's calls dial, which process serves them (its CPU and its record of
+    the call), and whether the caller presses 1 after a prompt."""
+
+    service: str
+    owner: str | None  # "app" (callcontrol), "minimal", or None (the dialplan alone)
+    keys: bool = False
+
+
+PATHS = {
+    "plain": Route(PLAIN, None),
+    "minimal": Route(MINIMAL, "minimal"),
+    "routed": Route(ROUTED, "app"),
+    "minimal-ivr": Route(MINIMAL_IVR, "minimal", keys=True),
+    "ivr": Route(FLOW_NUMBER, "app", keys=True),
+}
 
 
 @dataclass
@@ -181,10 +198,10 @@ def instrument(xml: str) -> str:
     return xml.replace("</scenario>", ok)
 
 
-async def offer(work: Path, step: Step, service: str, prefix: str, talk_ms: int) -> None:
+async def offer(work: Path, step: Step, route: Route, prefix: str, talk_ms: int) -> None:
     """One step of load; fills ``sipp_ok`` and ``rtt_ms``; returns the successful numbers."""
     caller = prefix + "[call_number]"
-    if step.path in IVR_PATHS:
+    if route.keys:
         xml = carrier_dtmf_scenario(
             caller, [Pause(400), Dtmf("1"), Pause(talk_ms)], workdir=work, end="hangup"
         )
@@ -196,7 +213,8 @@ async def offer(work: Path, step: Step, service: str, prefix: str, talk_ms: int)
     (work / "carrier.xml").write_text(instrument(xml))
     argv = [
         "sipp", "-sf", str(work / "carrier.xml"), "-i", "127.0.0.1", "-p", "5190",
-        "-s", service, "-r", str(step.rate), "-l", str(step.rate * 20), "-m", str(step.offered),
+        "-s", route.service, "-r", str(step.rate), "-l", str(step.rate * 20),
+        "-m", str(step.offered),
         "-timeout", f"{step.offered // step.rate + talk_ms // 1000 + 60}s", "-nostdin",
         "-trace_logs", "-trace_rtt", "-rtt_freq", "1", "-trace_err",
         "-mp", "31000", "127.0.0.1:5060",
@@ -463,19 +481,16 @@ async def main() -> None:
                     step_dir = work / f"{rate}-{path}"
                     step_dir.mkdir(exist_ok=True)
                     prefix = f"+1555{n:02d}{i}"
-                    owner = {"minimal": "minimal", "minimal-ivr": "minimal", "routed": "app",
-                             "ivr": "app"}.get(path)  # fmt: skip
+                    route = PATHS[path]
                     before = {k: cpu_seconds(v) for k, v in pids.items()}
                     since, began = time.time(), time.monotonic()
-                    service = {"plain": PLAIN, "minimal": MINIMAL, "routed": ROUTED,
-                               "minimal-ivr": MINIMAL_IVR}.get(path, FLOW_NUMBER)  # fmt: skip
-                    await offer(step_dir, step, service, prefix, args.talk * 1000)
+                    await offer(step_dir, step, route, prefix, args.talk * 1000)
                     sipp_ok, step.rtt_ms = sipp_results(step_dir, prefix)
                     step.sipp_ok = len(sipp_ok)
-                    if path in ("routed", "ivr"):
+                    if route.owner == "app":
                         good = sipp_ok & await settled_callers(settings, prefix, step.offered)
                         step.lag_ms = app_lag(app_log, since, time.time())
-                    elif path in ("minimal", "minimal-ivr"):
+                    elif route.owner == "minimal":
                         bridged = set((minimal_dir / "bridged.log").read_text().split())
                         good = sipp_ok & bridged
                         step.lag_ms = minimal_lag(minimal_dir / "lag.log", since, time.time())
@@ -484,7 +499,7 @@ async def main() -> None:
                     step.completed = len(good)
                     after = {k: cpu_seconds(v) for k, v in pids.items()}
                     took = time.monotonic() - began
-                    for process, key in (("asterisk", "asterisk"), (owner, "app")):
+                    for process, key in (("asterisk", "asterisk"), (route.owner, "app")):
                         if process:
                             used = after[process] - before[process] - idle[process] * took
                             step.cpu_ms[key] = used * 1e3 / step.offered
