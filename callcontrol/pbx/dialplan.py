@@ -30,15 +30,16 @@ WORKERS_FILES: dict[str, Side] = {
     "extensions_workers_users.conf": "users",
 }
 
-_ENTRY: dict[Side, tuple[str, str, str]] = {  # Stasis' arguments, the NoOp's text, a step
-    # A carrier's caller hears ringing at once (180 Ringing, no ARI request for it);
-    # the app learns it from the argument "ringing" (dialplan/extensions.conf).
+# Stasis' arguments, the NoOp's text, the steps before the round robin. A carrier's
+# caller hears ringing at once (180 Ringing, no ARI request for it); the app learns it
+# from the argument "ringing" (dialplan/extensions.conf).
+_ENTRY: dict[Side, tuple[str, str, tuple[str, ...]]] = {
     "carrier": (
         "inbound,${EXTEN},ringing",
         "inbound call to ${EXTEN} from ${CALLERID(num)}",
-        " same => n,Ringing()",
+        ("Ringing()",),
     ),
-    "users": ("outbound,${EXTEN}", "outbound call to ${EXTEN} from ${CHANNEL(endpoint)}", ""),
+    "users": ("outbound,${EXTEN}", "outbound call to ${EXTEN} from ${CHANNEL(endpoint)}", ()),
 }
 
 
@@ -46,7 +47,7 @@ def workers_conf(settings: Settings, side: Side) -> str:
     """One side's extensions for ``settings.workers`` (none with one worker)."""
     count = settings.workers
     app = settings.ari_app  # letters, digits, '.', '_', '-' (checked by the settings)
-    stasis_args, note, ring = _ENTRY[side]
+    stasis_args, note, first_steps = _ENTRY[side]
     lines = [f"; written by `callcontrol pbx up` for workers = {count}, ari_app = {app}"]
     if count == 1:
         lines.append(f"; one worker: calls go to Stasis({app},...) in callcontrol-app-{side}")
@@ -59,7 +60,7 @@ def workers_conf(settings: Settings, side: Side) -> str:
     for pattern in ("_X.", "_+X."):
         lines += [
             f"exten => {pattern},1,NoOp({note})",
-            *([ring] if ring else []),
+            *(f" same => n,{step}" for step in first_steps),
             f" same => n,Set(CALLCONTROL_WORKER={pick})",
             " same => n,Set(GLOBAL(CALLCONTROL_NEXT_WORKER)=${CALLCONTROL_WORKER})",
         ]
