@@ -157,9 +157,12 @@ async def run(calls: int, kind: str, profile: int, live: int) -> None:
                     dbapi_connection.set_trace_callback(trace)
 
                 event.listen(engine, "connect", traced)
-                raw = engine.raw_connection()  # the connection already open
-                traced(raw.driver_connection)
-                raw.close()
+
+                async def trace_open(session: Any) -> None:
+                    # the connection already open, which the unit thread keeps
+                    traced(session.get_bind().connection.driver_connection)
+
+                await app.db.unit(trace_open)
             else:
                 event.listen(engine, "before_cursor_execute", count)
         try:

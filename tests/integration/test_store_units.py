@@ -4,6 +4,7 @@ its thread; the call path's joined transactions (``store.wallet.callpath``)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from datetime import UTC, datetime
 
@@ -15,7 +16,7 @@ from callcontrol.calls.records import CallStore
 from callcontrol.domain.call_records import CallDirection, CallRecord
 from callcontrol.domain.charging import ChargeState
 from callcontrol.domain.money import LedgerKind
-from callcontrol.errors import Conflict, NotFound
+from callcontrol.errors import Conflict, NotFound, StoreError
 from callcontrol.store.db import Database, UnitExecutor
 from callcontrol.store.models import CallRecordRow, UserRow
 from callcontrol.store.wallet.callpath import Work
@@ -123,6 +124,40 @@ async def test_sqlite_runs_a_whole_unit_in_one_thread_and_refuses_one_that_waits
 async def test_a_unit_works_again_after_dispose(database: Database) -> None:
     await database.unit(_names)
     await database.dispose()
+    assert await database.unit(_names) == []
+
+
+async def test_sqlite_keeps_one_connection_across_units_and_replaces_a_broken_one(
+    database: Database,
+) -> None:
+    """The unit thread keeps its connection between units (no pool checkout per unit);
+    each unit begins as it asks (BEGIN IMMEDIATE or BEGIN), and a unit whose connection
+    broke fails alone: the next one runs on a new connection."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL runs units as sessions on the event loop")
+    drivers: list[sqlite3.Connection] = []
+    begun: list[str] = []
+
+    async def driver(session: UnitExecutor) -> None:
+        connection = session.get_bind().connection.driver_connection
+        assert isinstance(connection, sqlite3.Connection)
+        drivers.append(connection)
+        begun.append(session.get_bind().get_execution_options()["callcontrol_sqlite_begin"])
+
+    await database.unit(driver, immediate=True)
+    await database.unit(driver)
+    assert drivers[0] is drivers[1]
+    assert begun == ["BEGIN IMMEDIATE", "BEGIN"]  # an option set in place does not stick
+
+    async def break_it(session: UnitExecutor) -> None:
+        await driver(session)
+        drivers[-1].close()  # as a driver failure would leave it
+        await _names(session)
+
+    with pytest.raises(StoreError):
+        await database.unit(break_it)
+    await database.unit(driver)
+    assert drivers[-1] is not drivers[0]
     assert await database.unit(_names) == []
 
 
