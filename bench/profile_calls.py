@@ -170,6 +170,7 @@ async def run(calls: int, kind: str, profile: int, live: int) -> None:
             statements.clear()
             HOPS[0] = 0
             transactions = getattr(app.db, "transactions", 0)
+            threaded = getattr(app.db, "deferred_to_thread", 0)  # SQLite units not inline
             fake.requests.clear()
             profiler = cProfile.Profile() if profile else None
             cpu, wall = time.process_time(), time.perf_counter()
@@ -187,6 +188,7 @@ async def run(calls: int, kind: str, profile: int, live: int) -> None:
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             counted, hops = Counter(statements), HOPS[0]
             transactions = getattr(app.db, "transactions", 0) - transactions
+            threaded = getattr(app.db, "deferred_to_thread", 0) - threaded
             transactions = transactions or counted["BEGIN"]  # an older checkout
             per_call = await memory_per_call(app, live) if live else 0.0
         finally:
@@ -198,6 +200,7 @@ async def run(calls: int, kind: str, profile: int, live: int) -> None:
     print(f"  database statements per call: {total / calls:.1f}", end="  (")
     print(", ".join(f"{k} {v / calls:.1f}" for k, v in counted.most_common()) + ")")
     print(f"  transactions per call (sessions + units of work): {transactions / calls:.1f}")
+    print(f"  SQLite units that met another writer and ran in the thread: {threaded}")
     print(f"  SQLite thread hops per call (aiosqlite): {hops / calls:.1f}")
     print(f"  ARI requests per call: {ari / calls:.1f}")
     for request in first:

@@ -204,12 +204,18 @@ class Database:
         return self._engine
 
     @property
+    def deferred_to_thread(self) -> int:
+        """SQLite: units that met another writer inline and ran in the unit thread
+        (``store.unit.SqliteUnits``); 0 on PostgreSQL."""
+        return 0 if self._units is None else self._units.deferred_to_thread
+
+    @property
     def sync_engines(self) -> list[Engine]:
-        """Every engine under this handle (the async engine's, and SQLite's unit
-        engine): for event listeners, e.g. the statement counts of bench/."""
+        """Every engine under this handle (the async engine's, and SQLite's two unit
+        engines): for event listeners, e.g. the statement counts of bench/."""
         engines = [self._engine.sync_engine]
         if self._units is not None:
-            engines.append(self._units.engine)
+            engines.extend(self._units.engines)
         return engines
 
     @property

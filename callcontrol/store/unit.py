@@ -1,18 +1,22 @@
-"""A unit of work in ONE hand-off to SQLite's thread, instead of one per statement.
+"""A unit of work in ONE go on a synchronous SQLite connection, instead of one hop per
+statement: inline on the event loop when no other connection holds the lock it needs,
+else in SQLite's unit thread.
 
 Why: through SQLAlchemy's AsyncSession over aiosqlite, every step of a transaction
 (BEGIN, each execute, each fetch, COMMIT, the close) is a hop to the driver's thread
 and back through the event loop, about 10 hops and 0.7 ms of CPU for a session of
-one UPDATE. The call path ran 13 such sessions per call (bench/RESULTS.md). Here the
-whole transaction runs in the thread in one go: one hop, a few tens of microseconds.
+one UPDATE. The call path ran 13 such sessions per call (bench/RESULTS.md). Round 3
+ran the whole transaction in a thread in one hop; but that hop alone (submit, wake the
+thread, its answer through the loop's self-pipe) cost about 100 us of CPU, while most
+units of a call cost 15-300 us. So a unit now runs inline first (``SqliteUnits``).
 
 How: store code stays written once, as ``async def work(session)`` awaiting
 ``session.execute(...)``: on PostgreSQL it gets an ``AsyncSession`` (asyncpg is
-natively asynchronous: nothing to gain); on SQLite ``Database.unit`` runs it in a
-dedicated thread on a plain (synchronous) SQLAlchemy connection over pysqlite,
-seen through ``UnitSession``, whose awaitables complete at once. The coroutine is
-then driven to its end with a single ``send``: it never suspends (``run_to_end``
-refuses one that does: a unit must only run statements, never wait on the loop).
+natively asynchronous: nothing to gain); on SQLite ``Database.unit`` runs it on a plain
+(synchronous) SQLAlchemy connection over pysqlite, seen through ``UnitSession``, whose
+awaitables complete at once. The coroutine is then driven to its end with a single
+``send``: it never suspends (``run_to_end`` refuses one that does: a unit must only run
+statements, never wait on the loop).
 
 Text statements (``text()``, the ``sql()`` of the wallet and the call path) run
 straight on the driver's cursor (``Plan``): SQLAlchemy's execution of a text
@@ -22,14 +26,18 @@ them. The plan is built once per statement object, from the statement's own bind
 and column types (the same conversions as SQLAlchemy's: datetimes, BLOBs); driver
 errors leave as SQLAlchemy's (``DBAPIError.instance``), as from a Core statement.
 
-One thread, one connection: units of one process run one after another, in the
-order they were submitted (SQLite has one writer anyway; a WAL reader never waits).
-A unit that needs SQLite's write lock asks for it at BEGIN (``immediate=True``), so
-what it reads is current until it commits; other processes' writers are waited for
-in SQLite's busy handler, in that thread, never in the event loop. So code holding
-a write transaction of its own (``Database.session(immediate=True)``) must not wait
-for a unit meanwhile: a write unit queued before it would wait for that transaction
-(as any second writer on SQLite would; none does today).
+Never waiting on the loop: the inline connection has a busy timeout of 0. A unit that
+needs SQLite's write lock asks for it at BEGIN (``immediate=True``), so what it reads
+is current until it commits; if another writer (another process, a unit in the
+thread, a console session) holds it, the inline attempt fails at once, is rolled back,
+and the unit runs again from the start in the thread, whose connection waits in
+SQLite's busy handler (units there run one after another, in the order they came). A
+deferred unit that writes meets the lock at its first write, and goes the same way.
+The inline connection never checkpoints (an fsync on the loop); the thread does, every
+``CHECKPOINT_EVERY`` inline commits. Code holding a write transaction of its own
+(``Database.session(immediate=True)``) must not wait for a unit meanwhile: a write unit
+would wait in the thread for that transaction (as any second writer on SQLite would;
+none does today).
 """
 
 from __future__ import annotations
@@ -37,12 +45,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from collections import namedtuple
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, Dialect, Result, ScalarResult
 from sqlalchemy.engine.interfaces import _CoreAnyExecuteParams
 from sqlalchemy.exc import DBAPIError, InvalidRequestError, MultipleResultsFound, NoResultFound
@@ -337,25 +346,123 @@ def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a unit of work waited on the event loop: it may only run statements")
 
 
+class _Lane:
+    """One synchronous engine (a pool of one) and the connection kept from it between
+    units: checking one out of the pool and back (with its reset) cost about 35 us a
+    unit. Used by one thread at a time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._connection: Connection | None = None
+
+    def run(self, work: Callable[[UnitSession], Awaitable[T]], immediate: bool, begin: str) -> T:
+        connection = self._connected()
+        try:
+            # in place on a Connection (SQLAlchemy 2): set for every unit
+            connection.execution_options(**{begin: "BEGIN IMMEDIATE" if immediate else "BEGIN"})
+            with connection.begin():
+                session = UnitSession(connection)
+                try:
+                    awaitable = work(session)
+                    if not isinstance(awaitable, Coroutine):
+                        raise TypeError("a unit of work is an async function")
+                    result: T = run_to_end(awaitable)
+                    return result
+                finally:
+                    session.close()
+        except BaseException as error:
+            # A unit that failed may leave its connection unusable (a driver error, a
+            # failed rollback): the next unit opens a new one. Not after "busy": its
+            # rollback was clean, and the inline lane meets it often under load.
+            if not is_busy(error):
+                self.close()
+            raise
+
+    def _connected(self) -> Connection:
+        connection = self._connection
+        if connection is None or connection.closed or connection.invalidated:
+            self.close()
+            connection = self._connection = self.engine.connect()
+        return connection
+
+    def checkpoint(self) -> None:
+        """A TRUNCATE checkpoint on this lane's connection, between its units: it waits
+        for the writer of the moment, then holds writers off (the inline lane's go to
+        the thread meanwhile) until the WAL is copied back and emptied; a PASSIVE one
+        would never catch up with writers that never pause."""
+        try:
+            driver = self._connected().connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            busy_ms = driver.execute("PRAGMA busy_timeout").fetchone()[0]
+            # Writers wait while it waits for readers: a long read (a console page)
+            # holds calls' units back at most this long, then the next one tries again.
+            driver.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+            try:
+                driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+            finally:
+                driver.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+        except Exception as error:  # the next one tries again
+            log.warning("SQLite WAL checkpoint failed: %s", error)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # already broken: the pool discards it
+                log.debug("closing a failed unit connection", exc_info=True)
+
+    def dispose(self) -> None:
+        self.close()
+        self.engine.dispose()
+
+
+def is_busy(error: BaseException) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds the
+    lock the statement needs; nothing of the statement was applied."""
+    orig = error.orig if isinstance(error, DBAPIError) else error
+    code = getattr(orig, "sqlite_errorcode", None)
+    return isinstance(orig, sqlite3.OperationalError) and code is not None and code & 0xFF in (5, 6)
+
+
+# The inline lane never checkpoints on its own commits (that would fsync on the event
+# loop); every CHECKPOINT_EVERY inline commits the thread checkpoints (_Lane.checkpoint).
+CHECKPOINT_EVERY = 200
+CHECKPOINT_WAIT_MS = 100
+
+
 class SqliteUnits:
-    """SQLite's unit runner: one thread, one synchronous engine on the same file."""
+    """SQLite's unit runner: two synchronous engines on the same file, one connection
+    each: the inline lane (busy timeout 0, no checkpoints) on the event loop, the
+    threaded lane in one thread for units that met another writer (module docstring)."""
 
     def __init__(self, url: URL, configure: Callable[[Engine], None], busy_timeout: float) -> None:
-        self._engine = create_engine(
+        threaded = create_engine(
             url.set(drivername="sqlite"),
             connect_args={"timeout": busy_timeout, "check_same_thread": False},
             pool_size=1,
             max_overflow=0,
         )
-        configure(self._engine)
+        configure(threaded)
+        inline = create_engine(
+            url.set(drivername="sqlite"),
+            connect_args={"timeout": 0, "check_same_thread": False},
+            pool_size=1,
+            max_overflow=0,
+        )
+        configure(inline)
+        event.listen(inline, "connect", _never_wait_or_checkpoint)  # after configure's hook
+        self._threaded = _Lane(threaded)
+        self._inline = _Lane(inline)
         self._thread: ThreadPoolExecutor | None = None  # started at first use
-        # The thread's connection, kept between units: checking one out of the pool
-        # and back (with its reset) cost about 35 us a unit. Only the thread uses it.
-        self._connection: Connection | None = None
+        self._inline_lock = threading.Lock()
+        self._inline_commits = 0
+        #: Units that met another writer inline and ran in the thread (bench/, tests).
+        self.deferred_to_thread = 0
 
     @property
-    def engine(self) -> Engine:
-        return self._engine
+    def engines(self) -> list[Engine]:
+        return [self._inline.engine, self._threaded.engine]
 
     async def run(
         self,
@@ -365,68 +472,58 @@ class SqliteUnits:
         begin: str,
         translate: Callable[[BaseException], BaseException | None],
     ) -> T:
-        """``work`` in one transaction in the thread: committed if it returns, rolled
-        back if it raises (its exception, translated, leaves here)."""
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-unit")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._thread, self._run, work, immediate, begin, translate
-        )
-
-    def _run(
-        self,
-        work: Callable[[UnitSession], Awaitable[T]],
-        immediate: bool,
-        begin: str,
-        translate: Callable[[BaseException], BaseException | None],
-    ) -> T:
-        try:
-            connection = self._connected()
+        """``work`` in one transaction, inline or in the thread: committed if it returns,
+        rolled back if it raises (its exception, translated, leaves here)."""
+        # Another thread's event loop may be in the inline lane (a second loop in the
+        # process): then this unit goes to the thread too.
+        if self._inline_lock.acquire(blocking=False):
             try:
-                # in place on a Connection (SQLAlchemy 2): set for every unit
-                connection.execution_options(**{begin: "BEGIN IMMEDIATE" if immediate else "BEGIN"})
-                with connection.begin():
-                    session = UnitSession(connection)
-                    try:
-                        awaitable = work(session)
-                        if not isinstance(awaitable, Coroutine):
-                            raise TypeError("a unit of work is an async function")
-                        result: T = run_to_end(awaitable)
-                        return result
-                    finally:
-                        session.close()
-            except BaseException:
-                # A unit that failed may leave its connection unusable (a driver error,
-                # a failed rollback): the next unit opens a new one.
-                self._close_connection()
-                raise
+                result = self._inline.run(work, immediate, begin)
+            except BaseException as error:
+                if not is_busy(error):
+                    translated = translate(error)
+                    if translated is None:
+                        raise
+                    raise translated from error
+            else:
+                self._inline_commits += 1
+                if self._inline_commits % CHECKPOINT_EVERY == 0:
+                    self._checkpoint_soon()
+                return result
+            finally:
+                self._inline_lock.release()
+        self.deferred_to_thread += 1
+        try:
+            return await self._in_thread(self._threaded.run, work, immediate, begin)
         except BaseException as error:
             translated = translate(error)
             if translated is None:
                 raise
             raise translated from error
 
-    def _connected(self) -> Connection:
-        connection = self._connection
-        if connection is None or connection.closed or connection.invalidated:
-            self._close_connection()
-            connection = self._connection = self._engine.connect()
-        return connection
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-unit")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
-    def _close_connection(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:  # already broken: the pool discards it
-                log.debug("closing a failed unit connection", exc_info=True)
+    def _checkpoint_soon(self) -> None:
+        """A checkpoint in the thread: the inline lane's commits are copied back into
+        the database file, so the WAL stops growing."""
+
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-unit")
+        self._thread.submit(self._threaded.checkpoint)
 
     def dispose(self) -> None:
-        """Stop the thread (after the units submitted) and close the connection; a
+        """Stop the thread (after the units submitted) and close the connections; a
         later unit starts them again."""
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.shutdown(wait=True)
-        self._close_connection()
-        self._engine.dispose()
+        self._inline.dispose()
+        self._threaded.dispose()
+
+
+def _never_wait_or_checkpoint(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA busy_timeout = 0")
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")

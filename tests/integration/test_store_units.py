@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from callcontrol.billing.wallet import Wallet
 from callcontrol.calls.records import CallStore
@@ -17,8 +20,9 @@ from callcontrol.domain.call_records import CallDirection, CallRecord
 from callcontrol.domain.charging import ChargeState
 from callcontrol.domain.money import LedgerKind
 from callcontrol.errors import Conflict, NotFound, StoreError
-from callcontrol.store.db import Database, UnitExecutor
+from callcontrol.store.db import Database, UnitExecutor, sqlite_file
 from callcontrol.store.models import CallRecordRow, UserRow
+from callcontrol.store.unit import CHECKPOINT_EVERY
 from callcontrol.store.wallet.callpath import Work
 
 
@@ -88,9 +92,10 @@ async def test_a_unit_translates_library_errors(database: Database) -> None:
         await database.unit(duplicate)
 
 
-async def test_sqlite_runs_a_whole_unit_in_one_thread_and_refuses_one_that_waits(
+async def test_sqlite_runs_a_whole_unit_in_one_go_and_refuses_one_that_waits(
     database: Database,
 ) -> None:
+    """With no other writer, a unit runs inline on the event loop's thread, at once."""
     if database.dialect != "sqlite":
         pytest.skip("PostgreSQL runs units as sessions on the event loop")
     loop_thread = threading.get_ident()
@@ -101,8 +106,9 @@ async def test_sqlite_runs_a_whole_unit_in_one_thread_and_refuses_one_that_waits
         await _names(session)
         seen.append(threading.get_ident())
 
+    await database.unit(where, immediate=True)
     await database.unit(where)
-    assert len(set(seen)) == 1 and seen[0] != loop_thread
+    assert seen == [loop_thread] * 4
 
     async def waits(session: UnitExecutor) -> None:
         await session.execute(
@@ -119,6 +125,88 @@ async def test_sqlite_runs_a_whole_unit_in_one_thread_and_refuses_one_that_waits
     with pytest.raises(RuntimeError, match="waited on the event loop"):
         await database.unit(waits)
     assert await database.unit(_names) == []  # and nothing of it was committed
+
+
+def _add_user(name: str, extension: str, ran: list[int]) -> Callable[[UnitExecutor], Any]:
+    async def add(session: UnitExecutor) -> None:
+        ran.append(threading.get_ident())
+        await session.execute(
+            UserRow.__table__.insert().values(  # type: ignore[attr-defined]
+                name=name,
+                extension=extension,
+                digest_md5="0" * 32,
+                digest_sha256="0" * 64,
+                realm="r",
+            )
+        )
+
+    return add
+
+
+@pytest.mark.parametrize("immediate", [True, False], ids=["begin-immediate", "deferred-write"])
+async def test_sqlite_a_unit_that_meets_another_writer_waits_in_the_thread(
+    database: Database, tmp_path: Path, immediate: bool
+) -> None:
+    """Another connection holds the write lock: the unit's inline attempt (BEGIN
+    IMMEDIATE, or a deferred unit's first write) is rolled back at once and the unit
+    runs again from the start in the thread, which waits for the lock while the event
+    loop goes on; it commits once, after the other writer."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL runs units as sessions on the event loop")
+    assert await database.unit(_names) == []  # the app opened the file (WAL) first
+    other = sqlite3.connect(sqlite_file(database.url) or "", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute(
+        "INSERT INTO users (name, extension, digest_md5, digest_sha256, realm, created_at, "
+        "updated_at) VALUES ('zed', '1099', '', '', 'r', '2026-01-01', '2026-01-01')"
+    )
+    ran: list[int] = []
+    before = database.deferred_to_thread
+    unit = asyncio.create_task(database.unit(_add_user("dana", "1004", ran), immediate=immediate))
+    for _ in range(20):  # the loop runs while the unit waits for the lock
+        await asyncio.sleep(0.01)
+    assert not unit.done()
+    assert database.deferred_to_thread == before + 1
+    other.execute("COMMIT")
+    other.close()
+    await unit
+    loop_thread = threading.get_ident()
+    assert ran[-1] != loop_thread  # the run that committed was the thread's
+    assert len(ran) == (1 if immediate else 2)  # a deferred unit had begun inline
+    assert await database.unit(_names) == ["dana", "zed"]
+
+
+async def test_sqlite_inline_commits_are_checkpointed_from_the_thread(database: Database) -> None:
+    """The inline connection never checkpoints (no fsync on the event loop); every
+    CHECKPOINT_EVERY of its commits the thread copies the WAL back into the database,
+    so the WAL is reused instead of growing with every commit."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL runs units as sessions on the event loop")
+    wal = Path(f"{sqlite_file(database.url)}-wal")
+
+    async def write(session: UnitExecutor) -> None:
+        await session.execute(text("CREATE TABLE IF NOT EXISTS pad (v BLOB)"))
+        await session.execute(text("INSERT INTO pad VALUES (randomblob(3000))"))
+        await session.execute(text("DELETE FROM pad"))
+
+    await database.unit(write, immediate=True)  # creates the table
+    first = wal.stat().st_size
+    await database.unit(write, immediate=True)
+    commit = wal.stat().st_size - first  # one commit's frames
+    assert commit > 0
+    commits = 1000
+    assert commits > CHECKPOINT_EVERY * 2  # else this test cannot tell
+    for _ in range(commits):
+        await database.unit(write, immediate=True)
+    # The checkpoints queued in the thread all run before dispose() returns; a
+    # connection left open keeps the last close from checkpointing (and deleting) it.
+    keep = sqlite3.connect(sqlite_file(database.url) or "")
+    keep.execute("SELECT count(*) FROM users").fetchone()  # opened (the WAL's too), no transaction
+    try:
+        await database.dispose()
+        assert wal.stat().st_size < commit * CHECKPOINT_EVERY * 2  # not commit * commits
+    finally:
+        keep.close()
 
 
 async def test_a_unit_works_again_after_dispose(database: Database) -> None:
