@@ -17,9 +17,13 @@ def stderr() -> Iterator[io.StringIO]:
     """Where ``setup_logging(..., stream=stderr)`` writes; the root logger is restored."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    flags = ("logThreads", "logProcesses", "logMultiprocessing", "_srcfile")
+    saved = {flag: getattr(logging, flag) for flag in flags}
     yield io.StringIO()
     root.handlers[:] = handlers
     root.setLevel(level)
+    for flag, value in saved.items():
+        setattr(logging, flag, value)
 
 
 def lines(out: io.StringIO) -> list[dict[str, object]]:
@@ -65,6 +69,23 @@ def test_text_logs_keep_their_format(stderr: io.StringIO) -> None:
     finally:
         call_id_var.reset(token)
     assert stderr.getvalue().rstrip().endswith("WARNING [c0ffee] callcontrol.app: hello")
+
+
+def test_records_skip_what_no_format_prints(stderr: io.StringIO) -> None:
+    """The caller's frame, the thread and the process are not looked up for a record:
+    no format prints them, and they were a third of a call's log line."""
+    setup_logging("INFO", "text", stderr)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logging.getLogger().addHandler(Keep())
+    logging.getLogger("callcontrol.app").info("hello")
+    [record] = records
+    assert (record.lineno, record.thread, record.process) == (0, None, None)
+    assert stderr.getvalue().rstrip().endswith("INFO    [-] callcontrol.app: hello")
 
 
 def test_each_of_several_workers_names_itself(stderr: io.StringIO) -> None:
