@@ -349,7 +349,7 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int) -> None:
         statement = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN")
         driver = connection.connection.driver_connection
         if isinstance(driver, sqlite3.Connection):
-            # The unit thread's synchronous driver: straight on it. exec_driver_sql
+            # A unit's synchronous driver (store/unit.py): straight on it. exec_driver_sql
             # builds an execution context and a result, about 30 us of the 45 a
             # unit's BEGIN cost (bench/RESULTS.md, round 5).
             try:

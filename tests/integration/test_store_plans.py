@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, create_engine, event, insert, select, text, update
+from sqlalchemy import bindparam, create_engine, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from callcontrol.calls import records
@@ -139,8 +139,8 @@ async def test_a_charged_call_runs_no_statement_through_sqlalchemy(database: Dat
     def count(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
         seen.append(statement.split(None, 1)[0].upper())
 
-    engine: Engine = units[0]
-    event.listen(engine, "before_cursor_execute", count)
+    for engine in units:  # the inline lane's and the thread's
+        event.listen(engine, "before_cursor_execute", count)
     store = records.CallStore(database)
     now = datetime.now(UTC)
     await store.inbound_route("+442079460000")
@@ -162,7 +162,8 @@ async def test_a_charged_call_runs_no_statement_through_sqlalchemy(database: Dat
         return await session.get(UserRow, 1)
 
     await database.unit(orm_read)
-    event.remove(engine, "before_cursor_execute", count)
+    for engine in units:
+        event.remove(engine, "before_cursor_execute", count)
     assert seen == ["SELECT"]
     record = await store.get("c1")
     assert record is not None and record.answered_at == now + timedelta(seconds=1)
