@@ -21,6 +21,7 @@ _.assigned_at  # NumberAssignmentRow: written as a constructor keyword (store/ow
 _.last_used_at  # AdminTokenRow: written by an UPDATE naming it (store/admins.py)
 _._on_connect, _._on_begin, _.isolation_level  # engine event hooks (store/db.py)
 _.data_received  # asyncio.Protocol callback (ari/http.py)
+_.logThreads, _.logProcesses, _.logMultiprocessing, _._srcfile  # logging reads these (logs.py)
 _.error_id  # every error class names its stable id (the console's API reports it)
 
 # Interfaces kept on purpose.
