@@ -98,6 +98,8 @@ def test_every_call_path_statement_runs_on_the_driver() -> None:
     dialect = create_engine("sqlite://").dialect
     statements = [
         repositories._NUMBER_ROUTE,
+        repositories._USER_BY_NAME,
+        repositories._USER_BY_EXTENSION,
         repositories._START_SQLITE,
         repositories._ANSWERED,
         repositories._FINISH,
@@ -167,3 +169,38 @@ async def test_a_charged_call_runs_no_statement_through_sqlalchemy(database: Dat
     assert seen == ["SELECT"]
     record = await store.get("c1")
     assert record is not None and record.answered_at == now + timedelta(seconds=1)
+
+
+async def test_the_call_path_reads_a_user_by_name_or_extension_in_a_unit_and_a_session(
+    database: Database,
+) -> None:
+    """A flow rings a user by name, an outgoing call finds its user by extension: both
+    read columns (no ORM object), in a unit (on the driver, SQLite) and in a session."""
+    async with database.session() as session:
+        session.add(
+            UserRow(
+                name="alice",
+                extension="1001",
+                digest_md5="a" * 32,
+                digest_sha256="b" * 64,
+                realm="callcontrol",
+            )
+        )
+    found = await database.unit(lambda session: repositories.user_by_name(session, "alice"))
+    assert found is not None
+    assert (found.name, found.extension, found.digest_md5, found.digest_sha256, found.realm) == (
+        "alice",
+        "1001",
+        "a" * 32,
+        "b" * 64,
+        "callcontrol",
+    )
+    assert isinstance(found.id, int)
+    by_extension = await database.unit(
+        lambda session: repositories.user_by_extension(session, "1001")
+    )
+    assert by_extension == found
+    assert await database.unit(lambda session: repositories.user_by_name(session, "bob")) is None
+    async with database.session() as session:
+        assert await repositories.user_by_name(session, "alice") == found
+        assert await repositories.user_by_extension(session, "1999") is None
