@@ -21,7 +21,7 @@ from callcontrol.domain.charging import ChargeState
 from callcontrol.domain.directory import Number, Route, User
 from callcontrol.store.db import Database, UnitExecutor
 from callcontrol.store.models import CallRecordRow, UserRow
-from callcontrol.store.ownership import OwnershipRepository
+from callcontrol.store.ownership import OwnershipRepository, presented_number
 from callcontrol.store.rates import current_set_id
 from callcontrol.store.repositories import (
     CallRecordRepository,
@@ -95,8 +95,7 @@ class CallStore:
     async def number_of_user(self, user_name: str) -> str | None:
         """The number a user presents when calling out: their default assigned number
         in service (else another of theirs in service); None: they cannot call out."""
-        async with self.db.session() as session:
-            return await OwnershipRepository(session).presented_number(user_name)
+        return await self.db.unit(lambda session: presented_number(session, user_name))
 
     async def presented_numbers(self) -> dict[str, str]:
         """Every user's presented number (users with none are left out)."""

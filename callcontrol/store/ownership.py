@@ -13,17 +13,37 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, delete, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcontrol.carrier.port import Offer
 from callcontrol.errors import Conflict, NotFound
 from callcontrol.store.models import NumberAssignmentRow, NumberRow, UserRow, utcnow
+from callcontrol.store.unit import UnitSession, prepared
 
 __all__ = ["OwnershipRepository", "RentalRow", "UserNumber"]
 
 _A = NumberAssignmentRow
+
+# Read for every outgoing call: built once (``store.unit.prepared``), so that in a unit
+# it runs on the driver.
+_PRESENTED = prepared(
+    select(NumberRow.e164)
+    .join(_A, _A.number_id == NumberRow.id)
+    .join(UserRow, UserRow.id == _A.user_id)
+    .where(UserRow.name == bindparam("user_name"), NumberRow.state == "active")
+    .order_by(_A.is_default.desc(), NumberRow.e164)
+    .limit(1)
+)
+
+
+async def presented_number(session: AsyncSession | UnitSession, user_name: str) -> str | None:
+    """The number the user presents calling out: their default if in service, else
+    another of theirs in service; None if they have none (they cannot call out). Any
+    session, also a unit's."""
+    presented: str | None = await session.scalar(_PRESENTED, {"user_name": user_name})
+    return presented
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,17 +234,8 @@ class OwnershipRepository:
         return out
 
     async def presented_number(self, user_name: str) -> str | None:
-        """The number the user presents calling out: their default if in service, else
-        another of theirs in service; None if they have none (they cannot call out)."""
-        presented: str | None = await self._session.scalar(
-            select(NumberRow.e164)
-            .join(_A, _A.number_id == NumberRow.id)
-            .join(UserRow, UserRow.id == _A.user_id)
-            .where(UserRow.name == user_name, NumberRow.state == "active")
-            .order_by(_A.is_default.desc(), NumberRow.e164)
-            .limit(1)
-        )
-        return presented
+        """The number the user presents calling out (``presented_number``)."""
+        return await presented_number(self._session, user_name)
 
     # ---- rent ----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from callcontrol.calls import records
 from callcontrol.errors import Conflict, StoreError
-from callcontrol.store import rates, repositories
+from callcontrol.store import ownership, rates, repositories
 from callcontrol.store.db import Database, UnitExecutor
 from callcontrol.store.models import CallRecordRow, UserRow
 from callcontrol.store.unit import Plan, prepared
@@ -100,6 +100,7 @@ def test_every_call_path_statement_runs_on_the_driver() -> None:
         repositories._NUMBER_ROUTE,
         repositories._USER_BY_NAME,
         repositories._USER_BY_EXTENSION,
+        ownership._PRESENTED,
         repositories._START_SQLITE,
         repositories._ANSWERED,
         repositories._FINISH,
