@@ -454,7 +454,7 @@ class SqliteUnits:
         event.listen(inline, "connect", _never_wait_or_checkpoint)  # after configure's hook
         self._threaded = _Lane(threaded)
         self._inline = _Lane(inline)
-        self._thread: ThreadPoolExecutor | None = None  # started at first use
+        self._thread: ThreadPoolExecutor | None = None  # _executor()
         self._inline_lock = threading.Lock()
         self._inline_commits = 0
         #: Units that met another writer inline and ran in the thread (bench/, tests).
@@ -501,18 +501,19 @@ class SqliteUnits:
                 raise
             raise translated from error
 
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+    def _executor(self) -> ThreadPoolExecutor:
+        """The unit thread, started at first use (and again after ``dispose``)."""
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-unit")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        return self._thread
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor(), fn, *args)
 
     def _checkpoint_soon(self) -> None:
         """A checkpoint in the thread: the inline lane's commits are copied back into
         the database file, so the WAL stops growing."""
-
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-unit")
-        self._thread.submit(self._threaded.checkpoint)
+        self._executor().submit(self._threaded.checkpoint)
 
     def dispose(self) -> None:
         """Stop the thread (after the units submitted) and close the connections; a
