@@ -45,7 +45,7 @@ from callcontrol.domain.users import (
 )
 from callcontrol.errors import AriError, Conflict, InvalidInput, NotFound
 from callcontrol.store.db import Database
-from callcontrol.store.ownership import OwnershipRepository
+from callcontrol.store.ownership import presented_number
 from callcontrol.store.repositories import NumberRepository, UserRepository
 
 __all__ = ["DirectoryService", "EndpointUpdate", "Endpoints"]
@@ -220,7 +220,7 @@ class DirectoryService:
         """The number the user presents calling out (their default assigned number in
         service); None: they have none and cannot call out."""
         async with self._db.session() as session:
-            return await OwnershipRepository(session).presented_number(name)
+            return await presented_number(session, name)
 
     async def list_users(self) -> list[User]:
         async with self._db.session() as session:

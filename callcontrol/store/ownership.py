@@ -22,7 +22,7 @@ from callcontrol.errors import Conflict, NotFound
 from callcontrol.store.models import NumberAssignmentRow, NumberRow, UserRow, utcnow
 from callcontrol.store.unit import UnitSession, prepared
 
-__all__ = ["OwnershipRepository", "RentalRow", "UserNumber"]
+__all__ = ["OwnershipRepository", "RentalRow", "UserNumber", "presented_number"]
 
 _A = NumberAssignmentRow
 
@@ -232,10 +232,6 @@ class OwnershipRepository:
         for name, e164, default, state in rows:
             out.setdefault(name, []).append(UserNumber(e164, bool(default), state == "active"))
         return out
-
-    async def presented_number(self, user_name: str) -> str | None:
-        """The number the user presents calling out (``presented_number``)."""
-        return await presented_number(self._session, user_name)
 
     # ---- rent ----------------------------------------------------------------------------
 

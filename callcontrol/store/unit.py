@@ -474,32 +474,33 @@ class SqliteUnits:
     ) -> T:
         """``work`` in one transaction, inline or in the thread: committed if it returns,
         rolled back if it raises (its exception, translated, leaves here)."""
-        # Another thread's event loop may be in the inline lane (a second loop in the
-        # process): then this unit goes to the thread too.
-        if self._inline_lock.acquire(blocking=False):
-            try:
-                result = self._inline.run(work, immediate, begin)
-            except BaseException as error:
-                if not is_busy(error):
-                    translated = translate(error)
-                    if translated is None:
-                        raise
-                    raise translated from error
-            else:
-                self._inline_commits += 1
-                if self._inline_commits % CHECKPOINT_EVERY == 0:
-                    self._checkpoint_soon()
-                return result
-            finally:
-                self._inline_lock.release()
-        self.deferred_to_thread += 1
         try:
+            # Another thread's event loop may be in the inline lane (a second loop in
+            # the process): then this unit goes to the thread too.
+            if self._inline_lock.acquire(blocking=False):
+                try:
+                    return self._run_inline(work, immediate, begin)
+                except BaseException as error:
+                    if not is_busy(error):
+                        raise
+                finally:
+                    self._inline_lock.release()
+            self.deferred_to_thread += 1
             return await self._in_thread(self._threaded.run, work, immediate, begin)
         except BaseException as error:
             translated = translate(error)
             if translated is None:
                 raise
             raise translated from error
+
+    def _run_inline(
+        self, work: Callable[[UnitSession], Awaitable[T]], immediate: bool, begin: str
+    ) -> T:
+        result = self._inline.run(work, immediate, begin)
+        self._inline_commits += 1
+        if self._inline_commits % CHECKPOINT_EVERY == 0:
+            self._executor().submit(self._threaded.checkpoint)  # the WAL stops growing
+        return result
 
     def _executor(self) -> ThreadPoolExecutor:
         """The unit thread, started at first use (and again after ``dispose``)."""
@@ -509,11 +510,6 @@ class SqliteUnits:
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor(), fn, *args)
-
-    def _checkpoint_soon(self) -> None:
-        """A checkpoint in the thread: the inline lane's commits are copied back into
-        the database file, so the WAL stops growing."""
-        self._executor().submit(self._threaded.checkpoint)
 
     def dispose(self) -> None:
         """Stop the thread (after the units submitted) and close the connections; a
