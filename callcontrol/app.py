@@ -122,7 +122,7 @@ class App:
             settings.overload_ari_latency,
             settings.overload_setup_delay,
         )
-        self.admission = Admission(limits, ari_latency=lambda: self.ari.latency)
+        self.admission = Admission(limits, ari_latency=self.ari.lateness)
         self.metrics = Metrics()
         self.pbx_records = PbxRecords(cdr_path(settings))
         self.ami = None if self.engine_only else self._ami_feed()

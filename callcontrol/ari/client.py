@@ -116,8 +116,19 @@ class AriClient:
         self._http: HttpClient | None = None
         self._closed = False
         self.latency = 0.0  # seconds: requests' answer time, smoothed (overload control)
+        self._in_flight: dict[int, float] = {}  # each unanswered request's start, oldest first
+        self._sent = 0
         # Told (method, path, seconds) of every answered or timed-out request: the metrics.
         self.observer: Callable[[str, str, float], None] | None = None
+
+    def lateness(self) -> float:
+        """How far behind Asterisk is, for overload control (seconds): the smoothed answer
+        time, or the age of the oldest request still unanswered if that is more. A
+        stalled Asterisk answers nothing, so answer times alone show the stall only
+        once it ends: calls admitted meanwhile met ARI time-outs after their answer."""
+        oldest = next(iter(self._in_flight.values()), None)
+        waited = 0.0 if oldest is None else time.monotonic() - oldest
+        return max(self.latency, waited)
 
     def __repr__(self) -> str:
         return f"AriClient({self._root!r}, user={self.username!r}, app={self.app!r})"
@@ -162,6 +173,8 @@ class AriClient:
         if json is not None:
             data, content_type = jsonlib.dumps(json).encode(), "application/json"
         started = time.monotonic()
+        self._sent = key = self._sent + 1
+        self._in_flight[key] = started
         try:
             async with asyncio.timeout(self.timeout):
                 status, body = await http.request(method, target, data, content_type)
@@ -174,6 +187,8 @@ class AriClient:
             raise AriUnavailable(f"ARI {method} {path}: {exc or type(exc).__name__}") from exc
         except HttpProtocolError as exc:
             raise AriError(f"ARI {method} {path}: {exc}") from exc
+        finally:
+            del self._in_flight[key]
         took = time.monotonic() - started
         self.latency += (took - self.latency) * LATENCY_WEIGHT
         if self.observer is not None:

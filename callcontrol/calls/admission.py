@@ -11,7 +11,8 @@ the app can measure says it keeps up:
                      (database, CPU) falls behind
     event-loop lag   how late the loop runs a timer (a sampler every ``SAMPLE`` s,
                      a decaying peak): the app's own CPU is saturated
-    ARI latency      the ARI client's smoothed request time: Asterisk falls behind
+    ARI latency      the ARI client's smoothed request time, or the age of its oldest
+                     request still unanswered if more: Asterisk falls behind
 
 A refused call goes back to the dialplan's fail-closed context: the caller hears
 "all circuits are busy" as early media and the call is released with cause 34 (SIP

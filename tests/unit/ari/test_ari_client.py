@@ -6,11 +6,13 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
 from fake_ari import APP, PASSWORD, USERNAME, FakeAri, Recorded
 
 from callcontrol.ari import AriClient, Bridge, Channel, Playback
+from callcontrol.ari import client as client_module
 from callcontrol.errors import AriError, AriHttpError, AriNotFound, AriUnavailable
 
 CHANNEL = "1715000000.1"
@@ -252,3 +254,33 @@ async def test_base_url_with_ari_suffix_is_accepted(fake: FakeAri) -> None:
     async with AriClient(fake.url + "/ari/", USERNAME, PASSWORD, app=APP) as ari:
         await ari.answer(CHANNEL)
     assert last(fake).path == f"/ari/channels/{CHANNEL}/answer"
+
+
+async def test_lateness_shows_a_stalled_asterisk_before_it_answers(
+    fake: FakeAri, client: AriClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overload control reads ``lateness``: the age of the oldest request still
+    unanswered counts at once, not only when (if ever) Asterisk answers it."""
+    clock = [1000.0]
+    monkeypatch.setattr(client_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    second = "1715000000.2"
+    fake.add_channel(second)
+    stalled = fake.gate("POST", f"/ari/channels/{CHANNEL}/answer")
+    slow = fake.gate("POST", f"/ari/channels/{second}/answer")
+    assert client.lateness() == 0.0
+    first_request = asyncio.create_task(client.answer(CHANNEL))
+    await fake.wait_until(lambda: len(fake.requests) == 1)
+    clock[0] += 1.0
+    second_request = asyncio.create_task(client.answer(second))
+    await fake.wait_until(lambda: len(fake.requests) == 2)
+    clock[0] += 2.0
+    assert client.lateness() == pytest.approx(3.0)  # the oldest: 3 s and counting
+    assert client.latency == 0.0  # nothing answered yet: the smoothed time knows nothing
+    stalled.set()
+    await first_request
+    assert client.latency == pytest.approx(0.3)  # 3 s, weighted 0.1
+    assert client.lateness() == pytest.approx(2.0)  # now the second one is the oldest
+    slow.set()
+    await second_request
+    assert client.lateness() == pytest.approx(client.latency)  # none left unanswered
+    assert client.latency == pytest.approx(0.47)  # 0.3 + (2 - 0.3) * 0.1
