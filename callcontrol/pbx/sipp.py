@@ -90,14 +90,8 @@ CARRIER_ANSWERED = """  <recv response="200" rrs="true"/>
 """
 
 # A refused call: whichever final error response comes, acknowledge it.
-CARRIER_REFUSED = (
-    "".join(
-        f'  <recv response="{code}" optional="true" next="ack"/>\n'
-        for code in (403, 404, 480, 486, 503, 603)
-    )
-    + '  <recv response="500" next="ack"/>\n'
-    + """  <label id="ack"/>
-  <send>
+# The carrier's ACK of a final error response (sipp sends it for the INVITE it answers).
+CARRIER_ACK = """  <send>
     <![CDATA[
       ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -110,8 +104,17 @@ CARRIER_REFUSED = (
 
     ]]>
   </send>
-  <label id="got_bye"/>
 """
+
+CARRIER_REFUSED = (
+    "".join(
+        f'  <recv response="{code}" optional="true" next="ack"/>\n'
+        for code in (403, 404, 480, 486, 503, 603)
+    )
+    + '  <recv response="500" next="ack"/>\n'
+    + '  <label id="ack"/>\n'
+    + CARRIER_ACK
+    + '  <label id="got_bye"/>\n'
 )
 
 

@@ -299,7 +299,8 @@ class AppProcess:
                                 return match
                         seen = len(self.lines)
                         if self._reader is not None and self._reader.done():
-                            raise AssertionError(f"app exited before logging {pattern!r}")
+                            tail = "\n".join(self.lines[-25:])
+                            raise AssertionError(f"app exited before logging {pattern!r}:\n{tail}")
                         await self._changed.wait()
         except TimeoutError:
             tail = "\n".join(self.lines[-25:])

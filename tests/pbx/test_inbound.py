@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import signal
+from pathlib import Path
 
 import pytest
 from pbx_harness import CALLER, ROUTED, UNKNOWN, UNROUTED, AppProcess, Carrier, Org, Phones
 
 from callcontrol.config import Settings
+from callcontrol.pbx.sipp import CARRIER_ACK, free_port, render, run_sipp
 
 pytestmark = pytest.mark.pbx
 
@@ -207,6 +210,36 @@ async def test_app_not_running_fails_closed(pbx: object, carrier: Carrier) -> No
     assert "SIP/2.0 183 Session Progress" in received  # "all circuits are busy"
     assert received[-1].startswith("SIP/2.0 503")
     assert "SIP/2.0 200 OK" not in received
+
+
+async def test_at_most_20_refused_callers_hear_the_busy_announcement_at_once(
+    pbx: object, tmp_path: Path
+) -> None:
+    """Refusing must cost the PBX less than serving: 40 calls within 0.4 s, no app;
+    the announcement lasts 3 s, so 20 callers hear it (183) and the others get the 503
+    at once. Every one is refused with 503, none answered."""
+    final = (
+        '  <recv response="503"/>\n'
+        + CARRIER_ACK
+        + '  <nop><action><log message="refused [call_number]"/></action></nop>\n'
+        + '  <label id="got_bye"/>\n'  # (the template's BYE handler: never sent here)
+    )
+    xml = render("carrier.xml", caller=CALLER, final=final).replace(
+        '<recv response="183" optional="true"/>',
+        '<recv response="183" optional="true">'
+        '<action><log message="early [call_number]"/></action></recv>',
+        1,
+    )
+    carrier = await run_sipp(
+        tmp_path, "carrier", xml, service=ROUTED, local_port=free_port(), calls=40,
+        rate=100, timeout_s=60, trace_messages=False, extra_args=["-trace_logs"],
+    )  # fmt: skip
+    result = await carrier.wait(60)
+    assert result.returncode == 0, result.errors
+    logs = "".join(p.read_text() for p in tmp_path.glob("carrier_*_logs.log"))
+    assert len(re.findall(r"^refused \d+", logs, re.M)) == 40
+    early = len(re.findall(r"^early \d+", logs, re.M))
+    assert 1 <= early <= 20, early
 
 
 async def test_asterisk_resolves_no_host_name_per_call(

@@ -24,8 +24,8 @@ from sqlalchemy import select
 from callcontrol.domain.call_records import CallRecord, EndedBy
 from callcontrol.domain.charging import ChargeState
 from callcontrol.pbx.sipp import (
+    CARRIER_ACK,
     CARRIER_ANSWERED,
-    CARRIER_REFUSED,
     HANG_UP_AFTER,
     WAIT_FOR_BYE,
     free_port,
@@ -64,8 +64,6 @@ async def our_records(org: Org) -> list[CallRecord]:
 def carrier_scenario() -> str:
     """Answered (talk 2 s, hang up) or refused with any final error; each logs its outcome."""
     answered = CARRIER_ANSWERED.format(after_ack=HANG_UP_AFTER.format(ms=TALK_MS))
-    ack = CARRIER_REFUSED.split('<label id="ack"/>\n', 1)[1]
-    ack = ack.replace('  <label id="got_bye"/>\n', "")
     final = (
         "".join(
             f'  <recv response="{code}" optional="true" next="refused"/>\n'
@@ -74,7 +72,7 @@ def carrier_scenario() -> str:
         + answered
         + '  <nop><action><log message="answered [call_number]"/></action></nop>\n'
         + '  <nop next="done"/>\n  <label id="refused"/>\n'
-        + ack
+        + CARRIER_ACK
         + '  <nop><action><log message="refused [call_number]"/></action></nop>\n'
         + '  <label id="done"/>\n'
     )
