@@ -258,8 +258,10 @@ class Database:
         """Run ``work(session)`` in one transaction: committed when it returns, rolled
         back when it raises; errors translated as in ``session``.
 
-        On a SQLite file the whole transaction is ONE hand-off to a dedicated thread
-        (``store.unit``): ``work`` must then only await the session's statements.
+        On a SQLite file the whole transaction runs in one go on a synchronous
+        connection (``store.unit``: inline on the event loop, or in its thread when
+        another writer holds the lock): ``work`` must then only await the session's
+        statements.
         ``immediate``: as in ``session``. On PostgreSQL it is ``session`` itself.
         """
         self.transactions += 1
@@ -267,9 +269,7 @@ class Database:
             self.transactions -= 1  # session() counts it
             async with self.session(immediate=immediate) as session:
                 return await work(session)
-        return await self._units.run(
-            work, immediate=immediate, begin=_BEGIN_OPTION, translate=self._translate
-        )
+        return await self._units.run(work, immediate=immediate, translate=self._translate)
 
     def _translate(self, error: BaseException) -> BaseException | None:
         if isinstance(error, TRANSLATED_ERRORS):
@@ -349,9 +349,11 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int) -> None:
         statement = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN")
         driver = connection.connection.driver_connection
         if isinstance(driver, sqlite3.Connection):
-            # A unit's synchronous driver (store/unit.py): straight on it. exec_driver_sql
-            # builds an execution context and a result, about 30 us of the 45 a
-            # unit's BEGIN cost (bench/RESULTS.md, round 5).
+            # A unit's synchronous driver (store/unit.py), whose transaction the unit
+            # began on the driver: SQLAlchemy only joins it. Elsewhere straight on the
+            # driver too: exec_driver_sql builds an execution context and a result.
+            if driver.in_transaction:
+                return
             try:
                 driver.execute(statement)
             except sqlite3.Error as error:

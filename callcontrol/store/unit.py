@@ -73,23 +73,33 @@ class UnitSession:
     """The part of ``AsyncSession`` store code awaits, inside a unit's thread: each
     awaitable has its answer already.
 
-    Statements run on the unit's Core connection; only those that load ORM entities
-    (``select(UserRow)``, ``get``) go through an ORM ``Session`` on the same
+    The unit's transaction is begun on the driver (``_Lane.run``). A ``Plan`` runs on
+    the driver's cursor; any other statement goes through the unit's Core connection,
+    which first joins that transaction (``_joined``); only statements that load ORM
+    entities (``select(UserRow)``, ``get``) go through an ORM ``Session`` on the same
     connection and transaction, made at first need: a Session costs about as much
     as the rest of a small transaction."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, driver: sqlite3.Connection) -> None:
         self._connection = connection
+        self._driver = driver
         self._orm: Session | None = None
         self._cursor: sqlite3.Cursor | None = None
 
+    def _joined(self) -> Connection:
+        """The Core connection, in the unit's transaction: SQLAlchemy's begin finds the
+        driver already in one and issues nothing (``store.db``'s begin hook)."""
+        if not self._connection.in_transaction():
+            self._connection.begin()
+        return self._connection
+
     def _session(self) -> Session:
         if self._orm is None:
-            self._orm = Session(bind=self._connection, expire_on_commit=False, autoflush=False)
+            self._orm = Session(bind=self._joined(), expire_on_commit=False, autoflush=False)
         return self._orm
 
     def _runner(self, statement: Executable) -> Connection | Session:
-        return self._session() if _loads_entities(statement) else self._connection
+        return self._session() if _loads_entities(statement) else self._joined()
 
     def _plan(self, statement: Executable, params: object) -> Plan | None:
         if params is not None and not isinstance(params, Mapping):
@@ -98,9 +108,7 @@ class UnitSession:
 
     def _run_plan(self, plan: Plan, params: Mapping[str, Any] | None) -> TextRows:
         if self._cursor is None:
-            driver = self._connection.connection.driver_connection
-            assert isinstance(driver, sqlite3.Connection)
-            self._cursor = driver.cursor()
+            self._cursor = self._driver.cursor()
         return plan.run(self._cursor, params)
 
     async def execute(
@@ -128,7 +136,7 @@ class UnitSession:
         return self._session().get(entity, ident, populate_existing=populate_existing)
 
     def get_bind(self) -> Connection:
-        return self._connection
+        return self._joined()
 
     def close(self) -> None:
         if self._cursor is not None:
@@ -346,6 +354,33 @@ def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a unit of work waited on the event loop: it may only run statements")
 
 
+def _driver(connection: Connection) -> sqlite3.Connection:
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
+
+
+def _on_driver(call: Callable[..., object], *args: str) -> None:
+    """A BEGIN, COMMIT or ROLLBACK on the driver; its error leaves as SQLAlchemy's."""
+    try:
+        call(*args)
+    except sqlite3.Error as error:
+        statement = args[0] if args else getattr(call, "__name__", "").upper()
+        raise DBAPIError.instance(statement, (), error, sqlite3.Error) from error
+
+
+def _end(connection: Connection, driver: sqlite3.Connection, *, commit: bool) -> None:
+    """Commit or roll back the unit's transaction: through SQLAlchemy if it joined it
+    (it then knows its transaction ended), else on the driver."""
+    if connection.in_transaction():
+        if commit:
+            connection.commit()
+        else:
+            connection.rollback()
+    elif driver.in_transaction:
+        _on_driver(driver.commit if commit else driver.rollback)
+
+
 class _Lane:
     """One synchronous engine (a pool of one) and the connection kept from it between
     units: checking one out of the pool and back (with its reset) cost about 35 us a
@@ -355,21 +390,33 @@ class _Lane:
         self.engine = engine
         self._connection: Connection | None = None
 
-    def run(self, work: Callable[[UnitSession], Awaitable[T]], immediate: bool, begin: str) -> T:
+    def run(self, work: Callable[[UnitSession], Awaitable[T]], immediate: bool) -> T:
+        """``work`` in one transaction on the kept connection. BEGIN and COMMIT go
+        straight to the driver: SQLAlchemy's transaction (its begin and commit events,
+        the RootTransaction) cost about as much as SQLite's own work in a small unit.
+        SQLAlchemy joins it only for a statement that is not a ``Plan`` (``UnitSession.
+        _joined``), and then commits or rolls back what it joined."""
         connection = self._connected()
+        driver = _driver(connection)
         try:
-            # in place on a Connection (SQLAlchemy 2): set for every unit
-            connection.execution_options(**{begin: "BEGIN IMMEDIATE" if immediate else "BEGIN"})
-            with connection.begin():
-                session = UnitSession(connection)
+            _on_driver(driver.execute, "BEGIN IMMEDIATE" if immediate else "BEGIN")
+            session = UnitSession(connection, driver)
+            try:
+                awaitable = work(session)
+                if not isinstance(awaitable, Coroutine):
+                    raise TypeError("a unit of work is an async function")
+                result: T = run_to_end(awaitable)
+            except BaseException:
+                session.close()
                 try:
-                    awaitable = work(session)
-                    if not isinstance(awaitable, Coroutine):
-                        raise TypeError("a unit of work is an async function")
-                    result: T = run_to_end(awaitable)
-                    return result
-                finally:
-                    session.close()
+                    _end(connection, driver, commit=False)
+                except Exception:  # the unit's own error is the one to report
+                    log.debug("rolling back a failed unit", exc_info=True)
+                    self.close()  # whatever state it is in, it is not used again
+                raise
+            session.close()
+            _end(connection, driver, commit=True)
+            return result
         except BaseException as error:
             # A unit that failed may leave its connection unusable (a driver error, a
             # failed rollback): the next unit opens a new one. Not after "busy": its
@@ -391,8 +438,7 @@ class _Lane:
         the thread meanwhile) until the WAL is copied back and emptied; a PASSIVE one
         would never catch up with writers that never pause."""
         try:
-            driver = self._connected().connection.driver_connection
-            assert isinstance(driver, sqlite3.Connection)
+            driver = _driver(self._connected())
             busy_ms = driver.execute("PRAGMA busy_timeout").fetchone()[0]
             # Writers wait while it waits for readers: a long read (a console page)
             # holds calls' units back at most this long, then the next one tries again.
@@ -469,7 +515,6 @@ class SqliteUnits:
         work: Callable[[UnitSession], Awaitable[T]],
         *,
         immediate: bool,
-        begin: str,
         translate: Callable[[BaseException], BaseException | None],
     ) -> T:
         """``work`` in one transaction, inline or in the thread: committed if it returns,
@@ -479,24 +524,22 @@ class SqliteUnits:
             # the process): then this unit goes to the thread too.
             if self._inline_lock.acquire(blocking=False):
                 try:
-                    return self._run_inline(work, immediate, begin)
+                    return self._run_inline(work, immediate)
                 except BaseException as error:
                     if not is_busy(error):
                         raise
                 finally:
                     self._inline_lock.release()
             self.deferred_to_thread += 1
-            return await self._in_thread(self._threaded.run, work, immediate, begin)
+            return await self._in_thread(self._threaded.run, work, immediate)
         except BaseException as error:
             translated = translate(error)
             if translated is None:
                 raise
             raise translated from error
 
-    def _run_inline(
-        self, work: Callable[[UnitSession], Awaitable[T]], immediate: bool, begin: str
-    ) -> T:
-        result = self._inline.run(work, immediate, begin)
+    def _run_inline(self, work: Callable[[UnitSession], Awaitable[T]], immediate: bool) -> T:
+        result = self._inline.run(work, immediate)
         self._inline_commits += 1
         if self._inline_commits % CHECKPOINT_EVERY == 0:
             self._executor().submit(self._threaded.checkpoint)  # the WAL stops growing

@@ -73,6 +73,50 @@ async def test_a_unit_rolls_back_everything_when_it_raises(database: Database) -
     assert await database.unit(_names) == []
 
 
+_INSERT_USER = text(
+    "INSERT INTO users (name, extension, digest_md5, digest_sha256, realm, created_at, "
+    "updated_at) VALUES (:name, :extension, :md5, :sha, 'r', CURRENT_TIMESTAMP, "
+    "CURRENT_TIMESTAMP)"
+)
+
+
+@pytest.mark.parametrize("how", ["text only", "text then ORM", "ORM then text"])
+@pytest.mark.parametrize("fails", [False, True])
+async def test_a_unit_ends_as_one_whichever_statements_it_ran(
+    database: Database, how: str, fails: bool
+) -> None:
+    """On SQLite a text statement runs on the driver and an ORM one through SQLAlchemy,
+    which joins the unit's transaction: both commit, or both roll back, together."""
+
+    async def add(name: str, extension: str, session: UnitExecutor) -> None:
+        values = {"name": name, "extension": extension, "md5": "0" * 32, "sha": "0" * 64}
+        await session.execute(_INSERT_USER, values)
+
+    async def orm_read(session: UnitExecutor) -> None:
+        await session.scalars(select(UserRow))  # mapped entities: the ORM Session
+
+    async def work(session: UnitExecutor) -> None:
+        if how == "ORM then text":
+            await orm_read(session)
+        await add("alice", "1001", session)
+        if how == "text then ORM":
+            await orm_read(session)
+        await add("bob", "1002", session)
+        if fails:
+            raise NotFound("stop")
+
+    if fails:
+        with pytest.raises(NotFound, match="stop"):
+            await database.unit(work, immediate=True)
+    else:
+        await database.unit(work, immediate=True)
+    expected = [] if fails else ["alice", "bob"]
+    assert await database.unit(_names) == expected
+    async with database.session() as session:  # what another connection sees
+        assert list(await session.scalars(select(UserRow.name).order_by(UserRow.name))) == expected
+    assert await database.unit(_names) == expected  # and the kept connection is usable
+
+
 async def test_a_unit_translates_library_errors(database: Database) -> None:
     async with database.session() as session:
         session.add(_user_row("alice", "1001"))
@@ -224,29 +268,41 @@ async def test_sqlite_keeps_one_connection_across_units_and_replaces_a_broken_on
     if database.dialect != "sqlite":
         pytest.skip("PostgreSQL runs units as sessions on the event loop")
     drivers: list[sqlite3.Connection] = []
-    begun: list[str] = []
+    writer_could_begin: list[bool] = []
+    other = sqlite3.connect(sqlite_file(database.url) or "", timeout=0, isolation_level=None)
 
     async def driver(session: UnitExecutor) -> None:
         connection = session.get_bind().connection.driver_connection
         assert isinstance(connection, sqlite3.Connection)
+        assert connection.in_transaction
         drivers.append(connection)
-        begun.append(session.get_bind().get_execution_options()["callcontrol_sqlite_begin"])
+        try:  # another writer, now: the unit's BEGIN IMMEDIATE holds the write lock
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            assert "locked" in str(error)
+            writer_could_begin.append(False)
+        else:
+            other.execute("ROLLBACK")
+            writer_could_begin.append(True)
 
-    await database.unit(driver, immediate=True)
-    await database.unit(driver)
-    assert drivers[0] is drivers[1]
-    assert begun == ["BEGIN IMMEDIATE", "BEGIN"]  # an option set in place does not stick
+    try:
+        await database.unit(driver, immediate=True)
+        await database.unit(driver)
+        assert drivers[0] is drivers[1]
+        assert writer_could_begin == [False, True]  # each unit begins as it asks
 
-    async def break_it(session: UnitExecutor) -> None:
-        await driver(session)
-        drivers[-1].close()  # as a driver failure would leave it
-        await _names(session)
+        async def break_it(session: UnitExecutor) -> None:
+            await driver(session)
+            drivers[-1].close()  # as a driver failure would leave it
+            await _names(session)
 
-    with pytest.raises(StoreError):
-        await database.unit(break_it)
-    await database.unit(driver)
-    assert drivers[-1] is not drivers[0]
-    assert await database.unit(_names) == []
+        with pytest.raises(StoreError):
+            await database.unit(break_it)
+        await database.unit(driver)
+        assert drivers[-1] is not drivers[0]
+        assert await database.unit(_names) == []
+    finally:
+        other.close()
 
 
 def _start(store: CallStore, call_id: str) -> Work[CallRecord]:
