@@ -28,6 +28,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import cast
 from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
@@ -183,8 +184,8 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # (uvloop's transports are not asyncio.Transport subclasses)
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data

@@ -8,7 +8,7 @@ import asyncio
 import signal
 from typing import Any
 
-from callcontrol.cli.common import AddCommand
+from callcontrol.cli.common import AddCommand, run_server
 from callcontrol.config import Settings
 from callcontrol.errors import CallControlError, ConfigError
 from callcontrol.services import open_services
@@ -54,7 +54,7 @@ def cmd_agi(settings: Settings, args: argparse.Namespace) -> int:
                     loop.remove_signal_handler(sig)
 
     try:
-        asyncio.run(go())
+        run_server(settings, go)
     except* CallControlError as group:
         raise group.exceptions[0] from None
     return 0

@@ -8,10 +8,9 @@ option is for that only (hidden from ``--help``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
-from callcontrol.cli.common import AddCommand
+from callcontrol.cli.common import AddCommand, run_server
 from callcontrol.config import Settings
 from callcontrol.errors import CallControlError, InvalidInput
 from callcontrol.services import open_services
@@ -37,7 +36,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             await App(services, workers).run()
 
     try:
-        asyncio.run(go())
+        run_server(settings, go)
     except* CallControlError as group:
         raise group.exceptions[0] from None
     return 0
