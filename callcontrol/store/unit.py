@@ -406,16 +406,16 @@ class _Lane:
                 if not isinstance(awaitable, Coroutine):
                     raise TypeError("a unit of work is an async function")
                 result: T = run_to_end(awaitable)
+                session.close()
+                _end(connection, driver, commit=True)
             except BaseException:
                 session.close()
-                try:
+                try:  # (a COMMIT that failed, "busy" included, leaves the transaction open)
                     _end(connection, driver, commit=False)
                 except Exception:  # the unit's own error is the one to report
                     log.debug("rolling back a failed unit", exc_info=True)
                     self.close()  # whatever state it is in, it is not used again
                 raise
-            session.close()
-            _end(connection, driver, commit=True)
             return result
         except BaseException as error:
             # A unit that failed may leave its connection unusable (a driver error, a
