@@ -346,17 +346,7 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        statement = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN")
         driver = connection.connection.driver_connection
-        if isinstance(driver, sqlite3.Connection):
-            # A unit's synchronous driver (store/unit.py), whose transaction the unit
-            # began on the driver: SQLAlchemy only joins it. Elsewhere straight on the
-            # driver too: exec_driver_sql builds an execution context and a result.
-            if driver.in_transaction:
-                return
-            try:
-                driver.execute(statement)
-            except sqlite3.Error as error:
-                raise exc.DBAPIError.instance(statement, (), error, sqlite3.Error) from error
-            return
-        connection.exec_driver_sql(statement)
+        if isinstance(driver, sqlite3.Connection) and driver.in_transaction:
+            return  # a unit's, begun on the driver (store/unit.py): SQLAlchemy only joins it
+        connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))

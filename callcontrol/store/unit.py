@@ -360,12 +360,11 @@ def _driver(connection: Connection) -> sqlite3.Connection:
     return driver
 
 
-def _on_driver(call: Callable[..., object], *args: str) -> None:
+def _on_driver(driver: sqlite3.Connection, statement: str) -> None:
     """A BEGIN, COMMIT or ROLLBACK on the driver; its error leaves as SQLAlchemy's."""
     try:
-        call(*args)
+        driver.execute(statement)
     except sqlite3.Error as error:
-        statement = args[0] if args else getattr(call, "__name__", "").upper()
         raise DBAPIError.instance(statement, (), error, sqlite3.Error) from error
 
 
@@ -378,7 +377,7 @@ def _end(connection: Connection, driver: sqlite3.Connection, *, commit: bool) ->
         else:
             connection.rollback()
     elif driver.in_transaction:
-        _on_driver(driver.commit if commit else driver.rollback)
+        _on_driver(driver, "COMMIT" if commit else "ROLLBACK")
 
 
 class _Lane:
@@ -399,7 +398,7 @@ class _Lane:
         connection = self._connected()
         driver = _driver(connection)
         try:
-            _on_driver(driver.execute, "BEGIN IMMEDIATE" if immediate else "BEGIN")
+            _on_driver(driver, "BEGIN IMMEDIATE" if immediate else "BEGIN")
             session = UnitSession(connection, driver)
             try:
                 awaitable = work(session)
