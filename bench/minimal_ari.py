@@ -15,7 +15,11 @@ ENDPOINT and play a ringing tone to the caller; when the phone answers, stop the
 bridge both. The same prompt, key and media as callcontrol's ``ivr`` path in
 bench/calls.py, without flows, routing or charging.
 
-It writes to WORKDIR: ``bridged.log`` (the caller number of every bridged call) and
+``Stasis(benchmin,answer)`` is the yardstick of issue 12's CPU target: answer the
+caller and nothing else (the caller hangs up).
+
+It writes to WORKDIR: ``bridged.log`` (the caller number of every bridged call, or
+answered one on the answer path) and
 ``lag.log`` (per second: epoch seconds and the event loop's peak lag in ms).
 """
 
@@ -61,6 +65,11 @@ class Minimal:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def answer(self, caller: dict[str, Any]) -> None:
+        """The yardstick: answer, and nothing else (the caller hangs up)."""
+        await self.request("POST", f"/channels/{caller['id']}/answer")
+        self.bridged.write(caller.get("caller", {}).get("number", "") + "\n")
 
     async def ivr(self, caller: dict[str, Any]) -> None:
         channel = caller["id"]
@@ -134,6 +143,8 @@ class Minimal:
                         self.spawn(self.ring(channel))
                     elif args[0] == "ivr":
                         self.spawn(self.ivr(channel))
+                    elif args[0] == "answer":
+                        self.spawn(self.answer(channel))
                     elif args[0] == "out" and len(args) > 1:
                         self.spawn(self.connect(args[1], channel["id"]))
                 elif kind == "PlaybackFinished":
