@@ -61,6 +61,7 @@ class ChargingService:
         self.db = db
         self.wallet = Wallet(db)
         self._rates: list[Rate] | None = None
+        self._by_id: dict[int, Rate] = {}  # the cached rates, by id
         self._rate_set_id: int | None = None  # the set the cached rates belong to
         self._lock = asyncio.Lock()
 
@@ -90,6 +91,7 @@ class ChargingService:
             current = await repo.current_set()
             rates = await repo.current_rates()
         self._rates = rates
+        self._by_id = {rate.id: rate for rate in rates if rate.id is not None}
         self._rate_set_id = current.id if current is not None else None
         log.info("rates loaded: %d (rate set %s)", len(rates), self._rate_set_id)
         return rates
@@ -143,6 +145,11 @@ class ChargingService:
             return await RateRepository(session).current_set()
 
     async def rate(self, rate_id: int) -> Rate | None:
-        """Any rate by id, also one no longer in force (a call record's rate)."""
+        """Any rate by id, also one no longer in force (a call record's rate). A rate is
+        never changed once imported, so one of the cached rates is served from memory
+        (an AGI call's settle reads its rate)."""
+        cached = self._by_id.get(rate_id)
+        if cached is not None:
+            return cached
         async with self.db.session() as session:
             return await RateRepository(session).get(rate_id)

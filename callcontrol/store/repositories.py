@@ -393,6 +393,13 @@ def _disposition(value: str | None) -> Disposition | str | None:
         return value
 
 
+# A record by its id, as columns (``store.unit.prepared``): no ORM identity map or
+# instance state for a read on the call path (the AGI server reads a record at settle).
+_RECORD_BY_ID = prepared(
+    select(*CallRecordRow.__table__.columns).where(CallRecordRow.call_id == bindparam("call_id"))
+)
+
+
 def _record(row: Any) -> CallRecord:
     return CallRecord(
         call_id=row.call_id,
@@ -534,7 +541,7 @@ class CallRecordRepository:
         return await self._update(call_id, (was,), pbx_node=pbx_node)
 
     async def get(self, call_id: str) -> CallRecord | None:
-        row = await self._session.get(CallRecordRow, call_id, populate_existing=True)
+        row = (await self._session.execute(_RECORD_BY_ID, {"call_id": call_id})).first()
         return None if row is None else _record(row)
 
     async def list_recent(self, limit: int = 50) -> builtins.list[CallRecord]:

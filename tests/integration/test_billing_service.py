@@ -91,3 +91,19 @@ async def test_a_new_import_replaces_the_rates_but_old_rates_stay_readable(
     # Its very next quote sees the import: no call is priced by a replaced table.
     assert (await other.quote("+441134960000", Direction.OUTBOUND)).rate == new
     assert old.id is not None and await service.rate(old.id) == old  # call records keep it
+
+
+async def test_a_rate_by_id_comes_from_memory_when_it_is_in_force(database: Database) -> None:
+    """An AGI call's settle reads its rate by id: one of the rates in force is served
+    from the cache (rates never change once imported); any other from the database."""
+    service = ChargingService(database)
+    await service.import_rates(EXAMPLE)
+    in_force = (await service.quote("+441134960000", Direction.OUTBOUND)).rate
+    assert in_force.id is not None
+    before = database.transactions
+    assert await service.rate(in_force.id) is in_force
+    assert database.transactions == before  # no database read
+    other = ChargingService(database)  # nothing cached yet: read from the database
+    assert await other.rate(in_force.id) == in_force
+    assert database.transactions == before + 1
+    assert await service.rate(10**9) is None

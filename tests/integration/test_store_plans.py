@@ -100,6 +100,7 @@ def test_every_call_path_statement_runs_on_the_driver() -> None:
         repositories._NUMBER_ROUTE,
         repositories._USER_BY_NAME,
         repositories._USER_BY_EXTENSION,
+        repositories._RECORD_BY_ID,
         ownership._PRESENTED,
         repositories._START_SQLITE,
         repositories._ANSWERED,
@@ -159,7 +160,25 @@ async def test_a_charged_call_runs_no_statement_through_sqlalchemy(database: Dat
     )
     await store.set_connected_user("c1", None, now + timedelta(seconds=1))
     await store.finish("c1", now + timedelta(seconds=5), Disposition.ANSWERED, 16, EndedBy.CALLER)
+    record = await store.get("c1")  # as the AGI server's settle reads it
     assert seen == []
+    assert record is not None
+    assert (record.answered_at, record.ended_at, record.started_at) == (
+        now + timedelta(seconds=1),
+        now + timedelta(seconds=5),
+        now,
+    )
+    assert (record.direction, record.disposition, record.hangup_cause, record.ended_by) == (
+        CallDirection.INBOUND,
+        Disposition.ANSWERED,
+        16,
+        EndedBy.CALLER,
+    )
+    assert (record.caller, record.callee, record.channel_id) == (
+        "+491701234567",
+        "+442079460000",
+        "1.1",
+    )
 
     async def orm_read(session: Any) -> object:  # the listener sees what SQLAlchemy runs
         return await session.get(UserRow, 1)
@@ -168,8 +187,6 @@ async def test_a_charged_call_runs_no_statement_through_sqlalchemy(database: Dat
     for engine in units:
         event.remove(engine, "before_cursor_execute", count)
     assert seen == ["SELECT"]
-    record = await store.get("c1")
-    assert record is not None and record.answered_at == now + timedelta(seconds=1)
 
 
 async def test_the_call_path_reads_a_user_by_name_or_extension_in_a_unit_and_a_session(
