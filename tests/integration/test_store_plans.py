@@ -110,6 +110,7 @@ def test_every_call_path_statement_runs_on_the_driver() -> None:
         rates._CURRENT_SET_ID,
         common._STATE,
         common._CHARGED_FOR,
+        common._HOLD_OF,
         sqlite._POST,
         sqlite._CHARGE,
         sqlite._HOLD,

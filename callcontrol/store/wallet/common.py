@@ -210,10 +210,12 @@ _LEDGER = cast(Table, LedgerEntryRow.__table__)
 _HOLDS = cast(Table, HoldRow.__table__)
 
 
-# Built once (``store.unit.prepared``): the reads of every call's transactions.
+# Built once (``store.unit.prepared``): the reads of every call's transactions (a
+# call's hold: an AGI call's settle reads it).
 _STATE = prepared(
     select(WalletRow.balance_micro, WalletRow.held_micro).where(WalletRow.id == WALLET_ID)
 )
+_HOLD_OF = prepared(select(_HOLDS).where(_HOLDS.c.call_id == bindparam("call_id")))
 _CHARGED_FOR = prepared(
     select(func.coalesce(func.sum(LedgerEntryRow.amount_micro), 0)).where(
         LedgerEntryRow.reference == bindparam("reference", type_=String()),
@@ -275,8 +277,7 @@ class WalletReads:
         return -int(total or 0)
 
     async def hold_of(self, call_id: str) -> Hold | None:
-        statement = select(_HOLDS).where(_HOLDS.c.call_id == call_id)
-        row = (await self._executor.execute(statement)).first()
+        row = (await self._executor.execute(_HOLD_OF, {"call_id": call_id})).first()
         return None if row is None else _hold(row)
 
     async def holds(self) -> list[Hold]:
