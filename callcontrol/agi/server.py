@@ -13,7 +13,8 @@ Two scripts, one request each (a connection is one request, as Asterisk makes it
 handler can settle whatever follows), then ``CALLCONTROL_MAX_SECONDS`` and
 ``CALLCONTROL_MAX_MS`` (for ``Dial(...,L(ms))`` or ``TIMEOUT(absolute)``),
 ``CALLCONTROL_DIAL`` (what to dial), ``CALLCONTROL_CALLERID`` (outbound: the number to
-present) and last ``CALLCONTROL_STATUS`` (``calls.Status``). The dialplan dials only
+present) and last ``CALLCONTROL_STATUS`` (``calls.Status``), all after the call id in
+one ``EXEC MSet`` (``AgiChannel.set_variables``). The dialplan dials only
 when the status is ``ok`` (or ``emergency``): an unreachable server, a timeout or an
 error leaves no status, or ``failed``, and the call is refused. A failed or timed
 out authorize releases whatever it held at once; so does a channel that hung up
@@ -173,13 +174,20 @@ class AgiServer:
             await self._abandon(call_id)
 
     async def _answer(self, channel: AgiChannel, auth: Authorization) -> None:
+        """The authorization's variables, the status last, in one round trip where
+        they allow it (``AgiChannel.set_variables``): a broken connection leaves no
+        status, and the dialplan refuses the call."""
+        pairs: list[tuple[str, str]] = []
         if auth.status in (Status.OK, Status.EMERGENCY):
-            await channel.set_variable(MAX_SECONDS_VAR, str(auth.max_seconds))
-            await channel.set_variable(MAX_MS_VAR, str(auth.max_seconds * 1000))
-            await channel.set_variable(DIAL_VAR, auth.dial)
+            pairs += [
+                (MAX_SECONDS_VAR, str(auth.max_seconds)),
+                (MAX_MS_VAR, str(auth.max_seconds * 1000)),
+                (DIAL_VAR, auth.dial),
+            ]
             if auth.caller_id:
-                await channel.set_variable(CALLERID_VAR, auth.caller_id)
-        await channel.set_variable(STATUS_VAR, auth.status.value)
+                pairs.append((CALLERID_VAR, auth.caller_id))
+        pairs.append((STATUS_VAR, auth.status.value))
+        await channel.set_variables(pairs)
 
     async def _failed(self, call_id: str) -> Authorization:
         await self._abandon(call_id)

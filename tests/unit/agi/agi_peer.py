@@ -2,8 +2,10 @@
 
 ``AgiPeer.run`` connects, sends the request's environment (``agi_*`` lines and the
 empty line), then answers each command as Asterisk 22 does: ``SET VARIABLE`` stores
-the value and answers ``200 result=1``; ``GET VARIABLE`` answers ``200 result=1
-(value)`` or ``200 result=0``; anything else ``510 Invalid or unknown command``.
+the value and answers ``200 result=1``; ``EXEC MSet "a=1,b=2"`` stores each and
+answers ``200 result=0``;
+``GET VARIABLE`` answers ``200 result=1 (value)`` or ``200 result=0``; anything else
+``510 Invalid or unknown command``.
 Scripted misbehaviour covers what a live PBX cannot be made to do on cue: hang up
 before the Nth command's answer (``HANGUP`` then a closed socket or 511 answers),
 stop answering, answer garbage.
@@ -19,6 +21,7 @@ from typing import Literal
 GUARD = 5.0  # seconds: the longest any awaited outcome may take
 
 _SET = re.compile(r'SET VARIABLE (\S+) "(.*)"')
+_MSET = re.compile(r'EXEC MSet "(.*)"')
 _GET = re.compile(r"GET VARIABLE (\S+)")
 
 Hangup = Literal["close", "dead", "silent", "garbage"]
@@ -105,6 +108,11 @@ class AgiPeer:
         if match := _SET.fullmatch(command):
             self.variables[match[1]] = match[2]
             return "200 result=1"
+        if match := _MSET.fullmatch(command):  # as MSet(a=1,b=2) does, in order
+            for assignment in match[1].split(","):
+                name, _, value = assignment.partition("=")
+                self.variables[name] = value
+            return "200 result=0"
         return "510 Invalid or unknown command"
 
 

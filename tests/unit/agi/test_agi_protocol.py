@@ -6,12 +6,14 @@ requests, half-open connections, hang-ups mid-command, silence.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 from agi_harness import StartServer
 from agi_peer import GUARD, AgiPeer, send_raw
 
+from callcontrol.agi.channel import AgiChannel
 from callcontrol.agi.protocol import (
     AgiCommandError,
     AgiHangup,
@@ -142,14 +144,55 @@ async def test_a_malformed_authorize_is_refused_without_a_record(agi: StartServe
 async def test_one_command_at_a_time_in_order(agi: StartServer) -> None:
     server = await agi()
     peer = await AgiPeer(server.port).run("authorize", "inbound", "+442079460000")
-    # Every command waited for its answer: the last one names the status.
-    assert [c.split()[2] for c in peer.commands] == [
+    # Every command waited for its answer: the call id first (a hangup handler can
+    # settle from then on), then the rest in one MSet, the status last.
+    assert peer.commands == [
+        f'SET VARIABLE CALLCONTROL_AGI_CALL_ID "{peer.variables["CALLCONTROL_AGI_CALL_ID"]}"',
+        'EXEC MSet "CALLCONTROL_MAX_SECONDS=3600,CALLCONTROL_MAX_MS=3600000,'
+        'CALLCONTROL_DIAL=PJSIP/1001,CALLCONTROL_STATUS=ok"',
+    ]
+    assert list(peer.variables) == [
         "CALLCONTROL_AGI_CALL_ID",
         "CALLCONTROL_MAX_SECONDS",
         "CALLCONTROL_MAX_MS",
         "CALLCONTROL_DIAL",
         "CALLCONTROL_STATUS",
     ]
+
+
+async def test_variables_msets_cannot_carry_are_set_one_by_one() -> None:
+    """A value MSet would split or unquote (a comma, a bar, a quote, a space) goes in a
+    SET VARIABLE of its own, as does a single variable; plain values share one MSet."""
+    pairs = {
+        "plain": [("A", "1"), ("B", "PJSIP/+442079460000@carrier")],
+        "comma": [("A", "1"), ("B", "x,y")],
+        "bar": [("A", "x|y"), ("B", "2")],
+        "space": [("A", "a b"), ("B", "2")],
+        "single": [("A", "1")],
+    }
+    sent: dict[str, list[str]] = {}
+    for case, values in pairs.items():
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            channel = AgiChannel(reader, writer, timeout=GUARD)
+            await channel.read_request()
+            await channel.set_variables(values)  # noqa: B023 (awaited in this iteration)
+            await channel.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        try:
+            peer = await AgiPeer(server.sockets[0].getsockname()[1]).run("settle")
+        finally:
+            server.close()
+        assert peer.variables == dict(values), case
+        sent[case] = [command.split()[0] for command in peer.commands]
+    assert sent == {
+        "plain": ["EXEC"],
+        "comma": ["SET", "SET"],
+        "bar": ["SET", "SET"],
+        "space": ["SET", "SET"],
+        "single": ["SET"],
+    }
 
 
 @pytest.mark.parametrize("misbehaviour", ["close", "dead", "silent", "garbage"])
