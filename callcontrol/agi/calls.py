@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,7 +50,7 @@ from callcontrol.billing.errors import NoRate
 from callcontrol.billing.service import Quote
 from callcontrol.billing.session import CallCharging, Refused, settle_call
 from callcontrol.calls.callee import normalise_dialled
-from callcontrol.calls.records import CallStore
+from callcontrol.calls.records import CallStore, NewRecord
 from callcontrol.domain.call_records import (
     AGI_CALL_PREFIX,
     CallDirection,
@@ -67,6 +67,8 @@ from callcontrol.domain.numbers import parse_e164
 from callcontrol.domain.rating import Direction, call_cost
 from callcontrol.errors import InvalidInput, NotFound
 from callcontrol.logs import call_id_var
+from callcontrol.store.db import UnitExecutor
+from callcontrol.store.wallet import Work
 
 __all__ = [
     "STALE_MARGIN",
@@ -204,7 +206,7 @@ class AgiCalls:
             except NoRate as exc:
                 no_rate = exc
         log.info("incoming call from %s to %s (AGI)", request.caller or "anonymous", number)
-        await self.store.start(
+        record = NewRecord(
             call_id=request.call_id,
             direction=CallDirection.INBOUND,
             caller=request.caller or "anonymous",
@@ -216,20 +218,24 @@ class AgiCalls:
             charge_state=ChargeState.AUTHORIZED if quote is not None else None,
             rate_id=quote.rate.id if quote is not None else None,
         )
+        refusal: tuple[Status, Disposition] | None = None
         if owned is None:
-            return await self._refuse(
-                request, Status.UNKNOWN_NUMBER, Disposition.REFUSED_UNKNOWN_NUMBER
-            )
-        if owned.state is NumberState.SUSPENDED:
-            return await self._refuse(request, Status.NO_ROUTE, Disposition.REFUSED_SUSPENDED)
-        if route is None or route.kind is not RouteKind.USER or not extension:
+            refusal = Status.UNKNOWN_NUMBER, Disposition.REFUSED_UNKNOWN_NUMBER
+        elif owned.state is NumberState.SUSPENDED:
+            refusal = Status.NO_ROUTE, Disposition.REFUSED_SUSPENDED
+        elif route is None or route.kind is not RouteKind.USER or not extension:
             if route is not None and route.kind is RouteKind.FLOW:
                 log.warning("%s runs a flow: flows need `callcontrol serve`, not AGI", number)
-            return await self._refuse(request, Status.NO_ROUTE, Disposition.REFUSED_NO_ROUTE)
-        if no_rate is not None:
-            return await self._refuse_no_rate(request, no_rate)
-        assert quote is not None
-        return await self._hold(request, quote, dial=f"PJSIP/{extension}")
+            refusal = Status.NO_ROUTE, Disposition.REFUSED_NO_ROUTE
+        if refusal is None and quote is not None:
+            # The record is written in the hold's transaction (refused or not).
+            work = self.store.start_work(**record)
+            return await self._hold(request, quote, dial=f"PJSIP/{extension}", record=work)
+        await self.store.start(**record)
+        if refusal is not None:
+            return await self._refuse(request, *refusal)
+        assert no_rate is not None
+        return await self._refuse_no_rate(request, no_rate)
 
     async def _outbound(self, request: CallRequest) -> Authorization:
         dialled, extension = request.dialled, request.caller
@@ -279,14 +285,13 @@ class AgiCalls:
             return Authorization(auth.status, auth.max_seconds, auth.dial, presented)
         return auth
 
-    async def _hold(self, request: CallRequest, quote: Quote, *, dial: str) -> Authorization:
-        """Hold the first block (else refuse), then as much of the rest as allowed."""
-        verdict = await self.charging.authorize(
-            request.call_id,
-            quote,
-            _NoLimits(),
-            rate_recorded=request.direction is CallDirection.INBOUND,
-        )
+    async def _hold(
+        self, request: CallRequest, quote: Quote, *, dial: str, record: Work[object] | None = None
+    ) -> Authorization:
+        """Hold the first block (else refuse), then as much of the rest as allowed;
+        ``record``: the record's start, written in the same transaction (else it was
+        written already)."""
+        verdict = await self.charging.authorize(request.call_id, quote, _NoLimits(), record=record)
         if isinstance(verdict, Refused):
             log.info("refusing: %s", verdict.reason)
             return await self._refuse(request, Status.NO_CREDIT, Disposition.REFUSED_NO_CREDIT)
@@ -357,18 +362,27 @@ class AgiCalls:
                     await self._close(record, talk, dial_status, cause, paid=0)
                 log.info("already settled (or refused): nothing charged again")
                 return Settled(record.billable_seconds or 0, record.cost_micro or 0, True)
-            settled = Settled(0, 0)
-            paid = self.max_duration
             if _chargeable(record):
-                settled, paid = await self._settle_record(record, talk_seconds, answered=answered)
-            else:
-                await self.wallet.release(call_id)
-            await self._close(record, talk, dial_status, cause, paid=paid)
-            return settled
+                # The settlement and the record's end in one transaction.
+                close = self._close_work(record, talk, dial_status, cause)
+                settled, _ = await self._settle_record(
+                    record, talk_seconds, answered=answered, close=close
+                )
+                return settled
+            await self.wallet.release(call_id)
+            await self._close(record, talk, dial_status, cause, paid=self.max_duration)
+            return Settled(0, 0)
 
     async def _settle_record(
-        self, record: CallRecord, talk_seconds: int, *, answered: bool
+        self,
+        record: CallRecord,
+        talk_seconds: int,
+        *,
+        answered: bool,
+        close: Callable[[int], Work[object]] | None = None,
     ) -> tuple[Settled, int]:
+        """Charge the call its talk time, never beyond what it paid for; ``close``
+        (given the paid seconds): the record's end, in the settlement's transaction."""
         assert record.rate_id is not None
         rate = await self.charging.service.rate(record.rate_id)
         if rate is None:
@@ -381,8 +395,17 @@ class AgiCalls:
             log.warning(
                 "talk time %d s beyond the paid %d s: charging %d s", talk_seconds, paid, paid
             )
-        await settle_call(self.charging, record.call_id, rate, duration, answered=answered)
-        done = await self.store.get(record.call_id)
+        finish = None if close is None else close(paid)
+        read_back = self.store.get_work(record.call_id)
+
+        async def end_and_read(session: UnitExecutor) -> CallRecord | None:
+            if finish is not None:
+                await finish(session)
+            return await read_back(session)
+
+        done = await settle_call(
+            self.charging, record.call_id, rate, duration, answered=answered, also=end_and_read
+        )
         if done is None:
             raise NotFound(f"no call {record.call_id}")
         return Settled(done.billable_seconds or 0, done.cost_micro or 0), paid
@@ -396,24 +419,41 @@ class AgiCalls:
         *,
         paid: int,
     ) -> None:
-        """Close the record: answered (``talk_seconds`` given, maybe 0) or how the dial
-        ended; ended by the system when the PBX cut it at the paid time, else by the PBX
-        (AGI does not tell which side hung up)."""
+        await self.store.db.unit(self._close_work(record, talk_seconds, dial_status, cause)(paid))
+
+    def _close_work(
+        self, record: CallRecord, talk_seconds: int | None, dial_status: str, cause: int | None
+    ) -> Callable[[int], Work[object]]:
+        """Close the record (given the paid seconds), one transaction's part: answered
+        (``talk_seconds`` given, maybe 0) or how the dial ended; ended by the system when
+        the PBX cut it at the paid time, else by the PBX (AGI does not tell which side
+        hung up)."""
         now = _now()
         disposition = DIAL_DISPOSITIONS.get(dial_status.upper())
+        connected = None
         if dial_status == UNKNOWN_TALK:
             disposition = Disposition.FAILED
         elif talk_seconds is not None:
             disposition = Disposition.ANSWERED
-            await self.store.set_connected_user(
-                record.call_id, None, now - timedelta(seconds=talk_seconds)
-            )
+            answered_at = now - timedelta(seconds=talk_seconds)
+            connected = self.store.connected_work(record.call_id, None, answered_at)
         elif disposition is None or disposition is Disposition.ANSWERED:
             disposition = Disposition.ABANDONED  # the caller left before anything answered
         talk = talk_seconds or 0
-        at_limit = talk > 0 and paid > 0 and talk >= paid - LIMIT_SLACK
-        ended_by = EndedBy.SYSTEM if at_limit else EndedBy.PBX
-        await self.store.finish(record.call_id, now, disposition, cause, ended_by)
+
+        def close(paid: int) -> Work[object]:
+            at_limit = talk > 0 and paid > 0 and talk >= paid - LIMIT_SLACK
+            ended_by = EndedBy.SYSTEM if at_limit else EndedBy.PBX
+            finish = self.store.finish_work(record.call_id, now, disposition, cause, ended_by)
+
+            async def work(session: UnitExecutor) -> object:
+                if connected is not None:
+                    await connected(session)
+                return await finish(session)
+
+            return work
+
+        return close
 
     # ---- the stale-hold rule ---------------------------------------------------------------
 

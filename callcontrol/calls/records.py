@@ -244,7 +244,11 @@ class CallStore:
         return record is not None and record.is_open
 
     async def get(self, call_id: str) -> CallRecord | None:
-        return await self.db.unit(lambda session: CallRecordRepository(session).get(call_id))
+        return await self.db.unit(self.get_work(call_id))
+
+    def get_work(self, call_id: str) -> Work[CallRecord | None]:
+        """The record as it is, read in a transaction (None: no such call)."""
+        return lambda session: CallRecordRepository(session).get(call_id)
 
     async def recent(self, limit: int = 50) -> list[CallRecord]:
         return await self.db.unit(lambda session: CallRecordRepository(session).list_recent(limit))

@@ -142,6 +142,31 @@ async def test_settle_charges_the_talk_time_once(agi: StartServer) -> None:
     assert await server.wallet.audit() == []
 
 
+async def test_an_agi_call_takes_eight_database_transactions(agi: StartServer) -> None:
+    """The AGI path's budget (issue 12): authorize reads the route with the rate set in
+    force, writes the record with the first block's hold, reads the balance and holds
+    up to the limit; settle reads the record, what it was charged and its hold, then
+    settles it with the record's end. Twelve before (the record's start, the read-back
+    and the end's two writes were transactions of their own), a rate read through a
+    session too."""
+    server = await agi(credits=MICRO)
+    await server.calls.charging.service.load_rates()  # the first call reads the rates once
+    begun = server.db.transactions
+    peer = await authorize(server, "inbound", ROUTED)
+    call_id = peer.variables["CALLCONTROL_AGI_CALL_ID"]
+    assert server.db.transactions - begun == 4
+    await settle(server, call_id, "7", "ANSWER")
+    assert server.db.transactions - begun == 8
+    record = await server.store.get(call_id)
+    assert record is not None
+    assert (record.charge_state, record.disposition, record.billable_seconds) == (
+        "settled",
+        "answered",
+        7,
+    )
+    assert record.cost_micro == INBOUND_FEE + 7 * INBOUND_PER_SECOND
+
+
 async def test_settle_reads_the_talk_time_from_the_channel(agi: StartServer) -> None:
     server = await agi(credits=MICRO // 10)  # paid until 9 s
     peer = await authorize(server, "inbound", ROUTED)
