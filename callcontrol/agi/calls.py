@@ -387,8 +387,7 @@ class AgiCalls:
         rate = await self.charging.service.rate(record.rate_id)
         if rate is None:
             raise NotFound(f"call {record.call_id}: its rate {record.rate_id} is missing")
-        charged = await self.wallet.charged_for(record.call_id)
-        held = await self.wallet.hold_of(record.call_id)
+        charged, held = await self.wallet.funds_of(record.call_id)
         paid = paid_seconds(rate, charged, held, limit=self.max_duration)
         duration = min(talk_seconds, paid) if answered else 0
         if duration < talk_seconds:

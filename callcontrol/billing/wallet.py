@@ -122,6 +122,11 @@ class Wallet:
         """What the ledger says the call was charged so far (net of refunds)."""
         return await self._store.charged_for(call_id)
 
+    async def funds_of(self, call_id: str) -> tuple[int, int]:
+        """``charged_for`` and ``hold_of`` of a call, as one view (one transaction)."""
+        charged, hold = await self._store.funds_of(call_id)
+        return charged, 0 if hold is None else hold.amount
+
     async def audit(self, anchor: ChainHead | None = None) -> list[str]:
         """Broken invariants in words; empty when clean (see ``domain.money``).
 

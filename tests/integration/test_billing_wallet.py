@@ -111,13 +111,17 @@ async def test_a_call_holds_charges_and_releases(database: Database) -> None:
     assert await wallet.hold_up_to("call-a", 1 * MICRO) == 1 * MICRO  # tops its hold up from 0
     await wallet.charge("call-a", 1 * MICRO, "call-a:2")
     assert await wallet.hold_up_to("call-a", 1 * MICRO) == 1 * MICRO
+    assert await wallet.funds_of("call-a") == (2 * MICRO, 1 * MICRO)  # charged, held
     final = await wallet.charge("call-a", MICRO // 2, "call-a:final")
     assert final.hold_left == MICRO // 2
+    assert await wallet.funds_of("call-a") == (2_500_000, MICRO // 2)
     assert await wallet.release("call-a") == MICRO // 2
     assert await wallet.release("call-a") == 0  # idempotent
     state = await wallet.balance()
     assert (state.balance, state.held) == (7_500_000, 0)
     assert await wallet.charged_for("call-a") == 2_500_000
+    assert await wallet.funds_of("call-a") == (2_500_000, 0)
+    assert await wallet.funds_of("call-b") == (0, 0)  # no such call
     assert await wallet.open_holds() == []
     assert await wallet.audit() == []
 

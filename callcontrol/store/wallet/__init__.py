@@ -110,6 +110,10 @@ class WalletStore(Protocol):
         """Net micro-credits charged for ``reference`` (call charges less refunds)."""
         ...
 
+    async def funds_of(self, call_id: str) -> tuple[int, Hold | None]:
+        """``charged_for`` and ``hold_of`` of a call, read in one transaction."""
+        ...
+
     async def chain_head(self) -> ChainHead:
         """The newest entry's id and hash (0 and ``GENESIS_HASH``: no entries)."""
         ...

@@ -319,6 +319,13 @@ class SessionReads:
     async def charged_for(self, reference: str) -> int:
         return await self._db.unit(lambda session: WalletReads(session).charged_for(reference))
 
+    async def funds_of(self, call_id: str) -> tuple[int, Hold | None]:
+        async def work(session: Executor) -> tuple[int, Hold | None]:
+            reads = WalletReads(session)
+            return await reads.charged_for(call_id), await reads.hold_of(call_id)
+
+        return await self._db.unit(work)
+
 
 # ---- why a write was not applied -------------------------------------------------------
 
