@@ -364,11 +364,14 @@ class AgiCalls:
                 return Settled(record.billable_seconds or 0, record.cost_micro or 0, True)
             if _chargeable(record):
                 # The settlement and the record's end in one transaction.
-                close = self._close_work(record, talk, dial_status, cause)
-                settled, _ = await self._settle_record(
-                    record, talk_seconds, answered=answered, close=close
+                return await self._settle_record(
+                    record,
+                    talk_seconds,
+                    answered=answered,
+                    close=lambda paid: self._close_work(
+                        record, talk, dial_status, cause, paid=paid
+                    ),
                 )
-                return settled
             await self.wallet.release(call_id)
             await self._close(record, talk, dial_status, cause, paid=self.max_duration)
             return Settled(0, 0)
@@ -380,7 +383,7 @@ class AgiCalls:
         *,
         answered: bool,
         close: Callable[[int], Work[object]] | None = None,
-    ) -> tuple[Settled, int]:
+    ) -> Settled:
         """Charge the call its talk time, never beyond what it paid for; ``close``
         (given the paid seconds): the record's end, in the settlement's transaction."""
         assert record.rate_id is not None
@@ -407,7 +410,7 @@ class AgiCalls:
         )
         if done is None:
             raise NotFound(f"no call {record.call_id}")
-        return Settled(done.billable_seconds or 0, done.cost_micro or 0), paid
+        return Settled(done.billable_seconds or 0, done.cost_micro or 0)
 
     async def _close(
         self,
@@ -418,15 +421,22 @@ class AgiCalls:
         *,
         paid: int,
     ) -> None:
-        await self.store.db.unit(self._close_work(record, talk_seconds, dial_status, cause)(paid))
+        await self.store.db.unit(
+            self._close_work(record, talk_seconds, dial_status, cause, paid=paid)
+        )
 
     def _close_work(
-        self, record: CallRecord, talk_seconds: int | None, dial_status: str, cause: int | None
-    ) -> Callable[[int], Work[object]]:
-        """Close the record (given the paid seconds), one transaction's part: answered
-        (``talk_seconds`` given, maybe 0) or how the dial ended; ended by the system when
-        the PBX cut it at the paid time, else by the PBX (AGI does not tell which side
-        hung up)."""
+        self,
+        record: CallRecord,
+        talk_seconds: int | None,
+        dial_status: str,
+        cause: int | None,
+        *,
+        paid: int,
+    ) -> Work[object]:
+        """Close the record, one transaction's part: answered (``talk_seconds`` given,
+        maybe 0) or how the dial ended; ended by the system when the PBX cut it at the
+        paid time, else by the PBX (AGI does not tell which side hung up)."""
         now = _now()
         disposition = DIAL_DISPOSITIONS.get(dial_status.upper())
         connected = None
@@ -439,20 +449,16 @@ class AgiCalls:
         elif disposition is None or disposition is Disposition.ANSWERED:
             disposition = Disposition.ABANDONED  # the caller left before anything answered
         talk = talk_seconds or 0
+        at_limit = talk > 0 and paid > 0 and talk >= paid - LIMIT_SLACK
+        ended_by = EndedBy.SYSTEM if at_limit else EndedBy.PBX
+        finish = self.store.finish_work(record.call_id, now, disposition, cause, ended_by)
 
-        def close(paid: int) -> Work[object]:
-            at_limit = talk > 0 and paid > 0 and talk >= paid - LIMIT_SLACK
-            ended_by = EndedBy.SYSTEM if at_limit else EndedBy.PBX
-            finish = self.store.finish_work(record.call_id, now, disposition, cause, ended_by)
+        async def work(session: UnitExecutor) -> object:
+            if connected is not None:
+                await connected(session)
+            return await finish(session)
 
-            async def work(session: UnitExecutor) -> object:
-                if connected is not None:
-                    await connected(session)
-                return await finish(session)
-
-            return work
-
-        return close
+        return work
 
     # ---- the stale-hold rule ---------------------------------------------------------------
 
