@@ -359,7 +359,9 @@ class AgiCalls:
                 raise NotFound(f"no call {call_id}")
             if record.charge_state == ChargeState.SETTLED or not record.is_open:
                 if record.is_open:  # settled, then the process died before closing it
-                    await self._close(record, talk, dial_status, cause, paid=0)
+                    await self.store.db.unit(
+                        self._close_work(record, talk, dial_status, cause, paid=0)
+                    )
                 log.info("already settled (or refused): nothing charged again")
                 return Settled(record.billable_seconds or 0, record.cost_micro or 0, True)
             if _chargeable(record):
@@ -373,7 +375,9 @@ class AgiCalls:
                     ),
                 )
             await self.wallet.release(call_id)
-            await self._close(record, talk, dial_status, cause, paid=self.max_duration)
+            await self.store.db.unit(
+                self._close_work(record, talk, dial_status, cause, paid=self.max_duration)
+            )
             return Settled(0, 0)
 
     async def _settle_record(
@@ -411,19 +415,6 @@ class AgiCalls:
         if done is None:
             raise NotFound(f"no call {record.call_id}")
         return Settled(done.billable_seconds or 0, done.cost_micro or 0)
-
-    async def _close(
-        self,
-        record: CallRecord,
-        talk_seconds: int | None,
-        dial_status: str,
-        cause: int | None,
-        *,
-        paid: int,
-    ) -> None:
-        await self.store.db.unit(
-            self._close_work(record, talk_seconds, dial_status, cause, paid=paid)
-        )
 
     def _close_work(
         self,
